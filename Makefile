@@ -1,0 +1,42 @@
+# tierflow — every target does its own set-up on a fresh machine with only Python 3.11+ and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tierflow-installed
+RUN_DAYS ?= 7
+
+export GX_ANALYTICS_ENABLED := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export DO_NOT_TRACK := 1
+
+.PHONY: setup run test lint bench-ingest clean warehouse-stop
+
+setup: $(STAMP)
+
+# Reinstall only when the lock file (or the project metadata) changes.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/tierflow warehouse start
+	$(BIN)/tierflow demo --if-absent
+	$(BIN)/tierflow run --last $(RUN_DAYS)
+
+test: setup
+	$(BIN)/ruff check plugins dags tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check plugins dags tests
+
+warehouse-stop: setup
+	$(BIN)/tierflow warehouse stop
+
+clean:
+	-$(BIN)/tierflow warehouse stop
+	rm -rf .tierflow

@@ -1,0 +1,42 @@
+{#
+    Adapter-specific formatting (to_char is PostgreSQL's).
+#}
+
+{#- plan_period_label: the plan period containing a date, per var allocation_plan_period:
+    month 'YYYY-MM', quarter 'YYYY-Qn', year 'YYYY'. -#}
+{% macro plan_period_label(date_expr) -%}
+    {{ return(adapter.dispatch('plan_period_label', 'tierflow')(date_expr)) }}
+{%- endmacro %}
+
+{% macro postgres__plan_period_label(date_expr) -%}
+    {%- set period = var('allocation_plan_period') -%}
+    {%- if period == 'month' -%}
+        to_char({{ date_expr }}, 'YYYY-MM')
+    {%- elif period == 'quarter' -%}
+        to_char({{ date_expr }}, 'YYYY-"Q"Q')
+    {%- elif period == 'year' -%}
+        to_char({{ date_expr }}, 'YYYY')
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("var allocation_plan_period must be month, quarter or year, got '" ~ period ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- format_amount: 1234.5 -> '1,234.50' (thousands separators, 2 decimals). -#}
+{% macro format_amount(amount_expr) -%}
+    {{ return(adapter.dispatch('format_amount', 'tierflow')(amount_expr)) }}
+{%- endmacro %}
+
+{% macro postgres__format_amount(amount_expr) -%}
+    to_char({{ amount_expr }}, 'FM999,999,999,999,999,990.00')
+{%- endmacro %}
+
+
+{#- format_share: 0.2 -> '20%', 0.125 -> '12.5%'. -#}
+{% macro format_share(share_expr) -%}
+    {{ return(adapter.dispatch('format_share', 'tierflow')(share_expr)) }}
+{%- endmacro %}
+
+{% macro postgres__format_share(share_expr) -%}
+    (cast(trim_scale(round(100 * ({{ share_expr }}), 1)) as text) || '%')
+{%- endmacro %}

@@ -1,0 +1,149 @@
+-- Order lines with their order's context and every amount converted to the base currency.
+-- This is the ONE place where currency conversion happens: everything downstream reads
+-- base-currency amounts from here. Amounts are not rounded here (rounding is done in the
+-- fct models).
+--
+-- fx rule (SPEC "extract contract"): the latest rate on or before the order date; rate 1
+-- when the currency is the base currency. A product's standard_cost is in the product's
+-- currency (the base currency when the product has none) and is converted with the rate
+-- of that currency on the order date.
+with
+
+order_lines as (
+
+    select * from {{ ref('stg_erp__order_lines') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_erp__orders') }}
+
+),
+
+products as (
+
+    select * from {{ ref('stg_erp__products') }}
+
+),
+
+fx_rates as (
+
+    select * from {{ ref('stg_erp__fx_rates') }}
+
+),
+
+fx_rate_periods as (
+
+    -- each rate is valid from its rate_date until the next rate of the same currency
+    select
+        currency,
+        rate_to_base,
+        rate_date as valid_from_date,
+        lead(rate_date) over (partition by currency order by rate_date) as valid_to_date
+    from fx_rates
+
+),
+
+lines_with_context as (
+
+    select
+        order_lines.order_id,
+        order_lines.line_number,
+        orders.customer_id,
+        order_lines.product_id,
+        orders.order_date,
+        orders.status,
+        orders.currency,
+        coalesce(products.currency, {{ base_currency() }}) as cost_currency,
+        order_lines.quantity,
+        order_lines.unit_price,
+        order_lines.discount_amount,
+        order_lines.unit_cost,
+        products.standard_cost
+    from order_lines
+    inner join orders
+        on order_lines.order_id = orders.order_id
+    left join products
+        on order_lines.product_id = products.product_id
+
+),
+
+lines_with_rates as (
+
+    select
+        lines_with_context.*,
+        case
+            when lines_with_context.currency = {{ base_currency() }} then cast(1 as numeric)
+            else order_fx.rate_to_base
+        end as fx_rate,
+        case
+            when lines_with_context.cost_currency = {{ base_currency() }} then cast(1 as numeric)
+            else cost_fx.rate_to_base
+        end as standard_cost_fx_rate
+    from lines_with_context
+    left join fx_rate_periods as order_fx
+        on lines_with_context.currency = order_fx.currency
+        and lines_with_context.order_date >= order_fx.valid_from_date
+        and (
+            lines_with_context.order_date < order_fx.valid_to_date
+            or order_fx.valid_to_date is null
+        )
+    left join fx_rate_periods as cost_fx
+        on lines_with_context.cost_currency = cost_fx.currency
+        and lines_with_context.order_date >= cost_fx.valid_from_date
+        and (
+            lines_with_context.order_date < cost_fx.valid_to_date
+            or cost_fx.valid_to_date is null
+        )
+
+),
+
+converted as (
+
+    select
+        -- ids
+        order_id,
+        line_number,
+        customer_id,
+        product_id,
+
+        -- dates
+        order_date,
+
+        -- attributes
+        status,
+        currency,
+        cost_currency,
+        fx_rate,
+        standard_cost_fx_rate,
+        unit_cost is null as is_cost_from_standard,
+
+        -- quantities
+        quantity,
+
+        -- money in the order's currency, as delivered
+        unit_price,
+        discount_amount,
+        unit_cost,
+
+        -- money in the base currency (unrounded)
+        quantity * unit_price * fx_rate as gross_revenue,
+        coalesce(discount_amount, 0) * fx_rate as discount,
+        (quantity * unit_price - coalesce(discount_amount, 0)) * fx_rate as net_revenue,
+        case
+            when unit_cost is not null then quantity * unit_cost * fx_rate
+            else quantity * standard_cost * standard_cost_fx_rate
+        end as cogs
+
+    from lines_with_rates
+
+),
+
+final as (
+
+    select * from converted
+
+)
+
+select * from final

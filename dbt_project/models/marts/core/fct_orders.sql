@@ -1,0 +1,79 @@
+-- One row per order (every order, also those without lines), amounts in the base currency
+-- summed from fct_order_lines so that an order always equals the sum of its lines.
+-- Revenue counts completed orders only (counted_revenue); returned orders count as zero.
+with
+
+orders as (
+
+    select * from {{ ref('stg_erp__orders') }}
+
+),
+
+order_lines as (
+
+    select * from {{ ref('fct_order_lines') }}
+
+),
+
+order_line_totals as (
+
+    select
+        order_id,
+        -- every line of an order carries the order's rate
+        max(fx_rate) as fx_rate,
+        count(*) as line_count,
+        sum(gross_revenue) as gross_revenue,
+        sum(discount) as discount,
+        sum(net_revenue) as net_revenue,
+        -- a line without cost (no fx rate for its product's currency) leaves the order's
+        -- cost unknown rather than understated
+        case when count(cogs) = count(*) then sum(cogs) end as cogs,
+        case when count(gross_margin) = count(*) then sum(gross_margin) end as gross_margin
+    from order_lines
+    group by order_id
+
+),
+
+final as (
+
+    select
+        -- ids
+        orders.order_id,
+        orders.customer_id,
+
+        -- dates
+        orders.order_date,
+
+        -- attributes
+        orders.status,
+        orders.currency,
+        orders.channel,
+        orders.sales_rep,
+        order_line_totals.fx_rate,
+        coalesce(order_line_totals.line_count, 0) as line_count,
+        orders.status = 'returned' as is_returned,
+
+        -- money in the base currency
+        coalesce(order_line_totals.gross_revenue, 0) as gross_revenue,
+        coalesce(order_line_totals.discount, 0) as discount,
+        coalesce(order_line_totals.net_revenue, 0) as net_revenue,
+        case
+            when order_line_totals.order_id is null then 0
+            else order_line_totals.cogs
+        end as cogs,
+        case
+            when order_line_totals.order_id is null then 0
+            else order_line_totals.gross_margin
+        end as gross_margin,
+        case
+            when orders.status = 'completed' then coalesce(order_line_totals.net_revenue, 0)
+            else 0
+        end as counted_revenue
+
+    from orders
+    left join order_line_totals
+        on orders.order_id = order_line_totals.order_id
+
+)
+
+select * from final

@@ -1,0 +1,63 @@
+-- One row per customer: the latest delivered version of each customer_id.
+with
+
+source as (
+
+    select * from {{ source('crm', 'customers') }}
+
+),
+
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by customer_id
+            order by updated_at desc, _load_id desc, _line_number desc
+        ) as version_rank
+    from source
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        customer_id,
+        parent_customer_id,
+
+        -- attributes
+        customer_name,
+        customer_type,
+        industry,
+        region,
+        country,
+        city,
+        channel,
+        account_manager,
+        payment_terms_days,
+        is_active,
+
+        -- money
+        credit_limit,
+
+        -- dates
+        created_at,
+        updated_at,
+
+        -- load metadata
+        _load_id as load_id,
+        _business_date as business_date
+
+    from deduplicated
+    where version_rank = 1
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

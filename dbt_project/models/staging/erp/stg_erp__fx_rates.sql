@@ -1,0 +1,49 @@
+-- One row per (rate_date, currency): fx_rates has no updated_at, so the latest load wins.
+with
+
+source as (
+
+    select * from {{ source('erp', 'fx_rates') }}
+
+),
+
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by rate_date, currency
+            order by _load_id desc, _line_number desc
+        ) as version_rank
+    from source
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        currency,
+
+        -- dates
+        rate_date,
+
+        -- money: 1 unit of currency = rate_to_base units of the base currency
+        rate_to_base,
+
+        -- load metadata
+        _load_id as load_id,
+        _business_date as business_date
+
+    from deduplicated
+    where version_rank = 1
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

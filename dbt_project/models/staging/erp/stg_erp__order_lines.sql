@@ -1,0 +1,56 @@
+-- One row per order line: the latest delivered version of each (order_id, line_number).
+with
+
+source as (
+
+    select * from {{ source('erp', 'order_lines') }}
+
+),
+
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by order_id, line_number
+            order by updated_at desc, _load_id desc, _line_number desc
+        ) as version_rank
+    from source
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        order_id,
+        line_number,
+        product_id,
+
+        -- quantities
+        quantity,
+
+        -- money (in the order's currency)
+        unit_price,
+        discount_amount,
+        unit_cost,
+
+        -- dates
+        updated_at,
+
+        -- load metadata
+        _load_id as load_id,
+        _business_date as business_date
+
+    from deduplicated
+    where version_rank = 1
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

@@ -1,0 +1,480 @@
+"""Load landing files into ``raw`` with COPY, one transaction per file.
+
+Every row of every file ends up either in its raw table or in ``tierflow_meta.rejects``
+(file, line, the record as received, the reason), and ``loaded + rejected = rows in`` is
+recorded per file in ``tierflow_meta.load_audit``. A file that cannot be read at all fails
+with an error naming the file and the problem; it leaves no partial rows, its audit row
+says why, and the ingest stops there so the run does not publish.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from tierflow.config import TierflowConfig
+from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, REQUIRED_ENTITIES, Column, Entity
+from tierflow.ingest.readers import FileProblem, file_format, open_records
+from tierflow.ingest.schema import ensure_schema
+from tierflow.settings import META_SCHEMA, RAW_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(RuntimeError):
+    """A file could not be loaded; the message names the file and the problem."""
+
+
+class RowProblem(ValueError):
+    """One row cannot be loaded; the message is the reject reason."""
+
+
+@dataclass
+class FileResult:
+    path: str
+    entity: str
+    business_date: date
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    status: str = "loaded"
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    as_of_date: date
+    files: list[FileResult] = field(default_factory=list)
+    skipped_already_loaded: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict:
+        return {
+            "files_loaded": sum(f.status == "loaded" for f in self.files),
+            "files_failed": sum(f.status == "failed" for f in self.files),
+            "files_skipped": self.skipped_already_loaded,
+            "rows_in": sum(f.rows_in for f in self.files),
+            "rows_loaded": sum(f.rows_loaded for f in self.files),
+            "rows_rejected": sum(f.rows_rejected for f in self.files),
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            "as_of_date": self.as_of_date.isoformat(),
+            **self.totals(),
+            "warnings": self.warnings,
+            "extra_columns": sorted({f"{f.entity}: {c}" for f in self.files for c in f.extra_columns}),
+        }
+
+
+# -- value parsing -------------------------------------------------------------------------
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+def _parse(col: Column, value: object) -> object:
+    """Parse one value as received (str from CSV, native from Parquet/JSON) to its type."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if value == "":
+            return None
+    try:
+        if col.type == "text":
+            text = str(value)
+            if col.allowed is not None:
+                text = text.lower()
+                if text not in col.allowed:
+                    raise RowProblem(f"{col.name}: {value!r} is not one of {', '.join(col.allowed)}")
+            return text
+        if col.type == "numeric":
+            if isinstance(value, bool):
+                raise ValueError
+            num = Decimal(str(value))
+            if not num.is_finite():
+                raise ValueError
+            return num
+        if col.type == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            num = Decimal(str(value))
+            if num != num.to_integral_value():
+                raise ValueError
+            return int(num)
+        if col.type == "date":
+            if isinstance(value, datetime):
+                return value.date()
+            if isinstance(value, date):
+                return value
+            return date.fromisoformat(str(value)[:10]) if len(str(value)) >= 10 else date.fromisoformat(str(value))
+        if col.type == "timestamp":
+            if isinstance(value, datetime):
+                return value
+            if isinstance(value, date):
+                return datetime(value.year, value.month, value.day)
+            return datetime.fromisoformat(str(value))
+        if col.type == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError
+    except RowProblem:
+        raise
+    except (ValueError, InvalidOperation, TypeError):
+        raise RowProblem(f"bad {col.type} in {col.name}: {value!r}") from None
+    raise AssertionError(f"unknown column type {col.type}")
+
+
+def _checksum(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+# -- discovery -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LandingFile:
+    path: Path
+    relpath: str
+    entity: Entity
+    business_date: date
+
+
+def discover(landing: Path, as_of: date) -> tuple[list[LandingFile], list[str]]:
+    """Files in date folders <= as_of, in load order; plus problems with the layout."""
+    root = landing.resolve()
+    found: list[LandingFile] = []
+    problems: list[str] = []
+    if not root.is_dir():
+        raise IngestError(f"landing folder {landing} does not exist (set TIERFLOW_LANDING)")
+    for entity_path in LOAD_ORDER:
+        entity = BY_PATH[entity_path]
+        folder = root / entity.system / entity.name
+        if not folder.is_dir():
+            continue
+        for day_dir in sorted(folder.iterdir()):
+            try:
+                day = date.fromisoformat(day_dir.name)
+            except ValueError:
+                problems.append(f"{day_dir.relative_to(root)}: not a YYYY-MM-DD date folder, ignored")
+                continue
+            if day > as_of or not day_dir.is_dir():
+                continue
+            for f in sorted(day_dir.iterdir()):
+                if f.name.startswith("."):
+                    continue
+                real = f.resolve()
+                if not real.is_relative_to(root):
+                    raise IngestError(f"{f}: points outside the landing root {root}; refusing to read it")
+                if not f.is_file():
+                    continue
+                found.append(LandingFile(f, str(f.relative_to(root)), entity, day))
+    # load by business date, then by entity order (referenced entities first), then name
+    order = {p: i for i, p in enumerate(LOAD_ORDER)}
+    found.sort(key=lambda lf: (lf.business_date, order[lf.entity.path], lf.relpath))
+    return found, problems
+
+
+# -- the loader ------------------------------------------------------------------------------
+class _Lookups:
+    """Keys already loaded (for foreign keys) and fx rates, read once per run."""
+
+    def __init__(self, conn: psycopg.Connection, base_currency: str) -> None:
+        self.conn = conn
+        self.base = base_currency
+        self._keys: dict[tuple[str, str], set[str]] = {}
+        self._fx: dict[str, list[date]] | None = None
+
+    def keys(self, entity: Entity, column: str) -> set[str]:
+        k = (entity.path, column)
+        if k not in self._keys:
+            q = sql.SQL("select distinct {} from {}.{}").format(
+                sql.Identifier(column), sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table)
+            )
+            self._keys[k] = {r[0] for r in self.conn.execute(q)}
+        return self._keys[k]
+
+    def fx_dates(self) -> dict[str, list[date]]:
+        if self._fx is None:
+            fx: dict[str, list[date]] = defaultdict(list)
+            for cur, d in self.conn.execute(
+                sql.SQL("select distinct currency, rate_date from {}.erp__fx_rates order by 1, 2").format(
+                    sql.Identifier(RAW_SCHEMA)
+                )
+            ):
+                fx[cur].append(d)
+            self._fx = fx
+        return self._fx
+
+    def has_rate(self, currency: str, on: date) -> bool:
+        dates = self.fx_dates().get(currency)
+        return bool(dates) and bisect.bisect_right(dates, on) > 0
+
+    def add_loaded(self, entity: Entity, rows: list[dict]) -> None:
+        for (path, column), keys in self._keys.items():
+            if path == entity.path:
+                keys.update(r[column] for r in rows)
+        if entity.path == "erp/fx_rates" and self._fx is not None:
+            for r in rows:
+                bisect.insort(self._fx.setdefault(r["currency"], []), r["rate_date"])
+
+
+def _validate_row(
+    entity: Entity, record: dict, lookups: _Lookups, business_date: date, max_future_days: int
+) -> dict:
+    if "__malformed__" in record:
+        raise RowProblem(f"malformed row: {record['__malformed__']}")
+    row: dict = {}
+    missing: list[str] = []
+    for col in entity.columns:
+        value = _parse(col, record.get(col.name))
+        if value is None and col.required:
+            missing.append(col.name)
+        if col.non_negative and value is not None and value < 0:
+            raise RowProblem(f"negative {col.name}: {value}")
+        row[col.name] = value
+    if missing:
+        raise RowProblem(f"missing required value: {', '.join(missing)}")
+    if entity.event_date_column:
+        v = row[entity.event_date_column]
+        v = v.date() if isinstance(v, datetime) else v
+        if v is not None and v > business_date + timedelta(days=max_future_days):
+            raise RowProblem(
+                f"{entity.event_date_column} {v} is in the future: more than {max_future_days} day(s) "
+                f"after the extract date {business_date}"
+            )
+    if entity.currency_column:
+        cur = str(row[entity.currency_column]).upper()
+        row[entity.currency_column] = cur
+        if len(cur) != 3 or not cur.isalpha():
+            raise RowProblem(f"unknown currency {cur!r}")
+        on = row[entity.currency_date_column]
+        if cur != lookups.base and not lookups.has_rate(cur, on):
+            raise RowProblem(f"no fx rate for {cur} on or before {on}")
+    if entity.path == "erp/fx_rates":
+        row["currency"] = row["currency"].upper()
+    for fk in entity.foreign_keys:
+        v = row[fk.column]
+        if v is not None and v not in lookups.keys(BY_PATH[fk.entity], fk.ref_column):
+            raise RowProblem(f"unknown {fk.column} {v!r}: no such {fk.entity} row loaded")
+    return row
+
+
+def _load_file(
+    conn: psycopg.Connection,
+    lf: LandingFile,
+    load_id: int,
+    cfg: TierflowConfig,
+    lookups: _Lookups,
+) -> FileResult:
+    entity = lf.entity
+    result = FileResult(lf.relpath, entity.path, lf.business_date)
+    encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
+    try:
+        columns, records, handle = open_records(lf.path, encoding)
+    except FileProblem as exc:
+        raise IngestError(f"{lf.relpath}: {exc}") from None
+    known = set(entity.column_names)
+    missing = [c for c in entity.required_columns if c not in columns]
+    if missing:
+        handle.close()
+        raise IngestError(f"{lf.relpath}: required column(s) missing: {', '.join(missing)}")
+    result.extra_columns = [c for c in columns if c not in known]
+    extra = result.extra_columns
+
+    raw_cols = [*entity.column_names, "_load_id", "_line_number", "_business_date", "_extra"]
+    copy_raw = sql.SQL("copy {}.{} ({}) from stdin").format(
+        sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
+        sql.SQL(", ").join(map(sql.Identifier, raw_cols)),
+    )
+    # Read what validation looks up before the COPY starts: the connection is busy during it.
+    for fk in entity.foreign_keys:
+        lookups.keys(BY_PATH[fk.entity], fk.ref_column)
+    if entity.currency_column:
+        lookups.fx_dates()
+    seen_keys: dict[tuple, int] = {}
+    loaded_rows: list[dict] = []
+    keep_loaded = _is_referenced(entity)
+    rejects: list[tuple] = []
+    line = 0
+    try:
+        with conn.cursor() as cur, cur.copy(copy_raw) as copy:
+            for line, record in records:
+                result.rows_in += 1
+                try:
+                    row = _validate_row(entity, record, lookups, lf.business_date, cfg.ingest.max_future_days)
+                    key = tuple(row[k] for k in entity.key)
+                    if key in seen_keys:
+                        raise RowProblem(
+                            f"duplicate key ({', '.join(entity.key)}) = {key if len(key) > 1 else key[0]!r} "
+                            f"also on line {seen_keys[key]} of this file"
+                        )
+                    seen_keys[key] = line
+                except RowProblem as exc:
+                    result.rows_rejected += 1
+                    rejects.append((line, _raw_json(record), str(exc)))
+                    continue
+                extras = {c: _jsonable(record.get(c)) for c in extra} if extra else None
+                copy.write_row(
+                    [*row.values(), load_id, line, lf.business_date,
+                     json.dumps(extras, ensure_ascii=False) if extras else None]
+                )
+                result.rows_loaded += 1
+                if keep_loaded:
+                    loaded_rows.append({k: row[k] for k in _referenced_columns(entity)})
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            f"{lf.relpath}: cannot decode as {encoding} after line {line}: {exc.reason}"
+        ) from None
+    except FileProblem as exc:
+        raise IngestError(f"{lf.relpath}: {exc}") from None
+    finally:
+        handle.close()
+    if rejects:
+        with conn.cursor() as cur, cur.copy(
+            sql.SQL(
+                "copy {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record, reason)"
+                " from stdin"
+            ).format(sql.Identifier(META_SCHEMA))
+        ) as copy:
+            for line_no, raw, reason in rejects:
+                copy.write_row([load_id, lf.relpath, entity.path, lf.business_date, line_no, raw, reason])
+    lookups.add_loaded(entity, loaded_rows)
+    return result
+
+
+def _referenced_columns(entity: Entity) -> set[str]:
+    cols = {fk.ref_column for e in BY_PATH.values() for fk in e.foreign_keys if fk.entity == entity.path}
+    if entity.path == "erp/fx_rates":
+        cols |= {"currency", "rate_date"}
+    return cols
+
+
+def _is_referenced(entity: Entity) -> bool:
+    return bool(_referenced_columns(entity))
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, date | datetime | Decimal):
+        return str(v)
+    return v
+
+
+def _raw_json(record: dict) -> str:
+    if "__malformed__" in record:
+        return json.dumps({"fields": [_jsonable(v) for v in record["__fields__"]]}, ensure_ascii=False)
+    return json.dumps({k: _jsonable(v) for k, v in record.items()}, ensure_ascii=False)
+
+
+def run_ingest(
+    url: str, landing: Path, as_of: date, cfg: TierflowConfig, *, run_id: str | None = None
+) -> IngestReport:
+    """Load every not-yet-loaded file in date folders <= ``as_of``.
+
+    A file is identified by its path and checksum: loaded once; re-delivered with new
+    content, loaded again. Stops at the first file that cannot be read (IngestError).
+    """
+    report = IngestReport(as_of)
+    files, problems = discover(landing, as_of)
+    report.warnings.extend(problems)
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        done = {
+            (p, c)
+            for p, c in conn.execute(
+                sql.SQL("select file_path, checksum from {}.load_audit where status = 'loaded'").format(
+                    sql.Identifier(META_SCHEMA)
+                )
+            )
+        }
+        lookups = _Lookups(conn, cfg.base_currency)
+        for lf in files:
+            checksum, size = _checksum(lf.path)
+            if (lf.relpath, checksum) in done:
+                report.skipped_already_loaded += 1
+                continue
+            started = time.monotonic()
+            (load_id,) = conn.execute(
+                sql.SQL(
+                    "insert into {}.load_audit (file_path, system, entity, business_date, checksum,"
+                    " size_bytes, file_format, run_id, status) values (%s,%s,%s,%s,%s,%s,%s,%s,'running')"
+                    " returning load_id"
+                ).format(sql.Identifier(META_SCHEMA)),
+                (lf.relpath, lf.entity.system, lf.entity.name, lf.business_date, checksum, size,
+                 file_format(lf.path), run_id),
+            ).fetchone()
+            try:
+                with conn.transaction():
+                    res = _load_file(conn, lf, load_id, cfg, lookups)
+                    _finish_audit(conn, load_id, res)
+            except IngestError as exc:
+                failed = FileResult(lf.relpath, lf.entity.path, lf.business_date, status="failed", error=str(exc))
+                _finish_audit(conn, load_id, failed)
+                report.files.append(failed)
+                lookups = _Lookups(conn, cfg.base_currency)  # caches may hold the rolled-back rows
+                raise IngestError(str(exc)) from None
+            report.files.append(res)
+            log.info(
+                "loaded %s: %d rows in, %d loaded, %d rejected (%.2fs)",
+                lf.relpath, res.rows_in, res.rows_loaded, res.rows_rejected, time.monotonic() - started,
+            )
+        _check_required_entities(conn, files, as_of, cfg, report)
+    return report
+
+
+def _finish_audit(conn: psycopg.Connection, load_id: int, res: FileResult) -> None:
+    conn.execute(
+        sql.SQL(
+            "update {}.load_audit set rows_in = %s, rows_loaded = %s, rows_rejected = %s,"
+            " extra_columns = %s, status = %s, error = %s, finished_at = clock_timestamp()"
+            " where load_id = %s"
+        ).format(sql.Identifier(META_SCHEMA)),
+        (res.rows_in, res.rows_loaded, res.rows_rejected, res.extra_columns, res.status, res.error, load_id),
+    )
+
+
+def _check_required_entities(
+    conn: psycopg.Connection, files: list[LandingFile], as_of: date, cfg: TierflowConfig, report: IngestReport
+) -> None:
+    present_today = {lf.entity.path for lf in files if lf.business_date == as_of}
+    ever = {
+        f"{s}/{e}"
+        for s, e in conn.execute(
+            sql.SQL("select distinct system, entity from {}.load_audit where status = 'loaded'").format(
+                sql.Identifier(META_SCHEMA)
+            )
+        )
+    }
+    never = [e for e in REQUIRED_ENTITIES if e not in ever]
+    if never:
+        raise IngestError(
+            f"required extract(s) never delivered: {', '.join(never)} (the minimum input is "
+            f"{', '.join(REQUIRED_ENTITIES)})"
+        )
+    missing_today = [e for e in cfg.ingest.expected_daily if e not in present_today]
+    if missing_today:
+        msg = f"no {', '.join(missing_today)} file in the {as_of} date folder"
+        if cfg.ingest.missing_required_entity == "fail":
+            raise IngestError(msg + " (ingest.missing_required_entity: fail)")
+        report.warnings.append(msg + "; using earlier extracts")

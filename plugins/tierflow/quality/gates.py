@@ -1,0 +1,184 @@
+"""Run the expectation suites stored as JSON under ``expectations/<gate>/``.
+
+Each suite file is a GX Core ``ExpectationSuite`` (name, expectations with ``severity``)
+whose ``meta.tierflow`` says what it checks:
+
+    {"schema": "raw" | "marts", "table": "customer_tiers", "as_of_filter": "as_of_date"}
+or  {"schema": ..., "query": "select ... where as_of_date = :as_of_date"}
+
+Suite parameters (``{"$PARAMETER": "budget"}``) come from the business config. Every
+result of every run is written to ``tierflow_meta.data_quality_results``; a failed
+``critical`` expectation fails the gate (and so the run, before anything is published).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from tierflow.config import TierflowConfig
+from tierflow.settings import EXPECTATIONS_DIR, MARTS_SCHEMA, META_SCHEMA, RAW_SCHEMA, sqlalchemy_url
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = {"raw": RAW_SCHEMA, "marts": MARTS_SCHEMA}
+
+
+class QualityGateFailed(RuntimeError):
+    """At least one critical expectation failed; the message names them."""
+
+
+@dataclass
+class CheckResult:
+    suite: str
+    data_asset: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed_value: str | None
+    details: dict
+
+
+def suite_parameters(cfg: TierflowConfig) -> dict:
+    return {
+        "budget": cfg.allocation.budget,
+        "tier_names": [lv.name for lv in cfg.tiers.levels],
+        "segment_names": [s.name for s in cfg.rfm.segments] + [cfg.rfm.no_purchase_segment],
+    }
+
+
+def load_suites(gate: str, directory: Path = EXPECTATIONS_DIR) -> list[dict]:
+    folder = directory / gate
+    suites = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        target = data.get("meta", {}).get("tierflow")
+        if not target or "schema" not in target or not ("table" in target or "query" in target):
+            raise ValueError(f"{path}: meta.tierflow must name a schema and a table or query")
+        if target["schema"] not in SCHEMAS:
+            raise ValueError(f"{path}: meta.tierflow.schema must be one of {sorted(SCHEMAS)}")
+        data["_path"] = str(path)
+        suites.append(data)
+    if not suites:
+        raise ValueError(f"no expectation suites found in {folder}")
+    return suites
+
+
+def _asset_query(target: dict, as_of: date) -> tuple[str, str]:
+    schema = SCHEMAS[target["schema"]]
+    if "query" in target:
+        # the only substitutions are our own schema names and a date object's ISO form
+        q = target["query"].replace("{schema}", schema).replace(":as_of_date", f"date '{as_of.isoformat()}'")
+        return q, target.get("name", "query")
+    table = target["table"]
+    ident = sql.Identifier(schema, table).as_string()
+    q = f"select * from {ident}"
+    if target.get("as_of_filter"):
+        q += f" where {sql.Identifier(target['as_of_filter']).as_string()} = date '{as_of.isoformat()}'"
+    return q, f"{schema}.{table}"
+
+
+def _observed(result: dict) -> str | None:
+    res = result.get("result") or {}
+    for key in ("observed_value", "unexpected_count", "element_count"):
+        if key in res and res[key] is not None:
+            v = res[key]
+            if key == "unexpected_count":
+                partial = res.get("partial_unexpected_list") or []
+                return f"{v} unexpected, e.g. {partial[:5]}"
+            return json.dumps(v, default=str) if not isinstance(v, str) else v
+    return None
+
+
+def validate(url: str, gate: str, as_of: date, cfg: TierflowConfig) -> list[CheckResult]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+
+    context = gx.get_context(mode="ephemeral")
+    datasource = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url(url))
+    params = suite_parameters(cfg)
+    results: list[CheckResult] = []
+    for spec in load_suites(gate):
+        expectations = spec.get("expectations", [])
+        suite = ExpectationSuite(name=spec["name"], expectations=expectations)
+        if len(suite.expectations) != len(expectations):
+            # GX logs and skips invalid expectations; a silently skipped check is a check that cannot fail
+            raise ValueError(f"{spec['_path']}: some expectations are invalid (see the log above)")
+        query, asset_name = _asset_query(spec["meta"]["tierflow"], as_of)
+        asset = datasource.add_query_asset(name=spec["name"], query=query)
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        outcome = batch.validate(suite, expectation_parameters=params).to_json_dict()
+        for r in outcome["results"]:
+            cfg_ = r["expectation_config"]
+            results.append(
+                CheckResult(
+                    suite=spec["name"],
+                    data_asset=asset_name,
+                    expectation=cfg_["type"],
+                    column=(cfg_.get("kwargs") or {}).get("column"),
+                    severity=str(cfg_.get("severity") or "critical"),
+                    success=bool(r["success"]),
+                    observed_value=_observed(r),
+                    details={"kwargs": cfg_.get("kwargs"), "exception": r.get("exception_info")},
+                )
+            )
+    return results
+
+
+def record(url: str, run_id: str, as_of: date, results: list[CheckResult]) -> None:
+    with psycopg.connect(url) as conn, conn.transaction():
+        # a rerun of the same run id replaces its results for this gate's suites
+        suites = sorted({r.suite for r in results})
+        conn.execute(
+            sql.SQL("delete from {}.data_quality_results where run_id = %s and suite = any(%s)").format(
+                sql.Identifier(META_SCHEMA)
+            ),
+            (run_id, suites),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "insert into {}.data_quality_results (run_id, as_of_date, suite, data_asset, expectation,"
+                    " column_name, severity, success, observed_value, details) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                ).format(sql.Identifier(META_SCHEMA)),
+                [
+                    (run_id, as_of, r.suite, r.data_asset, r.expectation, r.column, r.severity, r.success,
+                     r.observed_value, json.dumps(r.details, default=str))
+                    for r in results
+                ],
+            )
+
+
+def run_gate(url: str, gate: str, as_of: date, cfg: TierflowConfig, run_id: str) -> dict:
+    """Validate, record every result, and raise QualityGateFailed on a critical failure."""
+    results = validate(url, gate, as_of, cfg)
+    record(url, run_id, as_of, results)
+    failed = [r for r in results if not r.success]
+    critical = [r for r in failed if r.severity == "critical"]
+    for r in failed:
+        log.warning("%s check failed: %s %s on %s (observed %s)", r.severity, r.suite, r.expectation,
+                    r.column or r.data_asset, r.observed_value)
+    summary = {
+        "gate": gate,
+        "checks": len(results),
+        "failed_critical": len(critical),
+        "failed_warning": len(failed) - len(critical),
+    }
+    if critical:
+        names = "; ".join(
+            f"{r.suite}: {r.expectation}({r.column or r.data_asset}) observed {r.observed_value}" for r in critical
+        )
+        raise QualityGateFailed(f"{len(critical)} critical {gate} check(s) failed, nothing published: {names}")
+    return summary

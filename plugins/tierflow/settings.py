@@ -1,0 +1,120 @@
+"""Environment settings: paths, warehouse URL, schema names.
+
+This is the only module that reads environment variables. Business rules live in the config
+file (``config.py``); everything about *where* things are lives here.
+
+| variable                 | default                         |
+|--------------------------|---------------------------------|
+| TIERFLOW_HOME            | ``<checkout>/.tierflow``        |
+| TIERFLOW_LANDING         | ``<checkout>/data/landing``     |
+| TIERFLOW_CONFIG          | ``<checkout>/config/tierflow.yml`` |
+| TIERFLOW_WAREHOUSE_URL   | the embedded server's URL       |
+| TIERFLOW_PUBLISH_SCHEMA  | ``bi``                          |
+| TIERFLOW_EXPORTS         | ``$TIERFLOW_HOME/exports``      |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# plugins/tierflow/settings.py -> the checkout root
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DAGS_DIR = PROJECT_ROOT / "dags"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+
+RAW_SCHEMA = "raw"
+META_SCHEMA = "tierflow_meta"
+BUILD_SCHEMA = "build"  # dbt target schema; folders add _staging / _intermediate / _marts
+MARTS_SCHEMA = f"{BUILD_SCHEMA}_marts"
+WAREHOUSE_CONN_ID = "tierflow_warehouse"
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """An environment setting is invalid; the message names the variable."""
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _identifier(name: str, value: str) -> str:
+    if not _IDENT.match(value):
+        raise SettingsError(
+            f"{name}={value!r} is not a valid schema name (lowercase letters, digits, _; max 63)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing: Path
+    config_path: Path
+    exports: Path
+    publish_schema: str
+    warehouse_url_override: str | None
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def dbt_profiles_dir(self) -> Path:
+        return self.home / "dbt"
+
+    @property
+    def uses_embedded_warehouse(self) -> bool:
+        return self.warehouse_url_override is None
+
+    def warehouse_url(self) -> str:
+        """The warehouse as a ``postgresql://`` URL (psql and libpq accept it)."""
+        if self.warehouse_url_override:
+            return self.warehouse_url_override
+        from tierflow.warehouse import EmbeddedWarehouse
+
+        return EmbeddedWarehouse(self.warehouse_dir).url()
+
+
+def load_settings() -> Settings:
+    url = os.environ.get("TIERFLOW_WAREHOUSE_URL") or None
+    if url is not None:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise SettingsError(
+                f"TIERFLOW_WAREHOUSE_URL must be a postgresql:// URL, got scheme {scheme!r}"
+            )
+    home = _env_path("TIERFLOW_HOME", PROJECT_ROOT / ".tierflow")
+    return Settings(
+        home=home,
+        landing=_env_path("TIERFLOW_LANDING", PROJECT_ROOT / "data" / "landing"),
+        config_path=_env_path("TIERFLOW_CONFIG", PROJECT_ROOT / "config" / "tierflow.yml"),
+        exports=_env_path("TIERFLOW_EXPORTS", home / "exports"),
+        publish_schema=_identifier(
+            "TIERFLOW_PUBLISH_SCHEMA", os.environ.get("TIERFLOW_PUBLISH_SCHEMA", "bi")
+        ),
+        warehouse_url_override=url,
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same URL with the driver spelled out (SQLAlchemy 2.1 changed the default driver)."""
+    parts = urlsplit(url)
+    return parts._replace(scheme="postgresql+psycopg").geturl()
+
+
+def airflow_conn_uri(url: str) -> str:
+    """The warehouse URL as an Airflow connection URI (``postgres://``; schema = dbname)."""
+    parts = urlsplit(url)
+    return parts._replace(scheme="postgres").geturl()

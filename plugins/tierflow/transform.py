@@ -1,0 +1,81 @@
+"""dbt helpers: the profile, vars and manifest that the DAG's Cosmos task group uses.
+
+Inside Airflow, Cosmos runs dbt with a profile built from the Airflow connection
+``tierflow_warehouse``. Outside Airflow (``tierflow dbt ...``, tests, manifest parsing) we
+run dbt ourselves with ``dbt_project/profiles.yml``, which reads the TIERFLOW_DBT_* values
+that :func:`dbt_env` derives from the warehouse URL.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from tierflow.config import TierflowConfig, dbt_vars
+from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR
+
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+class DbtError(RuntimeError):
+    """A dbt command failed."""
+
+
+def dbt_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    return {
+        "TIERFLOW_DBT_HOST": parts.hostname or "127.0.0.1",
+        "TIERFLOW_DBT_PORT": str(parts.port or 5432),
+        "TIERFLOW_DBT_USER": unquote(parts.username or "postgres"),
+        "TIERFLOW_DBT_PASSWORD": unquote(parts.password or ""),
+        "TIERFLOW_DBT_DBNAME": (parts.path or "/").lstrip("/") or "postgres",
+        "TIERFLOW_DBT_SCHEMA": BUILD_SCHEMA,
+    }
+
+
+def run_vars(cfg: TierflowConfig, as_of: date | str) -> dict:
+    """dbt vars for one run: the business rules plus the as-of date."""
+    return {"as_of_date": str(as_of), **dbt_vars(cfg)}
+
+
+def _project_files_newer_than(path: Path) -> bool:
+    if not path.exists():
+        return True
+    built = path.stat().st_mtime
+    for sub in ("models", "macros", "tests", "seeds", "snapshots"):
+        for f in (DBT_PROJECT_DIR / sub).rglob("*"):
+            if f.is_file() and f.stat().st_mtime > built:
+                return True
+    return (DBT_PROJECT_DIR / "dbt_project.yml").stat().st_mtime > built
+
+
+def run_dbt(args: list[str], url: str) -> None:
+    """Run a dbt command in-process against the warehouse at ``url``; raise on failure."""
+    from dbt.cli.main import dbtRunner
+
+    saved = {k: os.environ.get(k) for k in dbt_env(url)}
+    os.environ.update(dbt_env(url))
+    try:
+        res = dbtRunner().invoke(
+            [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if not res.success:
+        raise DbtError(f"dbt {' '.join(args[:1])} failed: {res.exception or 'see the dbt log above'}")
+
+
+def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
+    """(Re)build dbt's manifest when the project changed; Cosmos renders the DAG from it.
+
+    ``dbt parse`` does not connect to the database, so any well-formed URL works.
+    """
+    if _project_files_newer_than(MANIFEST_PATH):
+        run_dbt(["parse", "--quiet"], url)
+    return MANIFEST_PATH

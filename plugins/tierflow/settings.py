@@ -118,3 +118,30 @@ def airflow_conn_uri(url: str) -> str:
     """The warehouse URL as an Airflow connection URI (``postgres://``; schema = dbname)."""
     parts = urlsplit(url)
     return parts._replace(scheme="postgres").geturl()
+
+
+def airflow_env(settings: Settings, url: str) -> dict[str, str]:
+    """Environment for running the DAG locally with ``dag.test()``.
+
+    Airflow's metadata lives in SQLite under TIERFLOW_HOME: ``dag.test()`` runs tasks in one
+    process, so SQLite's single writer is no limit, and the metadata then needs no server
+    (production uses PostgreSQL via docker compose). Values already in the environment win.
+    """
+    home = settings.airflow_home
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "GX_ANALYTICS_ENABLED": "False",
+        "DO_NOT_TRACK": "1",
+        f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": airflow_conn_uri(url),
+    }
+
+
+def apply_airflow_env(settings: Settings, url: str) -> None:
+    for key, value in airflow_env(settings, url).items():
+        os.environ.setdefault(key, value)

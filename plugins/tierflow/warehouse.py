@@ -7,13 +7,14 @@ but the warehouse must keep running between pipeline steps (CLI calls, Airflow t
 
 The server listens on 127.0.0.1 only, on a port chosen at first start and remembered in
 ``<dir>/port`` (a TCP host keeps Cosmos's Asset URIs and GX's Postgres datasource happy).
-Authentication is ``trust`` for local connections only: this is a developer warehouse; use
-TIERFLOW_WAREHOUSE_URL for a real server.
+Connections need the password generated at first start (``<dir>/password``, mode 600,
+git-ignored with the rest of ``.tierflow/``); use TIERFLOW_WAREHOUSE_URL for a real server.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import pwd
 import shutil
 import socket
@@ -78,6 +79,7 @@ class EmbeddedWarehouse:
         self.pgdata = self.dir / "pgdata"
         self.logfile = self.dir / "postgres.log"
         self.port_file = self.dir / "port"
+        self.password_file = self.dir / "password"
 
     # -- helpers ---------------------------------------------------------------------------
     def _run_as(self) -> dict:
@@ -135,7 +137,8 @@ class EmbeddedWarehouse:
             raise WarehouseError(
                 f"the embedded warehouse in {self.dir} was never started: run `tierflow warehouse start`"
             )
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+        password = self.password_file.read_text().strip()
+        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/{database}"
 
     def _pid(self) -> int | None:
         pidfile = self.pgdata / "postmaster.pid"
@@ -171,9 +174,14 @@ class EmbeddedWarehouse:
                 shutil.rmtree(self.pgdata)
             self.pgdata.mkdir(mode=0o700)
             self._chown_for_service(self.pgdata)
+            # TCP connections need the generated password; there is no Unix socket.
+            self.password_file.write_text(secrets.token_urlsafe(18) + "\n")
+            self.password_file.chmod(0o600)
+            self._chown_for_service(self.password_file)
             self._pg(
-                "initdb", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-                "-U", SUPERUSER, "-D", str(self.pgdata),
+                "initdb", "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+                "--locale=C.UTF-8", "-U", SUPERUSER, "-D", str(self.pgdata),
+                f"--pwfile={self.password_file}",
             )
         port = self.port()
         if port is None or _port_in_use(port):

@@ -61,6 +61,7 @@ create table if not exists {meta}.runs (
     started_at    timestamptz not null default now(),
     published_at  timestamptz,
     status        text not null,
+    error         text,
     summary       jsonb
 );
 """

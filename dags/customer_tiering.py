@@ -1,0 +1,119 @@
+"""
+# customer_tiering
+
+Nightly customer tiering: the extracts under the landing root become published customer
+tiers and an allocation plan in the BI schema.
+
+`ingest` -> `validate_raw` (GX) -> `transform` (dbt via Cosmos: staging -> intermediate ->
+marts, each model built with its tests) -> `validate_marts` (GX) -> `publish` (one
+transaction into `bi`) -> `report` (exports and run summary).
+
+The as-of date is the run's logical date, or the `as_of_date` param for a manual run.
+A failed quality gate stops the run before `publish`: BI keeps yesterday's tables.
+Backfill with `tierflow run --from D1 --to D2` (or Airflow backfills): dates run in order.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from cosmos import (
+    DbtTaskGroup,
+    ExecutionConfig,
+    ProfileConfig,
+    ProjectConfig,
+    RenderConfig,
+)
+from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+from tierflow import pipeline
+from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR, WAREHOUSE_CONN_ID
+from tierflow.transform import MANIFEST_PATH
+
+PUBLISHED_TIERS = Asset("tierflow://bi/customer_tiers")
+PUBLISHED_ALLOCATION = Asset("tierflow://bi/allocation_plan_tier")
+
+
+class _WarehouseProfile(PostgresUserPasswordProfileMapping):
+    """The Postgres mapping, allowing a connection without password (local trust auth)."""
+
+    required_fields = ["host", "user", "dbname"]
+
+
+@dag(
+    dag_id="customer_tiering",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tierflow"],
+    doc_md=__doc__,
+    params={"as_of_date": Param(None, type=["null", "string"], format="date",
+                                description="As-of date (YYYY-MM-DD); defaults to the logical date")},
+    default_args={"retries": 0},
+)
+def customer_tiering() -> None:
+    @task
+    def resolve_as_of_date() -> str:
+        ctx = get_current_context()
+        return pipeline.resolve_as_of_date(ctx["params"].get("as_of_date"), ctx.get("logical_date"))
+
+    @task
+    def ingest(as_of: str) -> dict:
+        return pipeline.ingest(as_of, get_current_context()["run_id"])
+
+    @task
+    def validate_raw(as_of: str) -> dict:
+        return pipeline.validate_raw(as_of, get_current_context()["run_id"])
+
+    transform = DbtTaskGroup(
+        group_id="transform",
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
+        profile_config=ProfileConfig(
+            profile_name="tierflow",
+            target_name="warehouse",
+            profile_mapping=_WarehouseProfile(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}),
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            emit_datasets=False,  # our own Assets are emitted by `publish`
+        ),
+        operator_args={
+            "install_deps": False,
+            "interceptors": [pipeline.dbt_vars_interceptor],
+            # a relationship test runs with the model built last, not with the first parent
+            "dbt_cmd_flags": ["--indirect-selection", "cautious"],
+        },
+    )
+
+    @task
+    def validate_marts(as_of: str) -> dict:
+        return pipeline.validate_marts(as_of, get_current_context()["run_id"])
+
+    @task(outlets=[PUBLISHED_TIERS, PUBLISHED_ALLOCATION])
+    def publish(as_of: str) -> dict:
+        return pipeline.publish(as_of, get_current_context()["run_id"])
+
+    @task
+    def report(as_of: str, ingest_report: dict) -> dict:
+        return pipeline.report(as_of, get_current_context()["run_id"], ingest_report)
+
+    as_of = resolve_as_of_date()
+    loaded = ingest(as_of)
+    checked_raw = validate_raw(as_of)
+    checked_marts = validate_marts(as_of)
+    published = publish(as_of)
+    loaded >> checked_raw >> transform >> checked_marts >> published
+    published >> report(as_of, loaded)
+
+
+customer_tiering()

@@ -1,0 +1,282 @@
+"""The ``tierflow`` command.
+
+    tierflow warehouse start | stop | status | url
+    tierflow demo [--customers N] [--days D] [--seed S] [--end-date YYYY-MM-DD] [--if-absent]
+    tierflow run --date D | --from D1 --to D2 | --last N
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from tierflow.settings import Settings, load_settings
+
+
+def _die(message: str, code: int = 1) -> None:
+    print(f"tierflow: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -- warehouse -------------------------------------------------------------------------------
+def _embedded(settings: Settings):
+    from tierflow.warehouse import EmbeddedWarehouse
+
+    return EmbeddedWarehouse(settings.warehouse_dir)
+
+
+def cmd_warehouse(args: argparse.Namespace, settings: Settings) -> None:
+    from tierflow.warehouse import WarehouseError
+
+    if not settings.uses_embedded_warehouse:
+        if args.action == "url":
+            print(settings.warehouse_url())
+            return
+        print(f"TIERFLOW_WAREHOUSE_URL is set: tierflow uses that server; nothing to {args.action}.")
+        return
+    wh = _embedded(settings)
+    try:
+        if args.action == "start":
+            st = wh.start()
+            print(f"warehouse {st.describe()}; data in {wh.pgdata}")
+        elif args.action == "stop":
+            print(f"warehouse {wh.stop().describe()}")
+        elif args.action == "status":
+            st = wh.status()
+            print(f"warehouse {st.describe()}")
+            if not st.running:
+                raise SystemExit(3)
+        elif args.action == "url":
+            print(wh.url())
+    except WarehouseError as exc:
+        _die(str(exc))
+
+
+def _ensure_warehouse(settings: Settings) -> str:
+    if settings.uses_embedded_warehouse:
+        st = _embedded(settings).start()
+        print(f"warehouse: embedded, {st.describe()}")
+    url = settings.warehouse_url()
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        _die(f"cannot connect to the warehouse: {str(exc).strip()}")
+    return url
+
+
+# -- demo --------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    from tierflow import demo
+
+    landing = Path(args.landing).resolve() if args.landing else settings.landing
+    if args.if_absent and (landing / "_demo_manifest.json").exists():
+        print(f"demo: extracts already in {landing} (delete the folder to regenerate)")
+        return
+    started = time.monotonic()
+    manifest = demo.generate(
+        landing, customers=args.customers, days=args.days, seed=args.seed, end_date=args.end_date
+    )
+    print(
+        f"demo: wrote {manifest.get('file_count', '?')} files to {landing} in "
+        f"{time.monotonic() - started:.1f}s; {len(manifest.get('bad_rows', []))} deliberate bad rows "
+        f"listed in {landing / '_demo_manifest.json'}"
+    )
+
+
+# -- run ---------------------------------------------------------------------------------------
+def _latest_date_folder(landing: Path) -> date:
+    latest: date | None = None
+    for d in landing.glob("*/*/*"):
+        try:
+            day = date.fromisoformat(d.name)
+        except ValueError:
+            continue
+        latest = day if latest is None or day > latest else latest
+    if latest is None:
+        _die(f"no extracts under {landing} (run `tierflow demo` or set TIERFLOW_LANDING)")
+    return latest
+
+
+def _dates(args: argparse.Namespace, settings: Settings) -> list[date]:
+    if args.date:
+        return [args.date]
+    if args.from_date or args.to_date:
+        if not (args.from_date and args.to_date):
+            _die("--from and --to go together")
+        if args.to_date < args.from_date:
+            _die(f"--to {args.to_date} is before --from {args.from_date}")
+        return [args.from_date + timedelta(days=i) for i in range((args.to_date - args.from_date).days + 1)]
+    end = _latest_date_folder(settings.landing)
+    return [end - timedelta(days=i) for i in range(args.last - 1, -1, -1)]
+
+
+def prepare_airflow(settings: Settings, url: str) -> None:
+    """Point Airflow at our home, migrate its metadata DB once, and parse dbt's manifest."""
+    from tierflow.settings import apply_airflow_env
+    from tierflow.transform import ensure_manifest
+
+    apply_airflow_env(settings, url)
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    import airflow  # noqa: F401  (version for the stamp below)
+
+    stamp = home / f".migrated-{airflow.__version__}"
+    if not stamp.exists():
+        print("airflow: migrating the metadata database (first run only)...", flush=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ
+        )
+        if res.returncode != 0:
+            _die(f"airflow db migrate failed:\n{res.stderr[-3000:]}")
+        stamp.touch()
+    ensure_manifest(url)
+
+
+def load_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tierflow.settings import DAGS_DIR
+
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    if bag.import_errors:
+        _die("DAG import errors:\n" + "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items()))
+    return bag.get_dag("customer_tiering")
+
+
+def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
+    """Run the DAG for one date; return (ok, run_id)."""
+    import pendulum
+
+    dr = dag.test(logical_date=pendulum.datetime(as_of.year, as_of.month, as_of.day, tz="UTC"))
+    ok = str(dr.state) in ("success", "DagRunState.SUCCESS")
+    return ok, dr.run_id
+
+
+def _failure_report(dag_run_id: str, url: str, dag) -> str:
+    import psycopg
+    from psycopg import sql
+
+    from tierflow.settings import META_SCHEMA
+
+    lines = []
+    try:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                sql.SQL("select error from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
+                (dag_run_id,),
+            ).fetchone()
+        if row and row[0]:
+            lines.append(row[0])
+    except Exception:
+        pass
+    return "\n".join(lines)
+
+
+def _failed_tasks(dag, run_id: str) -> list[str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id
+        ).all()
+        return sorted(f"{ti.task_id} ({ti.state})" for ti in tis if str(ti.state) in ("failed", "upstream_failed"))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
+    from tierflow.config import ConfigError, load_config
+
+    try:
+        load_config(settings.config_path)  # fail fast, before anything is touched
+    except ConfigError as exc:
+        _die(str(exc), 2)
+    dates = _dates(args, settings)
+    url = _ensure_warehouse(settings)
+    prepare_airflow(settings, url)
+    if not args.verbose:
+        logging.disable(logging.WARNING)
+    dag = load_dag()
+    from tierflow.publish.summary import format_summary, load_summary
+
+    total_started = time.monotonic()
+    for i, as_of in enumerate(dates, start=1):
+        print(f"[{i}/{len(dates)}] customer_tiering for {as_of} ...", flush=True)
+        started = time.monotonic()
+        ok, run_id = run_one(dag, as_of, url)
+        elapsed = time.monotonic() - started
+        if not ok:
+            failed = _failed_tasks(dag, run_id)
+            reason = _failure_report(run_id, url, dag)
+            print(f"[{i}/{len(dates)}] {as_of} FAILED after {elapsed:.0f}s", flush=True)
+            _die(
+                f"run for {as_of} failed; nothing was published for it (bi keeps the last good run).\n"
+                f"  failed tasks: {', '.join(failed) or 'unknown'}\n"
+                + (f"  reason: {reason}\n" if reason else "  (see the task log above)\n")
+            )
+        print(f"[{i}/{len(dates)}] {as_of} ok in {elapsed:.0f}s", flush=True)
+        if args.summary == "each" or i == len(dates):
+            summary = load_summary(url, run_id)
+            if summary:
+                print(format_summary(summary), flush=True)
+    print(f"done: {len(dates)} date(s) in {time.monotonic() - total_started:.0f}s; "
+          f"published to schema {settings.publish_schema!r} at {settings.warehouse_url().split('@')[-1]}")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tierflow", description="Nightly customer tiering and allocation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("warehouse", help="manage the embedded PostgreSQL warehouse")
+    w.add_argument("action", choices=["start", "stop", "status", "url"])
+    w.set_defaults(func=cmd_warehouse)
+
+    d = sub.add_parser("demo", help="write deterministic demo extracts into the landing folder")
+    d.add_argument("--customers", type=int, default=3000)
+    d.add_argument("--days", type=int, default=730)
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--end-date", type=_date, default=date(2026, 11, 20))
+    d.add_argument("--landing", help="landing folder (default: TIERFLOW_LANDING or data/landing)")
+    d.add_argument("--if-absent", action="store_true", help="do nothing if demo extracts exist")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run the customer_tiering DAG for one or more as-of dates")
+    g = r.add_mutually_exclusive_group(required=True)
+    g.add_argument("--date", type=_date, help="one as-of date")
+    g.add_argument("--from", dest="from_date", type=_date, help="first as-of date (with --to)")
+    g.add_argument("--last", type=int, help="the last N dates up to the newest date folder")
+    r.add_argument("--to", dest="to_date", type=_date, help="last as-of date (with --from)")
+    r.add_argument("--summary", choices=["each", "last"], default="last",
+                   help="print the summary after each date or only after the last (default)")
+    r.add_argument("--verbose", action="store_true", help="show Airflow's and dbt's logs")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from tierflow.settings import SettingsError
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _die(str(exc), 2)
+    args.func(args, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The nightly run's steps, as plain functions the DAG's tasks call.
+
+Each step takes the as-of date and the run id explicitly and talks to the next step only
+through warehouse tables. A step that fails records why in ``tierflow_meta.runs`` so the
+CLI and the on-call engineer can read one sentence instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from tierflow.config import TierflowConfig, load_config
+from tierflow.settings import META_SCHEMA, Settings, load_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:
+    """The as-of date: the ``as_of_date`` param, else the run's logical date.
+
+    A manual run without a logical date and without the param is refused rather than
+    guessed: tiers for the wrong date are worse than no tiers.
+    """
+    if param:
+        return date.fromisoformat(str(param)).isoformat()
+    if logical_date is not None:
+        return logical_date.date().isoformat()
+    raise ValueError("no as-of date: trigger the run with a logical date or the as_of_date param")
+
+
+def _context() -> tuple[Settings, TierflowConfig, str]:
+    settings = load_settings()
+    return settings, load_config(settings.config_path), settings.warehouse_url()
+
+
+def _record_failure(url: str, run_id: str, as_of: str, step: str, exc: BaseException) -> None:
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL(
+                    "insert into {}.runs (run_id, as_of_date, status, error) values (%s, %s, 'failed', %s)"
+                    " on conflict (run_id) do update set status = 'failed', error = excluded.error"
+                ).format(sql.Identifier(META_SCHEMA)),
+                (run_id, as_of, f"{step}: {exc}"),
+            )
+    except Exception:  # the warehouse itself may be what failed
+        log.exception("could not record the failure of %s", step)
+
+
+def step(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def wrapper(as_of: str, run_id: str, *args: Any, **kwargs: Any) -> T:
+            settings, cfg, url = _context()
+            try:
+                return fn(settings, cfg, url, date.fromisoformat(as_of), run_id, *args, **kwargs)
+            except Exception as exc:
+                from tierflow.ingest.schema import ensure_schema
+
+                try:
+                    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                        ensure_schema(conn)
+                except Exception:
+                    pass
+                _record_failure(url, run_id, as_of, name, exc)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+@step("ingest")
+def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    from tierflow.ingest import run_ingest
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        from tierflow.ingest.schema import ensure_schema
+
+        ensure_schema(conn)
+        conn.execute(
+            sql.SQL(
+                "insert into {}.runs (run_id, as_of_date, status) values (%s, %s, 'running')"
+                " on conflict (run_id) do update set status = 'running', error = null, as_of_date = excluded.as_of_date"
+            ).format(sql.Identifier(META_SCHEMA)),
+            (run_id, as_of),
+        )
+    report = run_ingest(url, settings.landing, as_of, cfg, run_id=run_id)
+    return report.as_dict()
+
+
+@step("validate_raw")
+def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    from tierflow.quality import run_gate
+
+    return run_gate(url, "raw", as_of, cfg, run_id)
+
+
+@step("validate_marts")
+def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    from tierflow.quality import run_gate
+
+    return run_gate(url, "marts", as_of, cfg, run_id)
+
+
+@step("publish")
+def publish(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    from tierflow.publish import publish as do_publish
+
+    return do_publish(url, settings.publish_schema, run_id, as_of)
+
+
+@step("report")
+def report(
+    settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str, ingest_report: dict
+) -> dict:
+    from tierflow.publish.summary import build_summary, format_summary, save_summary, write_exports
+
+    exports = write_exports(url, settings.publish_schema, as_of, settings.exports)
+    summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
+    save_summary(url, run_id, summary)
+    log.info("\n%s", format_summary(summary))
+    return summary
+
+
+def dbt_vars_interceptor(context: Any, operator: Any) -> None:
+    """Cosmos interceptor: give every dbt task the business config and the as-of date.
+
+    Runs when the task executes (not when the DAG file is parsed), so a config change
+    takes effect on the next run and parsing the DAG reads no files.
+    """
+    from tierflow.transform import run_vars
+
+    settings = load_settings()
+    as_of = context["ti"].xcom_pull(task_ids="resolve_as_of_date")
+    operator.vars = {**(operator.vars or {}), **run_vars(load_config(settings.config_path), as_of)}

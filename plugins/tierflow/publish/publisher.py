@@ -1,0 +1,120 @@
+"""Publish the audited marts into the BI schema in one transaction.
+
+dbt builds into ``build_*`` schemas; only after every critical quality check passed do the
+marts reach ``bi``. Each published table is refreshed in place (delete + insert) inside a
+single transaction, so BI readers see either yesterday's rows or tonight's, never a mix,
+and views that BI users built on top of ``bi`` tables keep working. A table whose columns
+changed is recreated (and the error names the dependent view if one blocks that).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from tierflow.settings import MARTS_SCHEMA, META_SCHEMA
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_TABLES = (
+    "fct_orders",
+    "fct_order_lines",
+    "dim_customers",
+    "customer_rfm",
+    "customer_tiers",
+    "allocation_plan_tier",
+)
+
+
+class PublishError(RuntimeError):
+    """Publishing failed; the BI schema was left as it was."""
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    return conn.execute(
+        """
+        select a.attname, format_type(a.atttypid, a.atttypmod)
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
+        order by a.attnum
+        """,
+        (schema, table),
+    ).fetchall()
+
+
+def _copy_comments(conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str) -> None:
+    rows = conn.execute(
+        """
+        select a.attname, col_description(c.oid, a.attnum), obj_description(c.oid, 'pg_class')
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        where n.nspname = %s and c.relname = %s
+        """,
+        (src_schema, table),
+    ).fetchall()
+    target = sql.Identifier(dst_schema, table)
+    if rows and rows[0][2]:
+        conn.execute(sql.SQL("comment on table {} is {}").format(target, sql.Literal(rows[0][2])))
+    for column, comment, _ in rows:
+        if comment:
+            conn.execute(
+                sql.SQL("comment on column {}.{} is {}").format(
+                    target, sql.Identifier(column), sql.Literal(comment)
+                )
+            )
+
+
+def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str) -> int:
+    src = sql.Identifier(src_schema, table)
+    dst = sql.Identifier(dst_schema, table)
+    src_cols = _columns(conn, src_schema, table)
+    if not src_cols:
+        raise PublishError(f"{src_schema}.{table} does not exist: did dbt build it?")
+    dst_cols = _columns(conn, dst_schema, table)
+    if dst_cols != src_cols:
+        if dst_cols:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("drop table {}").format(dst))
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                raise PublishError(
+                    f"{dst_schema}.{table} changed shape but objects depend on it: {exc.diag.message_detail}"
+                ) from None
+        conn.execute(sql.SQL("create table {} (like {} including defaults)").format(dst, src))
+    else:
+        conn.execute(sql.SQL("delete from {}").format(dst))
+    cur = conn.execute(sql.SQL("insert into {} select * from {}").format(dst, src))
+    _copy_comments(conn, src_schema, dst_schema, table)
+    return cur.rowcount
+
+
+def publish(url: str, publish_schema: str, run_id: str, as_of: date) -> dict[str, int]:
+    """Swap every published table into ``publish_schema`` in one transaction."""
+    counts: dict[str, int] = {}
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            # one publisher at a time; readers are never blocked by the delete + insert
+            conn.execute("select pg_advisory_xact_lock(hashtext('tierflow.publish'))")
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(publish_schema)))
+            for table in PUBLISHED_TABLES:
+                counts[table] = _publish_table(conn, MARTS_SCHEMA, publish_schema, table)
+            # every quality result of every run, for BI
+            counts["data_quality_results"] = _publish_table(
+                conn, META_SCHEMA, publish_schema, "data_quality_results"
+            )
+            conn.execute(
+                sql.SQL(
+                    "insert into {}.runs (run_id, as_of_date, status, published_at) values (%s, %s, 'published', now())"
+                    " on conflict (run_id) do update set status = 'published', published_at = now(),"
+                    " as_of_date = excluded.as_of_date"
+                ).format(sql.Identifier(META_SCHEMA)),
+                (run_id, as_of),
+            )
+    log.info("published %s", ", ".join(f"{t} ({n} rows)" for t, n in counts.items()))
+    return counts

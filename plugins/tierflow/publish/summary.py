@@ -1,0 +1,184 @@
+"""Exports and the run summary: what a data engineer and a sales manager read after a run."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from tierflow.settings import META_SCHEMA
+
+EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier")
+
+
+def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path) -> list[str]:
+    """CSV and Parquet of the tier and allocation tables for ``as_of`` (replaced on rerun)."""
+    import pandas as pd
+
+    out = exports_root / as_of.isoformat()
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    with psycopg.connect(url) as conn:
+        for table in EXPORTED_TABLES:
+            cur = conn.execute(
+                sql.SQL("select * from {} where as_of_date = %s order by 1, 2").format(
+                    sql.Identifier(publish_schema, table)
+                ),
+                (as_of,),
+            )
+            cols = [d.name for d in cur.description]
+            frame = pd.DataFrame(cur.fetchall(), columns=cols)
+            for col in frame.columns:  # numeric -> float for Parquet/CSV consumers
+                if frame[col].map(lambda v: isinstance(v, Decimal)).any():
+                    frame[col] = frame[col].astype("float64")
+            csv_path, pq_path = out / f"{table}.csv", out / f"{table}.parquet"
+            frame.to_csv(csv_path, index=False, encoding="utf-8")
+            frame.to_parquet(pq_path, index=False)
+            written += [str(csv_path), str(pq_path)]
+    return written
+
+
+def _f(v: object) -> float:
+    return float(v) if v is not None else 0.0
+
+
+def build_summary(
+    url: str, publish_schema: str, as_of: date, run_id: str, ingest: dict, exports: list[str]
+) -> dict:
+    bi = sql.Identifier(publish_schema)
+    meta = sql.Identifier(META_SCHEMA)
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        tiers = conn.execute(
+            sql.SQL(
+                """
+                select value_tier as tier, min(value_tier_rank) as tier_rank, count(*) as customers,
+                       coalesce(sum(monetary), 0) as revenue
+                from {}.customer_tiers where as_of_date = %s
+                group by value_tier order by min(value_tier_rank)
+                """
+            ).format(bi),
+            (as_of,),
+        ).fetchall()
+        allocation = conn.execute(
+            sql.SQL(
+                """
+                select value_tier as tier, customers, allocated_budget, budget_per_customer, service_level,
+                       plan_period
+                from {}.allocation_plan_tier where as_of_date = %s order by tier_rank
+                """
+            ).format(bi),
+            (as_of,),
+        ).fetchall()
+        rejects = conn.execute(
+            sql.SQL(
+                """
+                select r.reason, count(*) as rows
+                from {m}.rejects r join {m}.load_audit a using (load_id)
+                where a.run_id = %s
+                group by r.reason order by count(*) desc, r.reason limit 8
+                """
+            ).format(m=meta),
+            (run_id,),
+        ).fetchall()
+        quality = conn.execute(
+            sql.SQL(
+                """
+                select count(*) as checks,
+                       count(*) filter (where not success and severity = 'critical') as failed_critical,
+                       count(*) filter (where not success and severity = 'warning') as failed_warning
+                from {}.data_quality_results where run_id = %s
+                """
+            ).format(meta),
+            (run_id,),
+        ).fetchone()
+    total_customers = sum(t["customers"] for t in tiers) or 1
+    total_revenue = sum(_f(t["revenue"]) for t in tiers) or 1.0
+    return {
+        "run_id": run_id,
+        "as_of_date": as_of.isoformat(),
+        "ingest": ingest,
+        "tiers": [
+            {
+                "tier": t["tier"],
+                "customers": t["customers"],
+                "customer_share": round(t["customers"] / total_customers, 4),
+                "revenue": round(_f(t["revenue"]), 2),
+                "revenue_share": round(_f(t["revenue"]) / total_revenue, 4),
+            }
+            for t in tiers
+        ],
+        "allocation": [
+            {
+                "tier": a["tier"],
+                "plan_period": a["plan_period"],
+                "customers": a["customers"],
+                "budget": round(_f(a["allocated_budget"]), 2),
+                "per_customer": round(_f(a["budget_per_customer"]), 2) if a["budget_per_customer"] is not None else None,
+                "service_level": a["service_level"],
+            }
+            for a in allocation
+        ],
+        "rejects_by_reason": [{"reason": r["reason"], "rows": r["rows"]} for r in rejects],
+        "quality": dict(quality) if quality else {},
+        "exports": exports,
+    }
+
+
+def save_summary(url: str, run_id: str, summary: dict) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            sql.SQL("update {}.runs set summary = %s where run_id = %s").format(sql.Identifier(META_SCHEMA)),
+            (json.dumps(summary, ensure_ascii=False), run_id),
+        )
+
+
+def load_summary(url: str, run_id: str) -> dict | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            sql.SQL("select summary from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
+            (run_id,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable run summary (printed by ``tierflow run``)."""
+    ing = s["ingest"]
+    lines = [
+        f"tierflow run {s['as_of_date']}  ({s['run_id']})",
+        f"  ingest: {ing['files_loaded']} file(s) loaded, {ing['files_skipped']} already loaded; "
+        f"{ing['rows_in']:,} rows in = {ing['rows_loaded']:,} loaded + {ing['rows_rejected']:,} rejected",
+    ]
+    for w in ing.get("warnings", []):
+        lines.append(f"  warning: {w}")
+    if ing.get("extra_columns"):
+        lines.append(f"  extra columns kept aside: {', '.join(ing['extra_columns'])}")
+    for r in s["rejects_by_reason"]:
+        lines.append(f"    rejected {r['rows']:>6,}  {r['reason']}")
+    lines.append("  value tiers:")
+    lines.append(f"    {'tier':<10}{'customers':>10}{'share':>8}{'revenue (window)':>20}{'share':>8}")
+    for t in s["tiers"]:
+        lines.append(
+            f"    {t['tier']:<10}{t['customers']:>10,}{t['customer_share']:>8.1%}"
+            f"{t['revenue']:>20,.2f}{t['revenue_share']:>8.1%}"
+        )
+    if s["allocation"]:
+        lines.append(f"  allocation plan {s['allocation'][0]['plan_period']}:")
+    for a in s["allocation"]:
+        per = f"{a['per_customer']:,.2f}" if a["per_customer"] is not None else "-"
+        lines.append(
+            f"    {a['tier']:<10}{a['budget']:>16,.2f}  ({per} per customer)  {a['service_level']}"
+        )
+    q = s.get("quality", {})
+    lines.append(
+        f"  quality: {q.get('checks', 0)} checks, {q.get('failed_critical', 0)} critical failed, "
+        f"{q.get('failed_warning', 0)} warnings"
+    )
+    if s["exports"]:
+        lines.append(f"  exports: {Path(s['exports'][0]).parent}")
+    return "\n".join(lines)

@@ -29,7 +29,6 @@ from cosmos import (
 )
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
-
 from tierflow import pipeline
 from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR, WAREHOUSE_CONN_ID
 from tierflow.transform import MANIFEST_PATH
@@ -76,7 +75,9 @@ def customer_tiering() -> None:
         profile_config=ProfileConfig(
             profile_name="tierflow",
             target_name="warehouse",
-            profile_mapping=_WarehouseProfile(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}),
+            profile_mapping=_WarehouseProfile(
+                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}
+            ),
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from tierflow.settings import Settings, load_settings
@@ -148,7 +148,7 @@ def load_dag():
     bag = DagBag(dag_folder=str(DAGS_DIR))
     if bag.import_errors:
         _die("DAG import errors:\n" + "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items()))
-    return bag.get_dag("customer_tiering")
+    return bag.dags["customer_tiering"]
 
 
 def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
@@ -188,7 +188,8 @@ def _failed_tasks(dag, run_id: str) -> list[str]:
         tis = session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id
         ).all()
-        return sorted(f"{ti.task_id} ({ti.state})" for ti in tis if str(ti.state) in ("failed", "upstream_failed"))
+        bad = ("failed", "upstream_failed")
+        return sorted(f"{ti.task_id} ({ti.state})" for ti in tis if str(ti.state) in bad)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:

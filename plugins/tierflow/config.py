@@ -113,7 +113,9 @@ class TierConfig(_Strict):
         if any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
             raise ValueError(f"levels: cumulative_share must increase from best to worst tier, got {shares}")
         if shares[-1] != 1:
-            raise ValueError(f"levels: the last (worst) tier must have cumulative_share 1.0, got {shares[-1]}")
+            raise ValueError(
+                f"levels: the last (worst) tier must have cumulative_share 1.0, got {shares[-1]}"
+            )
         names = [lv.name for lv in self.levels]
         if len(set(names)) != len(names):
             raise ValueError(f"levels: tier names must be unique, got {names}")

@@ -89,7 +89,8 @@ def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
         conn.execute(
             sql.SQL(
                 "insert into {}.runs (run_id, as_of_date, status) values (%s, %s, 'running')"
-                " on conflict (run_id) do update set status = 'running', error = null, as_of_date = excluded.as_of_date"
+                " on conflict (run_id) do update"
+                " set status = 'running', error = null, as_of_date = excluded.as_of_date"
             ).format(sql.Identifier(META_SCHEMA)),
             (run_id, as_of),
         )

@@ -14,8 +14,8 @@ git-ignored with the rest of ``.tierflow/``); use TIERFLOW_WAREHOUSE_URL for a r
 from __future__ import annotations
 
 import os
-import secrets
 import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -94,7 +94,9 @@ class EmbeddedWarehouse:
                 check=True,
                 capture_output=True,
             )
-        return {"user": SERVICE_USER}
+        # drop root's group memberships too, or the server would keep group root's privileges
+        entry = pwd.getpwnam(SERVICE_USER)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def _chown_for_service(self, path: Path) -> None:
         if not self._run_as():

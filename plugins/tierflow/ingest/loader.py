@@ -10,6 +10,7 @@ says why, and the ingest stops there so the run does not publish.
 from __future__ import annotations
 
 import bisect
+import csv
 import hashlib
 import json
 import logging
@@ -119,7 +120,11 @@ def _parse(col: Column, value: object) -> object:
                 return value.date()
             if isinstance(value, date):
                 return value
-            return date.fromisoformat(str(value)[:10]) if len(str(value)) >= 10 else date.fromisoformat(str(value))
+            try:
+                return date.fromisoformat(str(value))
+            except ValueError:
+                # a full timestamp in a date column is accepted; anything else is not
+                return datetime.fromisoformat(str(value)).date()
         if col.type == "timestamp":
             if isinstance(value, datetime):
                 return value
@@ -300,8 +305,7 @@ def _load_file(
     if missing:
         handle.close()
         raise IngestError(f"{lf.relpath}: required column(s) missing: {', '.join(missing)}")
-    result.extra_columns = [c for c in columns if c not in known]
-    extra = result.extra_columns
+    extra_seen: dict[str, None] = dict.fromkeys(c for c in columns if c not in known)
 
     raw_cols = [*entity.column_names, "_load_id", "_line_number", "_business_date", "_extra"]
     copy_raw = sql.SQL("copy {}.{} ({}) from stdin").format(
@@ -335,7 +339,10 @@ def _load_file(
                     result.rows_rejected += 1
                     rejects.append((line, _raw_json(record), str(exc)))
                     continue
-                extras = {c: _jsonable(record.get(c)) for c in extra} if extra else None
+                # JSON lines may bring new keys on any line, so extras are found per record
+                extras = {k: _jsonable(v) for k, v in record.items() if k not in known} or None
+                if extras:
+                    extra_seen.update(dict.fromkeys(extras))
                 copy.write_row(
                     [*row.values(), load_id, line, lf.business_date,
                      json.dumps(extras, ensure_ascii=False) if extras else None]
@@ -349,8 +356,12 @@ def _load_file(
         ) from None
     except FileProblem as exc:
         raise IngestError(f"{lf.relpath}: {exc}") from None
+    except (EOFError, OSError, csv.Error, ValueError) as exc:
+        # truncated gzip, I/O error, broken CSV quoting, corrupt Parquet page, ...
+        raise IngestError(f"{lf.relpath}: cannot read past line {line}: {exc}") from None
     finally:
         handle.close()
+    result.extra_columns = list(extra_seen)
     if rejects:
         with conn.cursor() as cur, cur.copy(
             sql.SQL(
@@ -425,11 +436,16 @@ def run_ingest(
                  file_format(lf.path), run_id),
             ).fetchone()
             try:
-                with conn.transaction():
-                    res = _load_file(conn, lf, load_id, cfg, lookups)
-                    _finish_audit(conn, load_id, res)
+                try:
+                    with conn.transaction():
+                        res = _load_file(conn, lf, load_id, cfg, lookups)
+                        _finish_audit(conn, load_id, res)
+                except psycopg.Error as exc:
+                    raise IngestError(f"{lf.relpath}: the warehouse refused the rows: {exc}") from None
             except IngestError as exc:
-                failed = FileResult(lf.relpath, lf.entity.path, lf.business_date, status="failed", error=str(exc))
+                failed = FileResult(
+                    lf.relpath, lf.entity.path, lf.business_date, status="failed", error=str(exc)
+                )
                 _finish_audit(conn, load_id, failed)
                 report.files.append(failed)
                 lookups = _Lookups(conn, cfg.base_currency)  # caches may hold the rolled-back rows

@@ -90,24 +90,29 @@ def open_records(path: Path, encoding: str) -> tuple[list[str], Iterator[tuple[i
 
 
 def _jsonl(fh) -> tuple[list[str], Iterator[tuple[int, dict]], object]:
-    first: tuple[int, dict] | None = None
-    line_no = 0
+    """JSON lines: the columns are the keys of the first valid object (later lines may add
+    keys; the loader keeps those aside). Malformed lines before it are kept as rejects."""
+    head: list[tuple[int, dict]] = []
+    first_no = 0
     try:
-        for line_no, line in enumerate(fh, start=1):  # noqa: B007
+        for first_no, line in enumerate(fh, start=1):  # noqa: B007
             if line.strip():
-                first = (line_no, _json_record(line, line_no))
-                break
+                record = _json_record(line, first_no)
+                head.append((first_no, record))
+                if "__malformed__" not in record:
+                    break
     except UnicodeDecodeError as exc:
         fh.close()
         raise FileProblem(f"cannot decode: {exc.reason} at byte {exc.start}") from None
-    if first is None:
+    valid = [r for _, r in head if "__malformed__" not in r]
+    if not head:
         fh.close()
         raise FileProblem("empty file: no records")
-    columns = list(first[1])
+    columns = list(valid[0]) if valid else []
 
     def rows() -> Iterator[tuple[int, dict]]:
-        yield first
-        for n, line in enumerate(fh, start=first[0] + 1):
+        yield from head
+        for n, line in enumerate(fh, start=first_no + 1):
             if line.strip():
                 yield n, _json_record(line, n)
 

@@ -110,7 +110,8 @@ def publish(url: str, publish_schema: str, run_id: str, as_of: date) -> dict[str
             )
             conn.execute(
                 sql.SQL(
-                    "insert into {}.runs (run_id, as_of_date, status, published_at) values (%s, %s, 'published', now())"
+                    "insert into {}.runs (run_id, as_of_date, status, published_at)"
+                    " values (%s, %s, 'published', now())"
                     " on conflict (run_id) do update set status = 'published', published_at = now(),"
                     " as_of_date = excluded.as_of_date"
                 ).format(sql.Identifier(META_SCHEMA)),

@@ -118,7 +118,9 @@ def build_summary(
                 "plan_period": a["plan_period"],
                 "customers": a["customers"],
                 "budget": round(_f(a["allocated_budget"]), 2),
-                "per_customer": round(_f(a["budget_per_customer"]), 2) if a["budget_per_customer"] is not None else None,
+                "per_customer": (
+                    round(_f(a["budget_per_customer"]), 2) if a["budget_per_customer"] is not None else None
+                ),
                 "service_level": a["service_level"],
             }
             for a in allocation

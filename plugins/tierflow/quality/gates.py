@@ -105,8 +105,10 @@ def validate(url: str, gate: str, as_of: date, cfg: TierflowConfig) -> list[Chec
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
     datasource = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url(url))
     params = suite_parameters(cfg)
     results: list[CheckResult] = []
@@ -151,7 +153,8 @@ def record(url: str, run_id: str, as_of: date, results: list[CheckResult]) -> No
             cur.executemany(
                 sql.SQL(
                     "insert into {}.data_quality_results (run_id, as_of_date, suite, data_asset, expectation,"
-                    " column_name, severity, success, observed_value, details) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " column_name, severity, success, observed_value, details)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ).format(sql.Identifier(META_SCHEMA)),
                 [
                     (run_id, as_of, r.suite, r.data_asset, r.expectation, r.column, r.severity, r.success,
@@ -178,7 +181,10 @@ def run_gate(url: str, gate: str, as_of: date, cfg: TierflowConfig, run_id: str)
     }
     if critical:
         names = "; ".join(
-            f"{r.suite}: {r.expectation}({r.column or r.data_asset}) observed {r.observed_value}" for r in critical
+            f"{r.suite}: {r.expectation}({r.column or r.data_asset}) observed {r.observed_value}"
+            for r in critical
         )
-        raise QualityGateFailed(f"{len(critical)} critical {gate} check(s) failed, nothing published: {names}")
+        raise QualityGateFailed(
+            f"{len(critical)} critical {gate} check(s) failed, nothing published: {names}"
+        )
     return summary

@@ -1,0 +1,74 @@
+"""Smoke tests of the `tierflow` command as a user types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tierflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tierflow.cli", *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIERFLOW", "AIRFLOW"))}
+    env.update(extra)
+    return env
+
+
+def test_help_lists_commands() -> None:
+    res = tierflow("--help")
+    assert res.returncode == 0
+    for word in ("warehouse", "demo", "run"):
+        assert word in res.stdout
+
+
+def test_warehouse_url_with_external_url(tmp_path: Path) -> None:
+    url = "postgresql://someone:pw@db.example:5433/wh"
+    res = tierflow("warehouse", "url", env=clean_env(TIERFLOW_WAREHOUSE_URL=url))
+    assert res.returncode == 0
+    assert res.stdout.strip().splitlines()[-1] == url
+
+
+def test_warehouse_status_of_a_new_home_is_not_running(tmp_path: Path) -> None:
+    res = tierflow("warehouse", "status", env=clean_env(TIERFLOW_HOME=str(tmp_path)))
+    assert res.returncode == 3
+    assert "not initialized" in res.stdout
+
+
+def test_run_with_a_bad_config_fails_fast_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "tierflow.yml"
+    text = (ROOT / "config" / "tierflow.yml").read_text(encoding="utf-8")
+    bad.write_text(text.replace("window_days: 365", "window_days: -3"), encoding="utf-8")
+    res = tierflow("run", "--date", "2026-03-31",
+                   env=clean_env(TIERFLOW_CONFIG=str(bad), TIERFLOW_HOME=str(tmp_path / "home")))
+    assert res.returncode == 2
+    assert "rfm.window_days" in res.stderr
+    # nothing was started for a run that could not begin
+    assert not (tmp_path / "home" / "warehouse").exists()
+
+
+def test_run_rejects_reversed_range(tmp_path: Path) -> None:
+    res = tierflow("run", "--from", "2026-03-31", "--to", "2026-03-01",
+                   env=clean_env(TIERFLOW_HOME=str(tmp_path)))
+    assert res.returncode != 0
+    assert "before --from" in res.stderr
+
+
+def test_demo_writes_the_landing_layout(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    res = tierflow("demo", "--customers", "40", "--days", "20", "--landing", str(landing),
+                   env=clean_env(TIERFLOW_HOME=str(tmp_path)))
+    assert res.returncode == 0, res.stderr
+    assert (landing / "_demo_manifest.json").exists()
+    assert list(landing.glob("erp/orders/*/*.csv"))
+    again = tierflow("demo", "--if-absent", "--landing", str(landing),
+                     env=clean_env(TIERFLOW_HOME=str(tmp_path)))
+    assert again.returncode == 0 and "already" in again.stdout

@@ -1,0 +1,194 @@
+"""Tests of the business config loader (tierflow.config.load_config).
+
+Why: every score, tier cut and budget comes from config/tierflow.yml. A bad value must stop
+the run before any data is touched, with a ConfigError that names the offending key path
+and says what would have been accepted, so an operator can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from tierflow.config import ConfigError, TierflowConfig, load_config
+
+SHIPPED = Path(__file__).resolve().parents[1] / "config" / "tierflow.yml"
+
+
+def _shipped() -> dict:
+    return yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+
+
+def _load_modified(tmp_path: Path, change: Callable[[dict], None]) -> TierflowConfig:
+    data = copy.deepcopy(_shipped())
+    change(data)
+    path = tmp_path / "tierflow.yml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_config(path)
+
+
+def test_shipped_config_loads() -> None:
+    cfg = load_config(SHIPPED)
+    assert cfg.base_currency == "CNY"
+    assert [lv.name for lv in cfg.tiers.levels] == ["high", "medium", "low"]
+    assert [lv.cumulative_share for lv in cfg.tiers.levels] == [0.2, 0.5, 1.0]
+    assert cfg.rfm.window_days == 365
+    assert len(cfg.rfm.segments) == 10
+    assert cfg.allocation.tiers["high"].budget_share == 0.6
+    assert cfg.ingest.encodings == {"crm": "utf-8", "erp": "utf-8", "service": "utf-8"}
+    assert cfg.ingest.max_future_days == 1
+
+
+def test_a_round_tripped_copy_of_the_shipped_config_loads(tmp_path: Path) -> None:
+    """The helper below writes what it is given faithfully: no change, no error."""
+    assert _load_modified(tmp_path, lambda d: None) == load_config(SHIPPED)
+
+
+def _set_levels(shares: list[float]) -> Callable[[dict], None]:
+    def change(d: dict) -> None:
+        for level, share in zip(d["tiers"]["levels"], shares, strict=True):
+            level["cumulative_share"] = share
+
+    return change
+
+
+def _rfm_drop_champions(d: dict) -> None:
+    # Champions covers r5 f4 and r5 f5: without it those two cells have no segment
+    d["rfm"]["segments"] = [s for s in d["rfm"]["segments"] if s["name"] != "Champions"]
+
+
+def _rfm_overlap(d: dict) -> None:
+    # Champions already covers r5 f5
+    d["rfm"]["segments"].append({"name": "Superstars", "r": [5, 5], "f": [5, 5]})
+
+
+def _rename_low_policy(d: dict) -> None:
+    d["allocation"]["tiers"]["basic"] = d["allocation"]["tiers"].pop("low")
+
+
+def _shares(high: float, medium: float, low: float) -> Callable[[dict], None]:
+    def change(d: dict) -> None:
+        for name, share in (("high", high), ("medium", medium), ("low", low)):
+            d["allocation"]["tiers"][name]["budget_share"] = share
+
+    return change
+
+
+BAD_CONFIGS = [
+    pytest.param(
+        lambda d: d.update(colour="blue"), ["colour", "not permitted"], id="unknown-top-level-key"
+    ),
+    pytest.param(
+        _set_levels([0.5, 0.2, 1.0]),
+        ["tiers", "levels", "cumulative_share must increase", "[0.5, 0.2, 1.0]"],
+        id="levels-not-increasing",
+    ),
+    pytest.param(
+        _set_levels([0.2, 0.5, 0.5]),
+        ["tiers", "levels", "cumulative_share must increase"],
+        id="levels-equal",
+    ),
+    pytest.param(
+        _set_levels([0.2, 0.5, 0.9]),
+        ["tiers", "levels", "cumulative_share 1.0", "got 0.9"],
+        id="last-level-not-one",
+    ),
+    pytest.param(
+        _shares(0.6, 0.3, 0.2),
+        ["allocation", "tiers", "budget_share", "add up to 1.0", "1.1"],
+        id="budget-shares-sum-1.1",
+    ),
+    pytest.param(
+        _rename_low_policy,
+        ["allocation.tiers", "one policy per tier", "'low'", "basic"],
+        id="allocation-tiers-do-not-match-levels",
+    ),
+    pytest.param(
+        _rfm_drop_champions,
+        ["rfm", "segments", "not covered", "r5 f4", "r5 f5"],
+        id="rfm-cell-missing",
+    ),
+    pytest.param(
+        _rfm_overlap,
+        ["rfm", "segments", "r5 f5", "'Champions'", "'Superstars'"],
+        id="rfm-cell-overlap",
+    ),
+    pytest.param(
+        lambda d: d["rfm"]["segments"][0].update(r=[0, 2]),
+        ["rfm", "segments[Hibernating].r", "1 <= low <= high <= 5", "[0, 2]"],
+        id="rfm-range-out-of-bounds",
+    ),
+    pytest.param(
+        lambda d: d.update(base_currency="cny"),
+        ["base_currency", "[A-Z]{3}", "'cny'"],
+        id="base-currency-lowercase",
+    ),
+    pytest.param(
+        lambda d: d.update(base_currency="RMBX"),
+        ["base_currency", "[A-Z]{3}", "'RMBX'"],
+        id="base-currency-four-letters",
+    ),
+    pytest.param(
+        lambda d: d["ingest"]["encodings"].update(crm="klingon-8"),
+        ["ingest", "encodings.crm", "unknown encoding", "klingon-8"],
+        id="unknown-encoding",
+    ),
+    pytest.param(
+        lambda d: d["rfm"].update(window_days=-30),
+        ["rfm.window_days", "greater than 0", "-30"],
+        id="negative-window-days",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(missing_required_entity="ignore"),
+        ["ingest.missing_required_entity", "'fail'", "'warn'", "'ignore'"],
+        id="bad-literal",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(expected_daily=["erp/order"]),
+        ["ingest", "expected_daily", "erp/order", "erp/orders"],
+        id="unknown-expected-entity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), BAD_CONFIGS)
+def test_bad_config_names_key_and_what_is_allowed(
+    tmp_path: Path, change: Callable[[dict], None], expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        _load_modified(tmp_path, change)
+    message = str(excinfo.value)
+    assert str(tmp_path / "tierflow.yml") in message
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "tierflow.yml"
+    with pytest.raises(ConfigError, match="config file not found") as excinfo:
+        load_config(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "tierflow.yml"
+    path.write_text("base_currency: CNY\ntiers: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML") as excinfo:
+        load_config(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_top_level_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "tierflow.yml"
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_missing_required_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        _load_modified(tmp_path, lambda d: d.pop("allocation"))
+    assert "allocation: Field required" in str(excinfo.value)

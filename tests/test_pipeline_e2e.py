@@ -1,0 +1,202 @@
+"""End to end: the real DAG under ``dag.test()`` (through ``tierflow run``), real dbt via
+Cosmos, real GX, on the ten-customer fixture whose every expected value is worked out by
+hand below (see tiny_fixture.py for the orders).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from tiny_fixture import AS_OF, write_tiny_landing
+
+ROOT = Path(__file__).resolve().parents[1]
+TIERFLOW = [sys.executable, "-m", "tierflow.cli"]
+
+pytestmark = pytest.mark.e2e
+
+
+def tierflow(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TIERFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@pytest.fixture
+def run_env(tmp_path: Path, warehouse_url: str) -> dict[str, str]:
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith(("AIRFLOW", "TIERFLOW")):
+            del env[key]
+    env.update(
+        TIERFLOW_HOME=str(ROOT / ".tierflow" / "test-home"),  # Airflow metadata, migrated once
+        TIERFLOW_WAREHOUSE_URL=warehouse_url,
+        TIERFLOW_LANDING=str(landing),
+        TIERFLOW_EXPORTS=str(tmp_path / "exports"),
+    )
+    return env
+
+
+def query(url: str, q: str, *params) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(q, params).fetchall()
+
+
+def published(url: str) -> dict[str, list[tuple]]:
+    tables = ["fct_orders", "dim_customers", "customer_rfm", "customer_tiers", "allocation_plan_tier"]
+    return {t: query(url, f"select * from bi.{t} order by 1, 2") for t in tables}
+
+
+# Hand-computed expectations (as-of 2026-03-31, window 365 days, 8 customers with a
+# completed order in the window). Scores = ceil(5 * cume_dist), ties share the higher one:
+# with 8 distinct values the k-th smallest gets ceil(5k/8) = 1,2,2,3,4,4,5,5.
+#   recency_days (desc = worst first): C08 274, C07 90, C06 59, C05 31, C04 21, C03 11, C02 6, C01 1
+#   frequency: C03=C07=1 (k=2 -> 2), C06=C08=2 (k=4 -> 3), C04 3 -> 4, C02 4 -> 4, C01 5 -> 5, C05 6 -> 5
+#   monetary: C07 100, C06 400, C08 700, C04 900, C05 1200, C02 1600, C01 2500, C03 3000
+EXPECTED_RFM = {
+    #      recency, frequency, monetary, r, f, m, segment
+    "C01": (1, 5, Decimal("2500"), 5, 5, 5, "Champions"),
+    "C02": (6, 4, Decimal("1600"), 5, 4, 4, "Champions"),
+    "C03": (11, 1, Decimal("3000"), 4, 2, 5, "Potential Loyalists"),
+    "C04": (21, 3, Decimal("900"), 4, 4, 3, "Loyal Customers"),
+    "C05": (31, 6, Decimal("1200"), 3, 5, 4, "Loyal Customers"),
+    "C06": (59, 2, Decimal("400"), 2, 3, 2, "At Risk"),
+    "C07": (90, 1, Decimal("100"), 2, 2, 1, "Hibernating"),
+    "C08": (274, 2, Decimal("700"), 1, 3, 2, "At Risk"),
+    "C09": (485, 0, Decimal("0"), None, None, None, "Lost"),
+    "C10": (None, 0, Decimal("0"), None, None, None, "Lost"),
+}
+# value score = .35 pp + .25 f + .25 profit + .15 r, components = cume_dist k/8:
+#   C01: (.35*7 + .25*7 + .25*8 + .15*8)/8 = 7.40/8 = .925
+#   C02: (.35*6 + .25*6 + .25*7 + .15*7)/8 = 6.40/8 = .800
+#   C05: (.35*5 + .25*8 + .25*6 + .15*4)/8 = 5.85/8 = .73125
+#   C03: (.35*8 + .25*2 + .25*4 + .15*6)/8 = 5.20/8 = .650   (margin 300: unit_cost 45)
+#   C04: (.35*4 + .25*5 + .25*5 + .15*5)/8 = 4.65/8 = .58125
+#   C08: (.35*3 + .25*4 + .25*3 + .15*1)/8 = 2.95/8 = .36875
+#   C06: (.35*2 + .25*4 + .25*2 + .15*3)/8 = 2.65/8 = .33125
+#   C07: (.35*1 + .25*2 + .25*1 + .15*2)/8 = 1.40/8 = .175
+#   C09, C10: 0
+# position = customers with a strictly higher score / 10: top 20% high, to 50% medium.
+EXPECTED_TIERS = {
+    #      value_score, value_tier, purchasing_power, frequency, profit
+    "C01": (0.925, "high", "high", "high", "high"),
+    "C02": (0.8, "high", "medium", "medium", "high"),
+    "C05": (0.73125, "medium", "medium", "high", "medium"),
+    "C03": (0.65, "medium", "high", "low", "medium"),
+    "C04": (0.58125, "medium", "medium", "medium", "medium"),
+    "C08": (0.36875, "low", "low", "medium", "low"),
+    "C06": (0.33125, "low", "low", "medium", "low"),
+    "C07": (0.175, "low", "low", "low", "low"),
+    "C09": (0.0, "low", "low", "low", "low"),
+    "C10": (0.0, "low", "low", "low", "low"),
+}
+
+
+def test_tiny_fixture_end_to_end_then_rerun(run_env: dict[str, str], tmp_path: Path) -> None:
+    url = run_env["TIERFLOW_WAREHOUSE_URL"]
+    res = tierflow(["run", "--date", AS_OF.isoformat()], run_env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    # the summary names tiers, allocation, rejects and exports
+    assert "value tiers:" in res.stdout and "allocation plan 2026-03" in res.stdout
+    assert "negative quantity" in res.stdout
+
+    rfm = {
+        r[0]: r[1:]
+        for r in query(
+            url,
+            "select customer_id, recency_days, frequency, monetary, r_score, f_score, m_score,"
+            " rfm_segment from bi.customer_rfm where as_of_date = %s",
+            AS_OF,
+        )
+    }
+    assert rfm == EXPECTED_RFM
+
+    # BTYD summary (lifetimes definitions) for three customers, by hand:
+    btyd = {
+        r[0]: r[1:]
+        for r in query(
+            url,
+            "select customer_id, frequency_repeat, recency_btyd_days, t_days, avg_repeat_value"
+            " from bi.customer_rfm where as_of_date = %s and customer_id in ('C01', 'C05', 'C09')",
+            AS_OF,
+        )
+    }
+    c01_first, c01_last = date(2025, 12, 1), date(2026, 3, 30)
+    assert btyd["C01"] == (4, (c01_last - c01_first).days, (AS_OF - c01_first).days, 500)
+    c05_first, c05_last = date(2025, 9, 28), date(2026, 2, 28)
+    assert btyd["C05"] == (5, (c05_last - c05_first).days, (AS_OF - c05_first).days, 200)
+    assert btyd["C09"] == (0, 0, (AS_OF - date(2024, 12, 1)).days, 0)
+
+    tiers = {
+        r[0]: (float(r[1]), *r[2:])
+        for r in query(
+            url,
+            "select customer_id, value_score, value_tier, purchasing_power_tier, frequency_tier,"
+            " profit_tier from bi.customer_tiers where as_of_date = %s",
+            AS_OF,
+        )
+    }
+    assert tiers.keys() == EXPECTED_TIERS.keys()
+    for cid, (score, *labels) in EXPECTED_TIERS.items():
+        assert tiers[cid][0] == pytest.approx(score, abs=1e-4), cid
+        assert list(tiers[cid][1:]) == labels, cid
+
+    # revenue counts completed orders only: 2500+1600+3000+900+1200+400+100+700 (+100 for C09)
+    (total,) = query(url, "select sum(counted_revenue) from bi.fct_orders")[0]
+    assert total == Decimal("10500")
+
+    plan = query(
+        url,
+        "select value_tier, customers, allocated_budget, service_level from bi.allocation_plan_tier"
+        " where as_of_date = %s order by tier_rank",
+        AS_OF,
+    )
+    assert plan == [
+        ("high", 2, Decimal("600000.00"), "dedicated account manager"),
+        ("medium", 3, Decimal("300000.00"), "pooled sales team"),
+        ("low", 5, Decimal("100000.00"), "self-service"),
+    ]
+    # every check recorded, none failed
+    (checks, failed) = query(
+        url, "select count(*), count(*) filter (where not success) from bi.data_quality_results"
+    )[0]
+    assert checks > 20 and failed == 0
+    exports = tmp_path / "exports" / AS_OF.isoformat()
+    for name in ("customer_tiers.csv", "customer_tiers.parquet", "allocation_plan_tier.csv"):
+        assert (exports / name).stat().st_size > 0
+
+    first = published(url)
+    res = tierflow(["run", "--date", AS_OF.isoformat()], run_env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert published(url) == first
+    assert "0 file(s) loaded, 6 already loaded" in res.stdout
+
+
+def test_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[str, str]) -> None:
+    url = run_env["TIERFLOW_WAREHOUSE_URL"]
+    assert tierflow(["run", "--date", AS_OF.isoformat()], run_env).returncode == 0
+    before = published(url)
+
+    landing = Path(run_env["TIERFLOW_LANDING"])
+    bad = landing / "erp/orders/2026-04-01/orders.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("order_id,order_date,status\nX1,2026-04-01,completed\n", encoding="utf-8")
+    res = tierflow(["run", "--date", "2026-04-01"], run_env)
+    assert res.returncode != 0
+    assert "erp/orders/2026-04-01/orders.csv" in res.stderr
+    assert "required column(s) missing: customer_id" in res.stderr
+    assert "ingest" in res.stderr
+    assert published(url) == before
+    (status, error) = query(
+        url, "select status, error from tierflow_meta.load_audit where file_path = %s",
+        "erp/orders/2026-04-01/orders.csv",
+    )[0]
+    assert status == "failed" and "customer_id" in error

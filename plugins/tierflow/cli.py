@@ -85,7 +85,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
         landing, customers=args.customers, days=args.days, seed=args.seed, end_date=args.end_date
     )
     print(
-        f"demo: wrote {manifest.get('file_count', '?')} files to {landing} in "
+        f"demo: wrote {manifest['files']:,} files to {landing} in "
         f"{time.monotonic() - started:.1f}s; {len(manifest.get('bad_rows', []))} deliberate bad rows "
         f"listed in {landing / '_demo_manifest.json'}"
     )

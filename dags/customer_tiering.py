@@ -20,27 +20,14 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
-from cosmos import (
-    DbtTaskGroup,
-    ExecutionConfig,
-    ProfileConfig,
-    ProjectConfig,
-    RenderConfig,
-)
+from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
-from cosmos.profiles import PostgresUserPasswordProfileMapping
 from tierflow import pipeline
-from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR, WAREHOUSE_CONN_ID
-from tierflow.transform import MANIFEST_PATH
+from tierflow.settings import DBT_PROJECT_DIR
+from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
 
 PUBLISHED_TIERS = Asset("tierflow://bi/customer_tiers")
 PUBLISHED_ALLOCATION = Asset("tierflow://bi/allocation_plan_tier")
-
-
-class _WarehouseProfile(PostgresUserPasswordProfileMapping):
-    """The Postgres mapping, allowing a connection without password (local trust auth)."""
-
-    required_fields = ["host", "user", "dbname"]
 
 
 @dag(
@@ -72,13 +59,7 @@ def customer_tiering() -> None:
     transform = DbtTaskGroup(
         group_id="transform",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
-        profile_config=ProfileConfig(
-            profile_name="tierflow",
-            target_name="warehouse",
-            profile_mapping=_WarehouseProfile(
-                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}
-            ),
-        ),
+        profile_config=cosmos_profile_config(),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),

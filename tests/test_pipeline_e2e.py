@@ -200,3 +200,40 @@ def test_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[
         "erp/orders/2026-04-01/orders.csv",
     )[0]
     assert status == "failed" and "customer_id" in error
+
+
+EXTERNAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def external_db() -> str:
+    """A throwaway database on this machine's PostgreSQL (trust auth, no password)."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from psycopg import sql
+
+    try:
+        admin = psycopg.connect(EXTERNAL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 to test an external warehouse: {exc}")
+    db = f"tierflow_ext_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(db)))
+    yield urlsplit(EXTERNAL)._replace(path=f"/{db}").geturl()
+    with psycopg.connect(EXTERNAL, autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(db)))
+
+
+def test_external_warehouse_without_password(run_env: dict[str, str], external_db: str) -> None:
+    """TIERFLOW_WAREHOUSE_URL points every step (ingest, dbt via Cosmos, GX, publish) elsewhere."""
+    env = {**run_env, "TIERFLOW_WAREHOUSE_URL": external_db}
+    res = tierflow(["run", "--date", AS_OF.isoformat()], env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    rows = query(
+        external_db,
+        "select customer_id, value_tier from bi.customer_tiers where as_of_date = %s order by 1",
+        AS_OF,
+    )
+    assert rows == [(cid, labels[1]) for cid, labels in sorted(EXPECTED_TIERS.items())]
+    assert "embedded" not in res.stdout  # nothing embedded was started

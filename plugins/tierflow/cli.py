@@ -188,8 +188,9 @@ def _failed_tasks(dag, run_id: str) -> list[str]:
         tis = session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id
         ).all()
-        bad = ("failed", "upstream_failed")
-        return sorted(f"{ti.task_id} ({ti.state})" for ti in tis if str(ti.state) in bad)
+        failed = sorted(ti.task_id for ti in tis if str(ti.state) == "failed")
+        skipped = sum(str(ti.state) == "upstream_failed" for ti in tis)
+        return failed + ([f"and {skipped} downstream task(s) not run"] if skipped else [])
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
@@ -208,6 +209,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     from tierflow.publish.summary import format_summary, load_summary
 
     total_started = time.monotonic()
+    run_ids: list[str] = []
     for i, as_of in enumerate(dates, start=1):
         print(f"[{i}/{len(dates)}] customer_tiering for {as_of} ...", flush=True)
         started = time.monotonic()
@@ -223,12 +225,46 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
                 + (f"  reason: {reason}\n" if reason else "  (see the task log above)\n")
             )
         print(f"[{i}/{len(dates)}] {as_of} ok in {elapsed:.0f}s", flush=True)
+        run_ids.append(run_id)
         if args.summary == "each" or i == len(dates):
             summary = load_summary(url, run_id)
             if summary:
                 print(format_summary(summary), flush=True)
+    if len(run_ids) > 1:
+        print(_ingest_totals(url, run_ids), flush=True)
     print(f"done: {len(dates)} date(s) in {time.monotonic() - total_started:.0f}s; "
           f"published to schema {settings.publish_schema!r} at {settings.warehouse_url().split('@')[-1]}")
+
+
+def _ingest_totals(url: str, run_ids: list[str]) -> str:
+    """What the ingest of all these runs did, with the rejects by reason."""
+    import psycopg
+    from psycopg import sql
+
+    from tierflow.settings import META_SCHEMA
+
+    meta = sql.Identifier(META_SCHEMA)
+    with psycopg.connect(url) as conn:
+        files, rows_in, loaded, rejected = conn.execute(
+            sql.SQL(
+                "select count(*), coalesce(sum(rows_in), 0), coalesce(sum(rows_loaded), 0),"
+                " coalesce(sum(rows_rejected), 0) from {}.load_audit where run_id = any(%s)"
+            ).format(meta),
+            (run_ids,),
+        ).fetchone()
+        reasons = conn.execute(
+            sql.SQL(
+                "select r.reason, count(*) from {m}.rejects r join {m}.load_audit a using (load_id)"
+                " where a.run_id = any(%s) group by 1 order by 2 desc, 1 limit 10"
+            ).format(m=meta),
+            (run_ids,),
+        ).fetchall()
+    lines = [
+        f"ingest over all {len(run_ids)} runs: {files:,} file(s), {rows_in:,} rows in = "
+        f"{loaded:,} loaded + {rejected:,} rejected (details: tierflow_meta.rejects)"
+    ]
+    lines += [f"    rejected {n:>6,}  {reason}" for reason, n in reasons]
+    return "\n".join(lines)
 
 
 def _date(text: str) -> date:

@@ -19,15 +19,13 @@ import sys
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
 from tierflow import pipeline
+from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
 from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
-
-PUBLISHED_TIERS = Asset("tierflow://bi/customer_tiers")
-PUBLISHED_ALLOCATION = Asset("tierflow://bi/allocation_plan_tier")
 
 
 @dag(

@@ -26,7 +26,7 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):
 
 def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert "customer_tiering" in dagbag.dag_ids
+    assert {"customer_tiering", "tiers_published_example"} <= set(dagbag.dag_ids)
 
 
 def test_customer_tiering_shape(dagbag) -> None:
@@ -46,6 +46,16 @@ def test_customer_tiering_shape(dagbag) -> None:
     assert not dag.catchup
     assert dag.max_active_runs == 1
     assert "tierflow" in dag.tags
+
+
+def test_publish_emits_assets_that_the_example_consumes(dagbag) -> None:
+    from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
+
+    publish = dagbag.dags["customer_tiering"].get_task("publish")
+    assert {a.uri for a in publish.outlets} == {PUBLISHED_TIERS.uri, PUBLISHED_ALLOCATION.uri}
+    example = dagbag.dags["tiers_published_example"]
+    assert {PUBLISHED_TIERS.uri, PUBLISHED_ALLOCATION.uri} == {a.uri for a in example.schedule.objects}
+    assert not any(t.startswith("transform.") for t in example.task_ids)
 
 
 def test_dag_file_is_thin() -> None:

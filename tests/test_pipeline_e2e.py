@@ -173,11 +173,42 @@ def test_tiny_fixture_end_to_end_then_rerun(run_env: dict[str, str], tmp_path: P
     for name in ("customer_tiers.csv", "customer_tiers.parquet", "allocation_plan_tier.csv"):
         assert (exports / name).stat().st_size > 0
 
+    assert_bi_role_is_read_only(url)
+
     first = published(url)
     res = tierflow(["run", "--date", AS_OF.isoformat()], run_env)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert published(url) == first
     assert "0 file(s) loaded, 6 already loaded" in res.stdout
+
+
+def assert_bi_role_is_read_only(url: str) -> None:
+    """A BI login granted the read-only role reads `bi` and can do nothing else."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from psycopg import errors, sql
+
+    user, password = f"bi_reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("create role {} login password {} in role tierflow_bi").format(
+                sql.Identifier(user), sql.Literal(password)
+            )
+        )
+    parts = urlsplit(url)
+    bi_url = parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
+    with psycopg.connect(bi_url, autocommit=True) as bi:
+        assert bi.execute("select count(*) from bi.customer_tiers").fetchone()[0] == 10
+        for statement in (
+            "insert into bi.customer_tiers (customer_id) values ('X')",
+            "update bi.customer_tiers set value_tier = 'high'",
+            "create table bi.mine (x int)",
+            "select count(*) from raw.erp__orders",
+            "select count(*) from tierflow_meta.load_audit",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege):
+                bi.execute(statement)
 
 
 def test_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[str, str]) -> None:

@@ -116,7 +116,7 @@ def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: dat
 def publish(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.publish import publish as do_publish
 
-    return do_publish(url, settings.publish_schema, run_id, as_of)
+    return do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
 
 
 @step("report")

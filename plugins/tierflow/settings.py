@@ -11,6 +11,7 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_WAREHOUSE_URL   | the embedded server's URL       |
 | TIERFLOW_PUBLISH_SCHEMA  | ``bi``                          |
 | TIERFLOW_EXPORTS         | ``$TIERFLOW_HOME/exports``      |
+| TIERFLOW_BI_ROLE         | ``tierflow_bi`` (read-only role)|
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Settings:
     exports: Path
     publish_schema: str
     warehouse_url_override: str | None
+    bi_role: str = "tierflow_bi"
 
     @property
     def warehouse_dir(self) -> Path:
@@ -105,6 +107,7 @@ def load_settings() -> Settings:
             "TIERFLOW_PUBLISH_SCHEMA", os.environ.get("TIERFLOW_PUBLISH_SCHEMA", "bi")
         ),
         warehouse_url_override=url,
+        bi_role=_identifier("TIERFLOW_BI_ROLE", os.environ.get("TIERFLOW_BI_ROLE", "tierflow_bi")),
     )
 
 

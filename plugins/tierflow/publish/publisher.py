@@ -94,7 +94,31 @@ def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
     return cur.rowcount
 
 
-def publish(url: str, publish_schema: str, run_id: str, as_of: date) -> dict[str, int]:
+def _grant_read_only(conn: psycopg.Connection, publish_schema: str, role: str) -> None:
+    """The BI role may read the published schema and nothing else.
+
+    It is a NOLOGIN group role: BI tools log in as their own user, granted this role.
+    Creating it needs CREATEROLE; on a server where we lack that, the role must exist
+    already (docker compose's init script creates it) or publishing stops and says so.
+    """
+    exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
+    if not exists:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise PublishError(
+                f"the read-only BI role {role!r} does not exist and this user may not create it: "
+                f"create it once (create role {role} nologin) or set TIERFLOW_BI_ROLE"
+            ) from None
+    schema, grantee = sql.Identifier(publish_schema), sql.Identifier(role)
+    conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, grantee))
+    conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(schema, grantee))
+
+
+def publish(
+    url: str, publish_schema: str, run_id: str, as_of: date, bi_role: str = "tierflow_bi"
+) -> dict[str, int]:
     """Swap every published table into ``publish_schema`` in one transaction."""
     counts: dict[str, int] = {}
     with psycopg.connect(url) as conn:
@@ -108,6 +132,7 @@ def publish(url: str, publish_schema: str, run_id: str, as_of: date) -> dict[str
             counts["data_quality_results"] = _publish_table(
                 conn, META_SCHEMA, publish_schema, "data_quality_results"
             )
+            _grant_read_only(conn, publish_schema, bi_role)
             conn.execute(
                 sql.SQL(
                     "insert into {}.runs (run_id, as_of_date, status, published_at)"

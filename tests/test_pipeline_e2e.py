@@ -100,7 +100,7 @@ EXPECTED_TIERS = {
 }
 
 
-def test_tiny_fixture_end_to_end_then_rerun(run_env: dict[str, str], tmp_path: Path) -> None:
+def test_tiny_fixture_end_to_end_rerun_then_a_failed_night(run_env: dict[str, str], tmp_path: Path) -> None:
     url = run_env["TIERFLOW_WAREHOUSE_URL"]
     res = tierflow(["run", "--date", AS_OF.isoformat()], run_env)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
@@ -181,6 +181,9 @@ def test_tiny_fixture_end_to_end_then_rerun(run_env: dict[str, str], tmp_path: P
     assert published(url) == first
     assert "0 file(s) loaded, 6 already loaded" in res.stdout
 
+    # a file that cannot be read fails the next night, which publishes nothing
+    assert_unreadable_file_fails_the_run_and_keeps_published_tables(run_env)
+
 
 def assert_bi_role_is_read_only(url: str) -> None:
     """A BI login granted the read-only role reads `bi` and can do nothing else."""
@@ -211,11 +214,9 @@ def assert_bi_role_is_read_only(url: str) -> None:
                 bi.execute(statement)
 
 
-def test_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[str, str]) -> None:
+def assert_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[str, str]) -> None:
     url = run_env["TIERFLOW_WAREHOUSE_URL"]
-    assert tierflow(["run", "--date", AS_OF.isoformat()], run_env).returncode == 0
     before = published(url)
-
     landing = Path(run_env["TIERFLOW_LANDING"])
     bad = landing / "erp/orders/2026-04-01/orders.csv"
     bad.parent.mkdir(parents=True)
@@ -224,7 +225,7 @@ def test_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[
     assert res.returncode != 0
     assert "erp/orders/2026-04-01/orders.csv" in res.stderr
     assert "required column(s) missing: customer_id" in res.stderr
-    assert "ingest" in res.stderr
+    assert "failed tasks: ingest" in res.stderr
     assert published(url) == before
     (status, error) = query(
         url, "select status, error from tierflow_meta.load_audit where file_path = %s",

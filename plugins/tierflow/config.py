@@ -140,12 +140,57 @@ class AllocationConfig(_Strict):
         return self
 
 
+class CostToServeConfig(_Strict):
+    """Rates that turn service, activities, orders and receivables into cost to serve."""
+
+    support_cost_per_minute: float = Field(1.0, ge=0)
+    handling_cost_per_order: float = Field(0.0, ge=0)
+    annual_cost_of_capital: float = Field(0.05, ge=0, le=1)
+
+
+class CreditBandThresholds(_Strict):
+    """A band applies when any one threshold is reached (null = not used)."""
+
+    overdue_share: float | None = Field(None, ge=0, le=1)
+    avg_days_late: float | None = Field(None, ge=0)
+    write_off_count: int | None = Field(None, ge=1)
+
+
+class CreditRiskConfig(_Strict):
+    window_days: int = Field(365, gt=0)
+    high: CreditBandThresholds = Field(
+        default_factory=lambda: CreditBandThresholds(overdue_share=0.5, avg_days_late=30, write_off_count=1)
+    )
+    medium: CreditBandThresholds = Field(
+        default_factory=lambda: CreditBandThresholds(overdue_share=0.2, avg_days_late=10)
+    )
+
+    @model_validator(mode="after")
+    def _medium_below_high(self) -> CreditRiskConfig:
+        for key in ("overdue_share", "avg_days_late", "write_off_count"):
+            medium, high = getattr(self.medium, key), getattr(self.high, key)
+            if medium is not None and high is not None and medium > high:
+                raise ValueError(f"medium.{key} ({medium:g}) must not exceed high.{key} ({high:g})")
+        return self
+
+
+class LifecycleConfig(_Strict):
+    new_days: int = Field(90, gt=0)
+    churn_days: int = Field(180, gt=0)
+    trend_days: int = Field(180, gt=0)
+    growth_threshold: float = Field(0.2, ge=0)
+    decline_threshold: float = Field(0.2, ge=0, le=1)
+
+
 class TierflowConfig(_Strict):
     base_currency: str = Field(pattern=r"^[A-Z]{3}$")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     rfm: RfmConfig
     tiers: TierConfig
     allocation: AllocationConfig
+    cost_to_serve: CostToServeConfig = Field(default_factory=CostToServeConfig)
+    credit_risk: CreditRiskConfig = Field(default_factory=CreditRiskConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
     @model_validator(mode="after")
     def _policies_match_tiers(self) -> TierflowConfig:
@@ -198,4 +243,7 @@ def dbt_vars(cfg: TierflowConfig) -> dict:
         "allocation_plan_period": cfg.allocation.plan_period,
         "allocation_budget": cfg.allocation.budget,
         "allocation_tiers": {k: v.model_dump(mode="json") for k, v in cfg.allocation.tiers.items()},
+        "cost_to_serve": cfg.cost_to_serve.model_dump(mode="json"),
+        "credit_risk": cfg.credit_risk.model_dump(mode="json"),
+        "lifecycle": cfg.lifecycle.model_dump(mode="json"),
     }

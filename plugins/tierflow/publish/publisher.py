@@ -24,8 +24,12 @@ PUBLISHED_TABLES = (
     "fct_order_lines",
     "dim_customers",
     "customer_rfm",
+    "customer_profitability",
+    "customer_credit_risk",
+    "customer_lifecycle",
     "customer_tiers",
     "allocation_plan_tier",
+    "sales_kpis",
 )
 
 

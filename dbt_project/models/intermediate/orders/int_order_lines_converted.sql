@@ -36,12 +36,7 @@ fx_rates as (
 fx_rate_periods as (
 
     -- each rate is valid from its rate_date until the next rate of the same currency
-    select
-        currency,
-        rate_to_base,
-        rate_date as valid_from_date,
-        lead(rate_date) over (partition by currency order by rate_date) as valid_to_date
-    from fx_rates
+    {{ fx_rate_periods('fx_rates') }}
 
 ),
 
@@ -73,29 +68,19 @@ lines_with_rates as (
 
     select
         lines_with_context.*,
-        case
-            when lines_with_context.currency = {{ base_currency() }} then cast(1 as numeric)
-            else order_fx.rate_to_base
-        end as fx_rate,
-        case
-            when lines_with_context.cost_currency = {{ base_currency() }} then cast(1 as numeric)
-            else cost_fx.rate_to_base
-        end as standard_cost_fx_rate
+        {{ fx_rate_or_one('lines_with_context.currency', 'order_fx.rate_to_base') }}
+            as fx_rate,
+        {{ fx_rate_or_one('lines_with_context.cost_currency', 'cost_fx.rate_to_base') }}
+            as standard_cost_fx_rate
     from lines_with_context
     left join fx_rate_periods as order_fx
-        on lines_with_context.currency = order_fx.currency
-        and lines_with_context.order_date >= order_fx.valid_from_date
-        and (
-            lines_with_context.order_date < order_fx.valid_to_date
-            or order_fx.valid_to_date is null
-        )
+        on {{ fx_rate_period_matches(
+            'order_fx', 'lines_with_context.currency', 'lines_with_context.order_date'
+        ) }}
     left join fx_rate_periods as cost_fx
-        on lines_with_context.cost_currency = cost_fx.currency
-        and lines_with_context.order_date >= cost_fx.valid_from_date
-        and (
-            lines_with_context.order_date < cost_fx.valid_to_date
-            or cost_fx.valid_to_date is null
-        )
+        on {{ fx_rate_period_matches(
+            'cost_fx', 'lines_with_context.cost_currency', 'lines_with_context.order_date'
+        ) }}
 
 ),
 

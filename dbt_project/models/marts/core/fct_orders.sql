@@ -5,7 +5,7 @@ with
 
 orders as (
 
-    select * from {{ ref('stg_erp__orders') }}
+    select * from {{ ref('int_orders_converted') }}
 
 ),
 
@@ -68,7 +68,8 @@ final as (
         case
             when orders.status = 'completed' then coalesce(order_line_totals.net_revenue, 0)
             else 0
-        end as counted_revenue
+        end as counted_revenue,
+        round(orders.shipping_cost, 2) as shipping_cost
 
     from orders
     left join order_line_totals

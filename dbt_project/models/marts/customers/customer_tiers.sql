@@ -34,7 +34,7 @@ previous_tiers as (
         value_tier
     from {{ this }}
     where as_of_date < {{ as_of_date() }}
-    order by customer_id, as_of_date desc
+    order by customer_id asc, as_of_date desc
 
 ),
 {% endif %}
@@ -77,29 +77,29 @@ components as (
         case
             when has_purchase_in_window
                 then cast(cume_dist() over (
-                    partition by has_purchase_in_window order by monetary
-                ) as numeric)
+                        partition by has_purchase_in_window order by monetary
+                    ) as numeric)
             else 0
         end as purchasing_power_score,
         case
             when has_purchase_in_window
                 then cast(cume_dist() over (
-                    partition by has_purchase_in_window order by frequency
-                ) as numeric)
+                        partition by has_purchase_in_window order by frequency
+                    ) as numeric)
             else 0
         end as frequency_score,
         case
             when has_purchase_in_window
                 then cast(cume_dist() over (
-                    partition by has_purchase_in_window order by gross_margin
-                ) as numeric)
+                        partition by has_purchase_in_window order by gross_margin
+                    ) as numeric)
             else 0
         end as profit_score,
         case
             when has_purchase_in_window
                 then cast(cume_dist() over (
-                    partition by has_purchase_in_window order by recency_days desc
-                ) as numeric)
+                        partition by has_purchase_in_window order by recency_days desc
+                    ) as numeric)
             else 0
         end as recency_score
     from customer_metrics
@@ -138,17 +138,17 @@ positioned as (
         count(*) over () as customer_count,
         rank() over (order by value_score desc) as value_rank,
         cast(rank() over (order by value_score desc) - 1 as numeric)
-            / count(*) over () as value_position,
+        / count(*) over () as value_position,
         cast(rank() over (order by monetary desc) - 1 as numeric)
-            / count(*) over () as purchasing_power_position,
+        / count(*) over () as purchasing_power_position,
         cast(rank() over (order by frequency desc) - 1 as numeric)
-            / count(*) over () as frequency_position,
+        / count(*) over () as frequency_position,
         cast(rank() over (order by gross_margin desc) - 1 as numeric)
-            / count(*) over () as profit_position,
+        / count(*) over () as profit_position,
         -- pareto: share of the total positive gross margin held by customers with a
         -- strictly higher value score (running sum incl. peers minus the peers)
         sum(greatest(gross_margin, 0)) over (order by value_score desc)
-            - sum(greatest(gross_margin, 0)) over (partition by value_score)
+        - sum(greatest(gross_margin, 0)) over (partition by value_score)
             as margin_ranked_above,
         sum(greatest(gross_margin, 0)) over () as margin_total
     from value_scored

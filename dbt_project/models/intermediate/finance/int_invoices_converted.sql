@@ -1,0 +1,67 @@
+-- Invoices with their amounts converted to the base currency, by the fx rule of
+-- macros/fx.sql on the invoice date (a payment is converted at the invoice's rate, so an
+-- invoice paid in full shows no fx difference). This is the one place where invoice
+-- amounts are converted. Amounts are unrounded.
+with
+
+invoices as (
+
+    select * from {{ ref('stg_erp__invoices') }}
+
+),
+
+fx_rates as (
+
+    select * from {{ ref('stg_erp__fx_rates') }}
+
+),
+
+fx_rate_periods as (
+
+    {{ fx_rate_periods('fx_rates') }}
+
+),
+
+invoices_with_rates as (
+
+    select
+        invoices.*,
+        {{ fx_rate_or_one('invoices.currency', 'invoice_fx.rate_to_base') }} as fx_rate
+    from invoices
+    left join fx_rate_periods as invoice_fx
+        on {{ fx_rate_period_matches('invoice_fx', 'invoices.currency', 'invoices.invoice_date') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        invoice_id,
+        customer_id,
+        order_id,
+
+        -- dates
+        invoice_date,
+        due_date,
+        paid_date,
+        updated_at,
+
+        -- attributes
+        status,
+        currency,
+        fx_rate,
+
+        -- money in the invoice's currency, as delivered
+        amount as amount_in_currency,
+        paid_amount as paid_amount_in_currency,
+
+        -- money in the base currency (unrounded)
+        amount * fx_rate as amount,
+        coalesce(paid_amount, 0) * fx_rate as paid_amount
+
+    from invoices_with_rates
+
+)
+
+select * from final

@@ -1,0 +1,62 @@
+-- Order headers with their order-level amounts (shipping_cost) converted to the base
+-- currency, by the fx rule of macros/fx.sql on the order date. Line amounts are converted
+-- in int_order_lines_converted; each amount is converted in exactly one place.
+with
+
+orders as (
+
+    select * from {{ ref('stg_erp__orders') }}
+
+),
+
+fx_rates as (
+
+    select * from {{ ref('stg_erp__fx_rates') }}
+
+),
+
+fx_rate_periods as (
+
+    {{ fx_rate_periods('fx_rates') }}
+
+),
+
+orders_with_rates as (
+
+    select
+        orders.*,
+        {{ fx_rate_or_one('orders.currency', 'order_fx.rate_to_base') }} as fx_rate
+    from orders
+    left join fx_rate_periods as order_fx
+        on {{ fx_rate_period_matches('order_fx', 'orders.currency', 'orders.order_date') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        order_id,
+        customer_id,
+
+        -- dates
+        order_date,
+
+        -- attributes
+        status,
+        currency,
+        channel,
+        sales_rep,
+        fx_rate,
+
+        -- money in the order's currency, as delivered
+        shipping_cost as shipping_cost_in_currency,
+
+        -- money in the base currency (unrounded; 0 when none delivered)
+        coalesce(shipping_cost, 0) * fx_rate as shipping_cost
+
+    from orders_with_rates
+
+)
+
+select * from final

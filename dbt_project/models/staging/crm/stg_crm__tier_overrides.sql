@@ -1,0 +1,53 @@
+-- One row per manual tier override (customer_id, valid_from): tier_overrides has no
+-- updated_at, so the latest load wins (then the last line of the file).
+with
+
+source as (
+
+    select * from {{ source('crm', 'tier_overrides') }}
+
+),
+
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by customer_id, valid_from
+            order by _load_id desc, _line_number desc
+        ) as version_rank
+    from source
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        customer_id,
+
+        -- attributes
+        value_tier,
+        reason,
+        set_by,
+
+        -- dates
+        valid_from,
+        valid_to,
+
+        -- load metadata
+        _load_id as load_id,
+        _business_date as business_date
+
+    from deduplicated
+    where version_rank = 1
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

@@ -1,0 +1,59 @@
+-- One row per invoice: the latest delivered version of each invoice_id.
+with
+
+source as (
+
+    select * from {{ source('erp', 'invoices') }}
+
+),
+
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by invoice_id
+            order by updated_at desc, _load_id desc, _line_number desc
+        ) as version_rank
+    from source
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        invoice_id,
+        customer_id,
+        order_id,
+
+        -- attributes
+        status,
+        currency,
+
+        -- money (in the invoice's currency)
+        amount,
+        paid_amount,
+
+        -- dates
+        invoice_date,
+        due_date,
+        paid_date,
+        updated_at,
+
+        -- load metadata
+        _load_id as load_id,
+        _business_date as business_date
+
+    from deduplicated
+    where version_rank = 1
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

@@ -40,3 +40,12 @@ warehouse-stop: setup
 clean:
 	-$(BIN)/tierflow warehouse stop
 	rm -rf .tierflow
+
+# Issue 3 item 8: BENCH_ROWS order lines (default 5 million) through our ingest and through
+# psql's \copy, side by side (rows/s, ratio, the loader's peak memory). psql comes from
+# Debian's postgresql-client when missing (else the embedded wheel's own psql is used).
+BENCH_ROWS ?= 5000000
+bench-ingest: setup
+	@command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client; } \
+		|| echo "postgresql-client not installed; using the embedded wheel's psql"
+	$(BIN)/python bench/bench_ingest.py --rows $(BENCH_ROWS)

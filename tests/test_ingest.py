@@ -676,3 +676,163 @@ def test_symlink_outside_the_landing_root_is_refused(
     assert "more.csv" in str(excinfo.value)
     assert query(warehouse_url,
                  "select count(*) from pg_tables where schemaname = 'raw'") == [(0,)]
+
+
+# -- the set-based CSV path (tierflow.ingest.bulk) -------------------------------------------
+# CSV files are checked in SQL after a plain COPY; these pin that it behaves exactly as the
+# row-by-row checks did, on the cases where PostgreSQL and Python read values differently.
+ROW_PATH = "loading row by row"
+
+
+def test_plain_csv_takes_the_set_based_path(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        report = run_ingest(warehouse_url, landing, TINY_AS_OF, config)
+    assert report.totals()["files_loaded"] == 6
+    assert ROW_PATH not in caplog.text
+
+
+def test_values_are_stripped_like_python_strip(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig
+) -> None:
+    landing = tmp_path / "landing"
+    write_base(landing, skip=("crm/customers",))
+    folder = landing / f"crm/customers/{DAY}"
+    folder.mkdir(parents=True)
+    # spaces at a field's edge, inside quotes, a tab, a no-break and an ideographic space
+    (folder / "c.csv").write_text(
+        "customer_id,customer_name,customer_type,credit_limit,created_at,updated_at\n"
+        f" K1 ,\"  Alice  \", B2B ,\t12.5 ,2025-01-15 , {TS}\n"
+        f"K2,\u00a0王芳\u3000,b2c,,2025-06-01,{TS}\n"
+        f"K3,   ,,  ,2025-07-01,{TS}\n",
+        encoding="utf-8")
+
+    run_ingest(warehouse_url, landing, AS_OF, config)
+
+    assert query(warehouse_url, "select customer_id, customer_name, customer_type, credit_limit,"
+                 " created_at from raw.crm__customers order by 1") == [
+        ("K1", "Alice", "b2b", Decimal("12.5"), date(2025, 1, 15)),
+        ("K2", "王芳", "b2c", None, date(2025, 6, 1)),
+        ("K3", None, None, None, date(2025, 7, 1)),
+    ]
+
+
+def test_numbers_postgres_reads_but_python_does_not_are_rejected(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig
+) -> None:
+    landing = tmp_path / "landing"
+    write_base(landing, skip=("crm/customers",))
+    header = ["customer_id", "credit_limit", "payment_terms_days", "is_active", "created_at",
+              "updated_at"]
+    rows = [
+        ["K1", "1e3", "2.0", "yes", "2025-01-15", TS],  # 2 ok: Decimal reads both
+        ["K2", "NaN", "", "", "2025-01-15", TS],  # 3
+        ["K3", "Infinity", "", "", "2025-01-15", TS],  # 4
+        ["K4", "0x1F", "", "", "2025-01-15", TS],  # 5
+        ["K5", "", "0b101", "", "2025-01-15", TS],  # 6
+        ["K6", "", "2.5", "", "2025-01-15", TS],  # 7 not an int
+        ["K7", "", "", "on", "2025-01-15", TS],  # 8 PostgreSQL's bool, not ours
+        ["K8", "", "", "", "Feb 20 2025", TS],  # 9 PostgreSQL's date, not ISO
+        ["K9", "", "", "", "2025-01-15", "2026-03-01T08:00:00+08:00"],  # 10 ok
+        ["K10", "-0", "-0", "", "2025-01-15", TS],  # 11 ok: minus zero is not negative
+    ]
+    path = f"crm/customers/{DAY}/c.csv"
+    write_csv(landing / path, header, rows)
+
+    run_ingest(warehouse_url, landing, AS_OF, config)
+
+    assert query(warehouse_url, "select customer_id, credit_limit, payment_terms_days, is_active"
+                 " from raw.crm__customers order by _line_number") == [
+        ("K1", Decimal(1000), 2, True), ("K9", None, None, None), ("K10", Decimal(0), 0, None)]
+    got = {line: reason for (f, line), (_, reason) in rejects(warehouse_url).items() if f == path}
+    assert got == {
+        3: "bad numeric in credit_limit: 'NaN'",
+        4: "bad numeric in credit_limit: 'Infinity'",
+        5: "bad numeric in credit_limit: '0x1F'",
+        6: "bad int in payment_terms_days: '0b101'",
+        7: "bad int in payment_terms_days: '2.5'",
+        8: "bad bool in is_active: 'on'",
+        9: "bad date in created_at: 'Feb 20 2025'",
+    }
+
+
+def test_duplicate_keys_compare_parsed_values(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig
+) -> None:
+    landing = tmp_path / "landing"
+    write_base(landing, skip=("erp/order_lines",))
+    path = f"erp/order_lines/{DAY}/order_lines.csv"
+    write_csv(landing / path, LINES_HEADER, [
+        ["O1", "1", "P1", "2", "10", TS],  # 2
+        ["O1", "x", "P1", "2", "10", TS],  # 3 bad int: not a duplicate of anything
+        ["O1", "1.0", "P1", "3", "10", TS],  # 4 the same line number as line 2
+        ["O1", "2", "P1", "-1", "10", TS],  # 5 negative: rejected before any duplicate check
+        ["O1", "2", "P1", "4", "10", TS],  # 6 ok: line 5 was not loaded
+        ["O1", "01", "P1", "5", "10", TS],  # 7 duplicate of line 2 again
+    ])
+
+    run_ingest(warehouse_url, landing, AS_OF, config)
+
+    assert query(warehouse_url, "select line_number, quantity, _line_number from raw.erp__order_lines"
+                 " order by 3") == [(1, Decimal(2), 2), (2, Decimal(4), 6)]
+    got = {line: reason for (f, line), (_, reason) in rejects(warehouse_url).items() if f == path}
+    assert got == {
+        3: "bad int in line_number: 'x'",
+        4: "duplicate key (order_id, line_number) = ('O1', 1) also on line 2 of this file",
+        5: "negative quantity: -1",
+        7: "duplicate key (order_id, line_number) = ('O1', 1) also on line 2 of this file",
+    }
+
+
+def test_records_spanning_lines_report_their_first_line(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig
+) -> None:
+    landing = tmp_path / "landing"
+    write_base(landing, skip=("crm/customers",))
+    folder = landing / f"crm/customers/{DAY}"
+    folder.mkdir(parents=True)
+    path = f"crm/customers/{DAY}/c.csv"
+    (folder / "c.csv").write_text(
+        "customer_id,customer_name,created_at,updated_at\n"
+        f'K1,"Alice\nTrading\nLtd",2025-01-15,{TS}\n'  # lines 2-4
+        "\n"  # 5: blank, skipped
+        f"K2,Bob,not a date,{TS}\n"  # 6
+        f'K3,"Carol",2025-07-01,{TS}\n',  # 7
+        encoding="utf-8")
+
+    report = run_ingest(warehouse_url, landing, AS_OF, config)
+
+    (res,) = [f for f in report.files if f.path == path]
+    assert (res.rows_in, res.rows_loaded, res.rows_rejected) == (3, 2, 1)
+    assert query(warehouse_url, "select customer_id, customer_name, _line_number"
+                 " from raw.crm__customers order by 1") == [
+        ("K1", "Alice\nTrading\nLtd", 2), ("K3", "Carol", 7)]
+    assert set(rejects(warehouse_url)) == {(path, 6)}
+
+
+def test_csv_gz_and_extra_columns_on_the_set_based_path(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = tmp_path / "landing"
+    write_base(landing, skip=("erp/orders",))
+    rows = [[f"O{n}", "K1" if n % 50 else "K9", "2026-02-20", "completed", "CNY", TS, f"x{n}"]
+            for n in range(1, 5001)]
+    path = landing / f"erp/orders/{DAY}/orders.csv.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(_csv_text([*ORDERS_HEADER, "Note"], rows).encode("utf-8")))
+
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        report = run_ingest(warehouse_url, landing, AS_OF, config)
+
+    assert ROW_PATH not in caplog.text
+    (res,) = [f for f in report.files if f.path.endswith("orders.csv.gz")]
+    assert (res.rows_in, res.rows_loaded, res.rows_rejected, res.extra_columns) == (
+        5000, 4900, 100, ["note"])
+    assert query(warehouse_url, "select _extra from raw.erp__orders where order_id = 'O7'") == [
+        ({"note": "x7"},)]
+    raw, reason = rejects(warehouse_url)[(f"erp/orders/{DAY}/orders.csv.gz", 51)]
+    assert reason == "unknown customer_id 'K9': no such crm/customers row loaded"
+    assert raw == dict(zip([*ORDERS_HEADER, "note"], rows[49], strict=True))

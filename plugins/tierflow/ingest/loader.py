@@ -5,6 +5,11 @@ Every row of every file ends up either in its raw table or in ``tierflow_meta.re
 recorded per file in ``tierflow_meta.load_audit``. A file that cannot be read at all fails
 with an error naming the file and the problem; it leaves no partial rows, its audit row
 says why, and the ingest stops there so the run does not publish.
+
+CSV and csv.gz files take the set-based path (``bulk.load_csv``: the bytes stream into COPY,
+the checks run in SQL); Parquet, JSON lines and the CSV files that path hands back take the
+row-by-row path here (``_load_rows``). Both apply the same rules with the same reasons; see
+docs/ingest.md.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from tierflow.config import TierflowConfig
+from tierflow.ingest.bulk import UseRowPath, load_csv
 from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, REQUIRED_ENTITIES, Column, Entity
 from tierflow.ingest.readers import FileProblem, file_format, open_records
 from tierflow.ingest.schema import ensure_schema
@@ -236,6 +242,13 @@ class _Lookups:
         dates = self.fx_dates().get(currency)
         return bool(dates) and bisect.bisect_right(dates, on) > 0
 
+    def forget(self, entity: Entity) -> None:
+        """Drop what is cached about ``entity``: it was loaded without going through here."""
+        for k in [k for k in self._keys if k[0] == entity.path]:
+            del self._keys[k]
+        if entity.path == "erp/fx_rates":
+            self._fx = None
+
     def add_loaded(self, entity: Entity, rows: list[dict]) -> None:
         for (path, column), keys in self._keys.items():
             if path == entity.path:
@@ -296,6 +309,34 @@ def _load_file(
     entity = lf.entity
     result = FileResult(lf.relpath, entity.path, lf.business_date)
     encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
+    if file_format(lf.path) in ("csv", "csv.gz"):
+        try:
+            bulk = load_csv(conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
+                            cfg.base_currency, cfg.ingest.max_future_days)
+        except UseRowPath as why:
+            log.info("%s: loading row by row: %s", lf.relpath, why)
+        else:
+            lookups.forget(entity)  # the cached keys / rates no longer cover this entity
+            result.rows_in, result.rows_loaded = bulk.rows_in, bulk.rows_loaded
+            result.rows_rejected, result.extra_columns = bulk.rows_rejected, bulk.extra_columns
+            return result
+    return _load_rows(conn, lf, load_id, cfg, lookups, result, encoding)
+
+
+def _load_rows(
+    conn: psycopg.Connection,
+    lf: LandingFile,
+    load_id: int,
+    cfg: TierflowConfig,
+    lookups: _Lookups,
+    result: FileResult,
+    encoding: str,
+) -> FileResult:
+    """The row-by-row path: parse and check each record in Python, COPY the good ones.
+
+    Used for Parquet and JSON lines, and for the CSV files the set-based path hands back.
+    """
+    entity = lf.entity
     try:
         columns, records, handle = open_records(lf.path, encoding)
     except FileProblem as exc:

@@ -26,6 +26,8 @@ from tierflow.ingest import IngestError, run_ingest
 from tiny_fixture import AS_OF as TINY_AS_OF
 from tiny_fixture import write_tiny_landing
 
+ROOT = Path(__file__).resolve().parents[1]
+
 DAY = "2026-03-01"
 AS_OF = date(2026, 3, 1)
 
@@ -682,6 +684,28 @@ def test_symlink_outside_the_landing_root_is_refused(
 # CSV files are checked in SQL after a plain COPY; these pin that it behaves exactly as the
 # row-by-row checks did, on the cases where PostgreSQL and Python read values differently.
 ROW_PATH = "loading row by row"
+
+
+@pytest.fixture
+def config(config: TierflowConfig) -> TierflowConfig:
+    """Every CSV in this module takes the set-based path, whatever its size, so the
+    equivalence tests below exercise it (the shipped config sends small files row by row)."""
+    return config.model_copy(update={"ingest": config.ingest.model_copy(update={"bulk_min_bytes": 0})})
+
+
+def test_small_csv_files_take_the_row_path_by_default(
+    warehouse_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tierflow.config import load_config
+
+    shipped = load_config(ROOT / "config" / "tierflow.yml")
+    assert shipped.ingest.bulk_min_bytes > 1000
+    landing = tmp_path / "landing"
+    expected = write_tiny_landing(landing)
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        report = run_ingest(warehouse_url, landing, TINY_AS_OF, shipped)
+    assert report.totals()["rows_in"] == sum(expected.values())
+    assert report.totals()["rows_rejected"] == 3
 
 
 def test_plain_csv_takes_the_set_based_path(

@@ -26,6 +26,9 @@ class IngestConfig(_Strict):
     max_future_days: int = Field(1, ge=0)
     missing_required_entity: Literal["fail", "warn"] = "warn"
     expected_daily: list[str] = Field(default_factory=lambda: ["erp/orders", "erp/order_lines"])
+    # CSV files at least this big are checked set-based in SQL after a plain COPY; smaller
+    # ones row by row in Python, which costs less per file (thousands of small daily deltas).
+    bulk_min_bytes: int = Field(262_144, ge=0)
 
     @model_validator(mode="after")
     def _known_entities(self) -> IngestConfig:

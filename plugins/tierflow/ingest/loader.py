@@ -309,7 +309,7 @@ def _load_file(
     entity = lf.entity
     result = FileResult(lf.relpath, entity.path, lf.business_date)
     encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
-    if file_format(lf.path) in ("csv", "csv.gz"):
+    if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
         try:
             bulk = load_csv(conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
                             cfg.base_currency, cfg.ingest.max_future_days)

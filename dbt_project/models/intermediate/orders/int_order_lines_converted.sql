@@ -55,7 +55,9 @@ lines_with_context as (
         order_lines.unit_price,
         order_lines.discount_amount,
         order_lines.unit_cost,
-        products.standard_cost
+        products.standard_cost,
+        -- the newer of the loads that delivered the line and its order header
+        greatest(order_lines.load_id, orders.load_id) as source_load_id
     from order_lines
     inner join orders
         on order_lines.order_id = orders.order_id
@@ -119,7 +121,10 @@ converted as (
         case
             when unit_cost is not null then quantity * unit_cost * fx_rate
             else quantity * standard_cost * standard_cost_fx_rate
-        end as cogs
+        end as cogs,
+
+        -- load metadata
+        source_load_id
 
     from lines_with_rates
 

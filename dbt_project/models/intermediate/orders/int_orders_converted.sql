@@ -53,7 +53,10 @@ final as (
         shipping_cost as shipping_cost_in_currency,
 
         -- money in the base currency (unrounded; 0 when none delivered)
-        coalesce(shipping_cost, 0) * fx_rate as shipping_cost
+        coalesce(shipping_cost, 0) * fx_rate as shipping_cost,
+
+        -- load metadata
+        load_id as source_load_id
 
     from orders_with_rates
 

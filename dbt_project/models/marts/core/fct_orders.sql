@@ -1,17 +1,65 @@
 -- One row per order (every order, also those without lines), amounts in the base currency
 -- summed from fct_order_lines so that an order always equals the sum of its lines.
 -- Revenue counts completed orders only (counted_revenue); returned orders count as zero.
+--
+-- Incremental like fct_order_lines: a run rebuilds each order whose header or lines came
+-- with a load newer than the newest source_load_id already here (delete+insert on
+-- order_id), reading the lines fct_order_lines rebuilt in the same run.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='order_id',
+        on_schema_change='append_new_columns',
+        indexes=[{'columns': ['order_id'], 'unique': true}],
+    )
+}}
+
 with
 
-orders as (
+all_orders as (
 
     select * from {{ ref('int_orders_converted') }}
 
 ),
 
-order_lines as (
+all_order_lines as (
 
     select * from {{ ref('fct_order_lines') }}
+
+),
+
+orders_to_build as (
+
+    select all_orders.order_id
+    from all_orders
+    {% if is_incremental() %}
+    where
+        all_orders.source_load_id > {{ incremental_watermark('source_load_id') }}
+        or all_orders.order_id in (
+            select all_order_lines.order_id
+            from all_order_lines
+            where all_order_lines.source_load_id > {{ incremental_watermark('source_load_id') }}
+        )
+    {% endif %}
+
+),
+
+orders as (
+
+    select all_orders.*
+    from all_orders
+    inner join orders_to_build
+        on all_orders.order_id = orders_to_build.order_id
+
+),
+
+order_lines as (
+
+    select all_order_lines.*
+    from all_order_lines
+    inner join orders_to_build
+        on all_order_lines.order_id = orders_to_build.order_id
 
 ),
 
@@ -28,7 +76,8 @@ order_line_totals as (
         -- a line without cost (no fx rate for its product's currency) leaves the order's
         -- cost unknown rather than understated
         case when count(cogs) = count(*) then sum(cogs) end as cogs,
-        case when count(gross_margin) = count(*) then sum(gross_margin) end as gross_margin
+        case when count(gross_margin) = count(*) then sum(gross_margin) end as gross_margin,
+        max(source_load_id) as source_load_id
     from order_lines
     group by order_id
 
@@ -69,7 +118,10 @@ final as (
             when orders.status = 'completed' then coalesce(order_line_totals.net_revenue, 0)
             else 0
         end as counted_revenue,
-        round(orders.shipping_cost, 2) as shipping_cost
+        round(orders.shipping_cost, 2) as shipping_cost,
+
+        -- load metadata
+        greatest(orders.source_load_id, order_line_totals.source_load_id) as source_load_id
 
     from orders
     left join order_line_totals

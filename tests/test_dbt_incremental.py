@@ -1,0 +1,119 @@
+"""Incremental order facts: a late correction to an old order is applied by the next run.
+
+The tiny fixture is ingested and built for 2026-03-31; then a later date folder
+re-delivers two old orders (C05-1 from 2025-09-28 with a new quantity and price, C07-1
+from 2025-12-31 now returned). The incremental build must update exactly those orders'
+fact rows, leave every other row as it was, and agree with a full-refresh build.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from tiny_fixture import AS_OF, LINES_HEADER, ORDERS_HEADER, _write, write_tiny_landing
+
+LATE_AS_OF = date(2026, 4, 2)
+ORDER_COLUMNS = (
+    "order_id, customer_id, order_date, status, line_count, is_returned, gross_revenue, "
+    "discount, net_revenue, cogs, gross_margin, counted_revenue, shipping_cost, source_load_id"
+)
+LINE_COLUMNS = (
+    "order_id, line_number, customer_id, product_id, status, quantity, unit_price, "
+    "gross_revenue, discount, net_revenue, cogs, gross_margin, source_load_id"
+)
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _facts(url: str) -> tuple[dict, dict]:
+    from tierflow.settings import MARTS_SCHEMA
+
+    orders = _rows(url, f"select {ORDER_COLUMNS} from {MARTS_SCHEMA}.fct_orders")
+    lines = _rows(url, f"select {LINE_COLUMNS} from {MARTS_SCHEMA}.fct_order_lines")
+    return {r[0]: r for r in orders}, {(r[0], r[1]): r for r in lines}
+
+
+def _build(url: str, cfg, as_of: date, *extra: str) -> None:
+    from tierflow.transform import run_dbt, run_vars
+
+    run_dbt(["build", *extra, "--vars", json.dumps(run_vars(cfg, as_of))], url)
+
+
+def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Path) -> None:
+    from tierflow.ingest.loader import run_ingest
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    _build(warehouse_url, config, AS_OF)
+    orders_before, lines_before = _facts(warehouse_url)
+
+    # as first delivered: C05-1 is P1 20 x 10 (standard cost 6), C07-1 P1 10 x 10
+    assert orders_before["C05-1"][6:12] == (200, 0, 200, 120, 80, 200)
+    assert orders_before["C07-1"][3] == "completed"
+
+    # two days later the ERP re-delivers both, corrected
+    folder = "2026-04-02"
+    _write(
+        landing / f"erp/orders/{folder}/orders.csv",
+        ORDERS_HEADER,
+        [
+            ["C05-1", "C05", "2025-09-28", "completed", "CNY", "online", "2026-04-01T09:00:00"],
+            ["C07-1", "C07", "2025-12-31", "returned", "CNY", "online", "2026-04-01T09:00:00"],
+        ],
+    )
+    _write(
+        landing / f"erp/order_lines/{folder}/order_lines.csv",
+        LINES_HEADER,
+        [["C05-1", 1, "P1", 25, 12, "5", "", "2026-04-01T09:00:00"]],
+    )
+    run_ingest(warehouse_url, landing, LATE_AS_OF, config)
+    _build(warehouse_url, config, LATE_AS_OF)
+    orders_after, lines_after = _facts(warehouse_url)
+
+    # C05-1: 25 x 12 = 300 gross, 5 discount, 295 net; cogs 25 x 6 = 150; margin 145
+    c05 = orders_after["C05-1"]
+    assert c05[3:13] == (
+        "completed", 1, False, Decimal(300), Decimal(5), Decimal(295), Decimal(150),
+        Decimal(145), Decimal(295), Decimal(0),
+    )
+    line = lines_after[("C05-1", 1)]
+    assert line[4:12] == (
+        "completed", 25, Decimal(12), Decimal(300), Decimal(5), Decimal(295), Decimal(150),
+        Decimal(145),
+    )
+    # C07-1: now returned, same amounts (10 x 10 = 100, cogs 60), counts as zero revenue
+    c07 = orders_after["C07-1"]
+    assert c07[3:12] == (
+        "returned", 1, True, Decimal(100), Decimal(0), Decimal(100), Decimal(60),
+        Decimal(40), Decimal(0),
+    )
+    assert lines_after[("C07-1", 1)][4] == "returned"
+    # both carry the newer load; the watermark moved
+    assert c05[-1] > orders_before["C05-1"][-1]
+    assert c07[-1] > orders_before["C07-1"][-1]
+    assert line[-1] == c05[-1]
+
+    # every other row is exactly as before, and no row appeared or vanished
+    changed = {"C05-1", "C07-1"}
+    assert orders_after.keys() == orders_before.keys()
+    assert lines_after.keys() == lines_before.keys()
+    assert {k: v for k, v in orders_after.items() if k not in changed} == {
+        k: v for k, v in orders_before.items() if k not in changed
+    }
+    assert {k: v for k, v in lines_after.items() if k[0] not in changed} == {
+        k: v for k, v in lines_before.items() if k[0] not in changed
+    }
+
+    # a rerun with nothing new changes nothing; a full refresh gives the same facts
+    _build(warehouse_url, config, LATE_AS_OF)
+    assert _facts(warehouse_url) == (orders_after, lines_after)
+    _build(warehouse_url, config, LATE_AS_OF, "--full-refresh")
+    assert _facts(warehouse_url) == (orders_after, lines_after)

@@ -183,6 +183,8 @@ def test_tiny_fixture_end_to_end_rerun_then_a_failed_night(run_env: dict[str, st
 
     # a file that cannot be read fails the next night, which publishes nothing
     assert_unreadable_file_fails_the_run_and_keeps_published_tables(run_env)
+    # so does a failed critical quality check; the next good run publishes normally
+    assert_failed_critical_check_blocks_publish(run_env, tmp_path)
 
 
 def assert_bi_role_is_read_only(url: str) -> None:
@@ -212,6 +214,37 @@ def assert_bi_role_is_read_only(url: str) -> None:
         ):
             with pytest.raises(errors.InsufficientPrivilege):
                 bi.execute(statement)
+
+
+def assert_failed_critical_check_blocks_publish(run_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    url = run_env["TIERFLOW_WAREHOUSE_URL"]
+    before = published(url)
+    suites = tmp_path / "expectations"
+    shutil.copytree(ROOT / "expectations", suites)
+    tiers = suites / "marts" / "customer_tiers.json"
+    suite = json.loads(tiers.read_text(encoding="utf-8"))
+    # ten customers are tiered; a (wrong) promise of at most five must stop the publish
+    suite["expectations"].append({"type": "expect_table_row_count_to_be_between",
+                                  "kwargs": {"max_value": 5}, "severity": "critical"})
+    tiers.write_text(json.dumps(suite), encoding="utf-8")
+    # a different as-of date, so publishing it would visibly change bi
+    res = tierflow(["run", "--date", "2026-03-30"], {**run_env, "TIERFLOW_EXPECTATIONS": str(suites)})
+    assert res.returncode != 0
+    assert "failed tasks: validate_marts" in res.stderr
+    assert "critical marts check(s) failed" in res.stderr
+    assert "marts_customer_tiers: expect_table_row_count_to_be_between" in res.stderr
+    assert published(url) == before
+    (failed,) = query(url, "select count(*) from tierflow_meta.data_quality_results"
+                      " where not success and severity = 'critical' and as_of_date = '2026-03-30'")[0]
+    assert failed == 1
+
+    res = tierflow(["run", "--date", "2026-03-30"], run_env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    dates = query(url, "select distinct as_of_date from bi.customer_tiers order by 1")
+    assert dates == [(date(2026, 3, 30),), (AS_OF,)]
 
 
 def assert_unreadable_file_fails_the_run_and_keeps_published_tables(run_env: dict[str, str]) -> None:

@@ -102,14 +102,14 @@ def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
 def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "raw", as_of, cfg, run_id)
+    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations)
 
 
 @step("validate_marts")
 def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "marts", as_of, cfg, run_id)
+    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations)
 
 
 @step("publish")

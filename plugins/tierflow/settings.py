@@ -12,6 +12,7 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_PUBLISH_SCHEMA  | ``bi``                          |
 | TIERFLOW_EXPORTS         | ``$TIERFLOW_HOME/exports``      |
 | TIERFLOW_BI_ROLE         | ``tierflow_bi`` (read-only role)|
+| TIERFLOW_EXPECTATIONS    | ``<checkout>/expectations``     |
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Settings:
     publish_schema: str
     warehouse_url_override: str | None
     bi_role: str = "tierflow_bi"
+    expectations: Path = EXPECTATIONS_DIR
 
     @property
     def warehouse_dir(self) -> Path:
@@ -107,6 +109,7 @@ def load_settings() -> Settings:
             "TIERFLOW_PUBLISH_SCHEMA", os.environ.get("TIERFLOW_PUBLISH_SCHEMA", "bi")
         ),
         warehouse_url_override=url,
+        expectations=_env_path("TIERFLOW_EXPECTATIONS", EXPECTATIONS_DIR),
         bi_role=_identifier("TIERFLOW_BI_ROLE", os.environ.get("TIERFLOW_BI_ROLE", "tierflow_bi")),
     )
 

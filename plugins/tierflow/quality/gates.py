@@ -101,7 +101,9 @@ def _observed(result: dict) -> str | None:
     return None
 
 
-def validate(url: str, gate: str, as_of: date, cfg: TierflowConfig) -> list[CheckResult]:
+def validate(
+    url: str, gate: str, as_of: date, cfg: TierflowConfig, directory: Path = EXPECTATIONS_DIR
+) -> list[CheckResult]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
@@ -112,7 +114,7 @@ def validate(url: str, gate: str, as_of: date, cfg: TierflowConfig) -> list[Chec
     datasource = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url(url))
     params = suite_parameters(cfg)
     results: list[CheckResult] = []
-    for spec in load_suites(gate):
+    for spec in load_suites(gate, directory):
         expectations = spec.get("expectations", [])
         suite = ExpectationSuite(name=spec["name"], expectations=expectations)
         if len(suite.expectations) != len(expectations):
@@ -164,9 +166,11 @@ def record(url: str, run_id: str, as_of: date, results: list[CheckResult]) -> No
             )
 
 
-def run_gate(url: str, gate: str, as_of: date, cfg: TierflowConfig, run_id: str) -> dict:
+def run_gate(
+    url: str, gate: str, as_of: date, cfg: TierflowConfig, run_id: str, directory: Path = EXPECTATIONS_DIR
+) -> dict:
     """Validate, record every result, and raise QualityGateFailed on a critical failure."""
-    results = validate(url, gate, as_of, cfg)
+    results = validate(url, gate, as_of, cfg, directory)
     record(url, run_id, as_of, results)
     failed = [r for r in results if not r.success]
     critical = [r for r in failed if r.severity == "critical"]

@@ -160,24 +160,22 @@ def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
     return ok, dr.run_id
 
 
-def _failure_report(dag_run_id: str, url: str, dag) -> str:
+def _failure_reason(run_id: str, url: str) -> str:
+    """The one-sentence reason a step recorded in tierflow_meta.runs ('' if none was)."""
     import psycopg
     from psycopg import sql
 
     from tierflow.settings import META_SCHEMA
 
-    lines = []
     try:
         with psycopg.connect(url) as conn:
             row = conn.execute(
                 sql.SQL("select error from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
-                (dag_run_id,),
+                (run_id,),
             ).fetchone()
-        if row and row[0]:
-            lines.append(row[0])
-    except Exception:
-        pass
-    return "\n".join(lines)
+    except psycopg.Error:  # the warehouse itself may be what failed
+        return ""
+    return (row[0] or "") if row else ""
 
 
 def _failed_tasks(dag, run_id: str) -> list[str]:
@@ -217,7 +215,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
         elapsed = time.monotonic() - started
         if not ok:
             failed = _failed_tasks(dag, run_id)
-            reason = _failure_report(run_id, url, dag)
+            reason = _failure_reason(run_id, url)
             print(f"[{i}/{len(dates)}] {as_of} FAILED after {elapsed:.0f}s", flush=True)
             _die(
                 f"run for {as_of} failed; nothing was published for it (bi keeps the last good run).\n"

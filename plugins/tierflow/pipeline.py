@@ -22,6 +22,9 @@ from tierflow.settings import META_SCHEMA, Settings, load_settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# dbt model folders built together by the DAG's `prepare` task (views); the marts get a task each
+DBT_VIEW_LAYERS = ("staging", "intermediate")
+
 
 def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:
     """The as-of date: the ``as_of_date`` param, else the run's logical date.

@@ -111,5 +111,8 @@ def cosmos_profile_config():
     return ProfileConfig(
         profile_name="tierflow",
         target_name="warehouse",
-        profile_mapping=WarehouseProfile(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}),
+        # tests of a model run in parallel; they wait on the database, not on this machine's CPU
+        profile_mapping=WarehouseProfile(
+            conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA, "threads": 4}
+        ),
     )

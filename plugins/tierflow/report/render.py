@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,8 @@ CSS = """
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { margin: 0; background: #f3f4f6; color: #111827;
-       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+             "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif; }
 header { background: #1f4e79; color: #fff; padding: 20px 32px; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header .meta { opacity: .9; }
@@ -55,7 +57,7 @@ section h2 { margin: 0 0 4px; font-size: 18px; }
 .chart { flex: 1 1 560px; min-width: 0; }
 .chart svg { max-width: 100%; height: auto; display: block; }
 table { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; }
 th { background: #f9fafb; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.total td { font-weight: 600; border-top: 2px solid #d1d5db; }
@@ -65,6 +67,10 @@ tr.total td { font-weight: 600; border-top: 2px solid #d1d5db; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
 details { margin-top: 8px; }
 td.wrap { max-width: 420px; overflow-wrap: anywhere; }
+td.nowrap { white-space: nowrap; }
+.scroll { max-width: 100%; overflow-x: auto; }
+#kpis table { font-size: 12px; }
+#kpis th, #kpis td { padding: 4px 6px; }
 footer { color: #6b7280; font-size: 12px; text-align: center; padding: 12px; }
 """
 
@@ -82,6 +88,10 @@ def fmt_money(v: float) -> str:
 
 def fmt_pct(v: float) -> str:
     return f"{v:.1%}"
+
+
+def fmt_pct_axis(v: float) -> str:
+    return f"{v:.0%}"
 
 
 def fmt_signed(v: float | None, fmt: Callable[[float], str] = fmt_money) -> str:
@@ -104,12 +114,16 @@ def table(
     numeric: Sequence[int] = (),
     total: Sequence[object] | None = None,
     wrap: Sequence[int] = (),
+    nowrap: Sequence[int] = (),
 ) -> str:
-    """A small table; every cell is escaped. ``numeric`` columns are right-aligned."""
+    """A small table; every cell is escaped. ``numeric`` columns are right-aligned, ``wrap``
+    columns break long texts anywhere, ``nowrap`` ones never break."""
 
     def cls(i: int) -> str:
         if i in numeric:
             return ' class="num"'
+        if i in nowrap:
+            return ' class="nowrap"'
         return ' class="wrap"' if i in wrap else ""
 
     head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
@@ -121,8 +135,8 @@ def table(
             + "</tr>"
         )
     return (
-        f'<table data-table="{esc(name)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="scroll"><table data-table="{esc(name)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -228,6 +242,7 @@ def tier_mix_section(d: ReportData) -> str:
                 ),
             ],
             fmt_pct,
+            axis_fmt=fmt_pct_axis,
         )
         parts.append(row(chart, mix_table))
     labels = [x.isoformat() for x in m.dates]
@@ -311,7 +326,7 @@ def whale_section(d: ReportData) -> str:
     ]
     for s in (0.1, 0.2, 0.5):
         k, v = _share_at(w.points, s)
-        rows.append([f"held by the best {s:.0%} ({fmt_int(k)} customers)", fmt_pct(v)])
+        rows.append([f"held by the best {s:.0%} ({fmt_int(k)} customer{'s' if k != 1 else ''})", fmt_pct(v)])
     summary = table("whale-curve", ["measure", "value"], rows, numeric=(1,))
     top = table(
         "top-contributors",
@@ -417,6 +432,7 @@ def allocation_section(d: ReportData) -> str:
             ("share of budget", MONEY_COLOR, [_share(float(r["allocated_budget"]), budget) for r in a]),
         ],
         fmt_pct,
+        axis_fmt=fmt_pct_axis,
     )
     rows = [
         [
@@ -474,7 +490,13 @@ def sales_section(d: ReportData) -> str:
         return section("kpis", "Sales KPI decomposition", intro, missing(s))
     if not s:
         return section(
-            "kpis", "Sales KPI decomposition", intro, note(f"No sales KPIs for {d.as_of.isoformat()}.")
+            "kpis",
+            "Sales KPI decomposition",
+            intro,
+            note(
+                f"No sales KPIs for {d.as_of.isoformat()} in {d.publish_schema}.sales_kpis: the table is "
+                "rebuilt whole by every run and holds the latest run's as-of date only."
+            ),
         )
     parts = []
     m = _decomposed_month(s)
@@ -484,17 +506,19 @@ def sales_section(d: ReportData) -> str:
     else:
         label = m.month.strftime("%Y-%m") + ("" if m.is_complete else " (to date)")
         prev_label = (m.month.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
-        chart = svg.waterfall(
+        effects = [m.covered_effect or 0.0, m.active_rate_effect or 0.0, m.revenue_per_active_effect or 0.0]
+        change = m.revenue_change or 0.0
+        chart = svg.diverging_bars(
             "kpi-decomposition",
-            f"Revenue change {prev_label} to {label}",
-            [
-                (f"revenue {prev_label}", m.previous_revenue or 0.0, True),
-                ("covered customers", m.covered_effect or 0.0, False),
-                ("active rate", m.active_rate_effect or 0.0, False),
-                ("revenue per active", m.revenue_per_active_effect or 0.0, False),
-                (f"revenue {label}", m.revenue, True),
-            ],
-            svg.short,
+            f"Revenue change {prev_label} to {label} by factor",
+            ["change in revenue", "covered customers", "active rate", "revenue per active"],
+            [change, *effects],
+            [MONEY_COLOR, *(PASS if v >= 0 else FAIL for v in effects)],
+            fmt_money,
+            title=(
+                f"revenue {prev_label} {fmt_money(m.previous_revenue or 0.0)}"
+                f" → {label} {fmt_money(m.revenue)}"
+            ),
         )
     recent = s[-6:]
     rows = []
@@ -522,21 +546,26 @@ def sales_section(d: ReportData) -> str:
             "covered",
             "active",
             "active rate",
-            "revenue per active",
+            "revenue / active",
             "revenue",
             "change",
-            "covered effect",
-            "active rate effect",
-            "revenue per active effect",
+            "Δ covered",
+            "Δ active rate",
+            "Δ revenue / active",
             "new",
             "churned",
         ],
         rows,
         numeric=tuple(range(1, 12)),
+        nowrap=(0,),
+    )
+    legend = (
+        "<p>Δ: the part of the month's change in revenue due to that factor (revenue per active "
+        "customer = orders per active customer × average order value).</p>"
     )
     if chart:
         parts.append(row(chart))
-    parts.append(tbl)
+    parts.append(tbl + legend)
     return section("kpis", "Sales KPI decomposition", intro, "".join(parts))
 
 
@@ -573,6 +602,7 @@ def quality_section(d: ReportData) -> str:
         ],
         fmt_int,
         stacked=True,
+        integer=True,
     )
     totals = [sum(c[i] for c in counts.values()) for i in range(3)]
     summary = table(
@@ -611,10 +641,18 @@ def quality_section(d: ReportData) -> str:
     return section("quality", "Data quality", intro, body)
 
 
+def reason_kind(reason: str) -> str:
+    """A reject reason without its values, so the chart groups alike reasons:
+    "unknown currency 'XYZ'" -> "unknown currency …", "line 36" -> "line N"."""
+    kind = re.sub(r"'(?:[^']|'')*'", "…", reason)
+    return re.sub(r"(?<![\w/])-?\d+(?:\.\d+)?\b", "N", kind)
+
+
 def rejects_section(d: ReportData) -> str:
     intro = (
-        "Rows of this run's files that were not loaded, by reason and file (every rejected row "
-        "is kept with its line number and raw record in tierflow_meta.rejects)."
+        "Rows of this run's files that were not loaded: the chart groups the reasons by kind "
+        "(values left out), the table lists them by reason and file (every rejected row is kept "
+        "with its line number and raw record in tierflow_meta.rejects)."
     )
     r = d.rejects
     if isinstance(r, Missing):
@@ -629,17 +667,23 @@ def rejects_section(d: ReportData) -> str:
     if not r.by_reason:
         msg = "No rows were rejected in this run's loads." if r.files else "This run loaded no files."
         return section("rejects", "Rejected rows", intro, loads + note(msg))
-    charted = r.by_reason[:MAX_REASONS_CHARTED]
-    rest = r.by_reason[MAX_REASONS_CHARTED:]
+    kinds: dict[str, int] = {}
+    for reason, n in r.by_reason:
+        kinds[reason_kind(reason)] = kinds.get(reason_kind(reason), 0) + n
+    by_kind = sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+    charted = by_kind[:MAX_REASONS_CHARTED]
+    rest = by_kind[MAX_REASONS_CHARTED:]
     if rest:
         charted = [*charted, (f"other ({len(rest)} reasons)", sum(n for _, n in rest))]
     chart = svg.hbars(
         "rejects",
-        "Rejected rows by reason",
+        "Rejected rows by kind of reason",
         [reason for reason, _ in charted],
         [("rows", FAIL, [n for _, n in charted])],
         fmt_int,
-        label_chars=44,
+        label_chars=56,
+        integer=True,
+        width=900,
     )
     shown = r.by_reason_file[:MAX_REJECT_ROWS]
     detail = table(

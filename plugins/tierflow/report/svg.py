@@ -1,7 +1,8 @@
 """Small inline SVG charts drawn in Python (no JavaScript, no external files).
 
 Every chart is one ``<svg data-chart="...">`` element with a fixed viewBox that scales to
-the page width. Every text that may come from data goes through ``esc``.
+the page width; the shapes that carry data (bars, cells, the curve) have ``class="mark"``,
+so a test can count what was drawn. Every text that may come from data goes through ``esc``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def short(v: float) -> str:
     return f"{v:,.0f}" if a >= 10 or v == int(v) else f"{v:.2g}"
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (lo <= 0 <= hi is the usual case)."""
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values covering [lo, hi] (lo <= 0 <= hi is the usual case); whole
+    numbers only when ``integer`` (counts)."""
     if hi <= lo:
         hi = lo + 1
     span = hi - lo
@@ -51,12 +53,12 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         step = m * mag
         if span / step <= count:
             break
-    start = math.floor(lo / step + 1e-9) * step
-    ticks = []
-    v = start
-    while v < hi + step * 1e-6 or len(ticks) < 2:
-        ticks.append(round(v, 10))
-        v += step
+    if integer:
+        step = max(1, round(step))
+    start = math.floor(lo / step + 1e-9)
+    ticks = [round(start * step, 10)]
+    while ticks[-1] < hi - step * 1e-6 or len(ticks) < 2:  # the last tick reaches hi
+        ticks.append(round((start + len(ticks)) * step, 10))
     return ticks
 
 
@@ -95,19 +97,21 @@ def hbars(
     stacked: bool = False,
     width: int = 760,
     label_chars: int = 34,
+    axis_fmt: Fmt = short,
+    integer: bool = False,
 ) -> str:
     """Horizontal bars, one row per category; several series side by side or stacked."""
     groups = 1 if stacked else len(series)
     bar_h = 18
     row_h = bar_h * groups + 12
-    left = 8 + 7 * min(label_chars, max((len(c) for c in categories), default=4))
+    left = 16 + 7.5 * min(label_chars, max((len(c) for c in categories), default=4))
     right = 90
     top = 30 if len(series) > 1 else 10
     height = top + row_h * len(categories) + 28
     plot_w = width - left - right
     totals = [sum(s[2][i] for s in series) for i in range(len(categories))]
     vmax = max(totals if stacked else [v for s in series for v in s[2]], default=0) or 1
-    ticks = nice_ticks(0, vmax, 4)
+    ticks = nice_ticks(0, vmax, 4, integer)
     vmax = ticks[-1]
     out = _open(chart, width, height, label)
     if len(series) > 1:
@@ -116,17 +120,20 @@ def hbars(
     for t in ticks:
         x = left + plot_w * t / vmax
         out.append(f'<line x1="{_n(x)}" y1="{top}" x2="{_n(x)}" y2="{bottom}" stroke="{GRID}"/>')
-        out.append(_text(x, bottom + 16, short(t), "middle", AXIS))
+        out.append(_text(x, bottom + 16, axis_fmt(t), "middle", AXIS))
     for i, cat in enumerate(categories):
         y0 = top + row_h * i + 6
         out.append(_text(left - 6, y0 + row_h / 2, _clip(cat, label_chars), "end", extra=' dy="-2"'))
         x = left
         for j, (name, color, values) in enumerate(series):
             v = values[i]
+            if stacked and v <= 0:
+                continue  # an empty segment draws nothing
             w = plot_w * v / vmax
             y = y0 if stacked else y0 + bar_h * j
             out.append(
-                f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(max(w, 0))}" height="{bar_h - 2}" fill="{color}">'
+                f'<rect class="mark" x="{_n(x)}" y="{_n(y)}" width="{_n(max(w, 0))}" height="{bar_h - 2}"'
+                f' fill="{color}">'
                 f"<title>{esc(cat)} · {esc(name)}: {esc(fmt(v))}</title></rect>"
             )
             if stacked:
@@ -156,7 +163,7 @@ def stacked_columns(
     plot_w, plot_h = width - left - right, height - top - bottom_pad
     n = max(len(x_labels), 1)
     totals = [sum(s[2][i] for s in series) for i in range(len(x_labels))]
-    ticks = nice_ticks(0, max(totals, default=0) or 1, 4)
+    ticks = nice_ticks(0, max(totals, default=0) or 1, 4, integer=True)
     vmax = ticks[-1]
     slot = plot_w / n
     bar_w = slot * (0.7 if n <= 60 else 1.0)
@@ -175,7 +182,7 @@ def stacked_columns(
             h = plot_h * values[i] / vmax
             y -= h
             out.append(
-                f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(max(bar_w, 0.5))}" height="{_n(h)}"'
+                f'<rect class="mark" x="{_n(x)}" y="{_n(y)}" width="{_n(max(bar_w, 0.5))}" height="{_n(h)}"'
                 f' fill="{color}">'
                 f"<title>{esc(xl)} · {esc(name)}: {esc(fmt(values[i]))}</title></rect>"
             )
@@ -238,10 +245,11 @@ def line_chart(
     if points:
         path = " ".join(f"{'M' if i == 0 else 'L'}{_n(px(x))},{_n(py(y))}" for i, (x, y) in enumerate(points))
         out.append(
-            f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2.2" stroke-linejoin="round"/>'
+            f'<path class="mark" d="{path}" fill="none" stroke="{color}" stroke-width="2.2"'
+            ' stroke-linejoin="round"/>'
         )
     for x, y, text in marks:
-        out.append(f'<circle cx="{_n(px(x))}" cy="{_n(py(y))}" r="4" fill="{color}"/>')
+        out.append(f'<circle class="mark" cx="{_n(px(x))}" cy="{_n(py(y))}" r="4" fill="{color}"/>')
         anchor = "end" if px(x) > left + plot_w * 0.75 else "start"
         out.append(_text(px(x) + (-8 if anchor == "end" else 8), py(y) - 8, text, anchor))
     out.append(
@@ -298,7 +306,7 @@ def heatmap(
             red, green, blue = (round(255 - (255 - a) * share) for a in (31, 78, 121))
             stroke = f' stroke="{TEXT}" stroke-width="1.5"' if diagonal and r == c else f' stroke="{GRID}"'
             out.append(
-                f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}"'
+                f'<rect class="mark" x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}"'
                 f' fill="rgb({red},{green},{blue})"{stroke}>'
                 f"<title>{esc(r)} → {esc(c)}: {esc(fmt(v))}</title></rect>"
             )
@@ -311,63 +319,50 @@ def heatmap(
     return "\n".join(out)
 
 
-def waterfall(
+def diverging_bars(
     chart: str,
     label: str,
-    steps: Sequence[tuple[str, float, bool]],
+    categories: Sequence[str],
+    values: Sequence[float],
+    colors: Sequence[str],
     fmt: Fmt,
     *,
+    title: str = "",
     width: int = 760,
-    height: int = 320,
 ) -> str:
-    """Bars from a start total through signed changes to an end total.
-
-    ``steps`` are (label, value, is_total): a total is drawn from zero, a change from the
-    running sum (green up, red down).
-    """
-    left, right, top, bottom_pad = 64, 16, 20, 44
-    plot_w, plot_h = width - left - right, height - top - bottom_pad
-    running = 0.0
-    spans: list[tuple[float, float]] = []
-    for _, v, is_total in steps:
-        if is_total:
-            spans.append((0.0, v))
-            running = v
-        else:
-            spans.append((running, running + v))
-            running += v
-    lo = min(0.0, *(min(a, b) for a, b in spans)) if spans else 0.0
-    hi = max(0.0, *(max(a, b) for a, b in spans)) if spans else 1.0
-    ticks = nice_ticks(lo, hi if hi > lo else lo + 1, 5)
+    """Horizontal bars from a zero line: positive values to the right, negative to the left."""
+    bar_h, row_h = 22, 36
+    left = 16 + 7.5 * max((len(c) for c in categories), default=4)
+    right, top = 24, 34 if title else 10
+    height = top + row_h * len(categories) + 28
+    plot_w = width - left - right
+    ticks = nice_ticks(min(0.0, *values), max(0.0, *values), 5)
     lo, hi = ticks[0], ticks[-1]
 
-    def py(y: float) -> float:
-        return top + plot_h * (hi - y) / (hi - lo)
+    def px(v: float) -> float:
+        return left + plot_w * (v - lo) / (hi - lo)
 
-    slot = plot_w / max(len(steps), 1)
     out = _open(chart, width, height, label)
+    if title:
+        out.append(_text(left, 16, title, extra=' font-weight="600"'))
+    bottom = top + row_h * len(categories)
     for t in ticks:
-        out.append(
-            f'<line x1="{left}" y1="{_n(py(t))}" x2="{width - right}" y2="{_n(py(t))}" stroke="{GRID}"/>'
-        )
-        out.append(_text(left - 6, py(t) + 4, short(t), "end", AXIS))
-    out.append(f'<line x1="{left}" y1="{_n(py(0))}" x2="{width - right}" y2="{_n(py(0))}" stroke="{AXIS}"/>')
-    for i, ((name, v, is_total), (a, b)) in enumerate(zip(steps, spans, strict=True)):
-        x = left + slot * i + slot * 0.15
-        color = "#1f4e79" if is_total else ("#1e8449" if v >= 0 else "#c0392b")
-        y_top, y_bot = py(max(a, b)), py(min(a, b))
-        out.append(
-            f'<rect x="{_n(x)}" y="{_n(y_top)}" width="{_n(slot * 0.7)}" height="{_n(max(y_bot - y_top, 1))}"'
-            f' fill="{color}"><title>{esc(name)}: {esc(fmt(v))}</title></rect>'
-        )
-        if i + 1 < len(steps):  # connector to the next bar
-            y = py(b)
+        out.append(f'<line x1="{_n(px(t))}" y1="{top}" x2="{_n(px(t))}" y2="{bottom}" stroke="{GRID}"/>')
+        out.append(_text(px(t), bottom + 16, short(t), "middle", AXIS))
+    for i, (cat, v, color) in enumerate(zip(categories, values, colors, strict=True)):
+        y = top + row_h * i + (row_h - bar_h) / 2
+        x0, x1 = sorted((px(0), px(v)))
+        out.append(_text(left - 8, y + bar_h / 2 + 4, cat, "end"))
+        if v:
             out.append(
-                f'<line x1="{_n(x + slot * 0.7)}" y1="{_n(y)}" x2="{_n(x + slot)}" y2="{_n(y)}"'
-                f' stroke="{AXIS}" stroke-dasharray="2 2"/>'
+                f'<rect class="mark" x="{_n(x0)}" y="{_n(y)}" width="{_n(max(x1 - x0, 1))}" height="{bar_h}"'
+                f' fill="{color}"><title>{esc(cat)}: {esc(fmt(v))}</title></rect>'
             )
-        value = fmt(v) if is_total or v < 0 else "+" + fmt(v)
-        out.append(_text(x + slot * 0.35, y_top - 5, value, "middle"))
-        out.append(_text(x + slot * 0.35, top + plot_h + 18, name, "middle", AXIS))
+        text = fmt(v) if v <= 0 else "+" + fmt(v)
+        if v < 0:
+            out.append(_text(x0 - 4, y + bar_h / 2 + 4, text, "end", AXIS))
+        else:
+            out.append(_text(x1 + 4, y + bar_h / 2 + 4, text, "start", AXIS))
+    out.append(f'<line x1="{_n(px(0))}" y1="{top}" x2="{_n(px(0))}" y2="{bottom}" stroke="{AXIS}"/>')
     out.append("</svg>")
     return "\n".join(out)

@@ -35,7 +35,7 @@ def short(v: float) -> str:
         return f"{v / 1e9:.3g}B"
     if a >= 1e6:
         return f"{v / 1e6:.3g}M"
-    if a >= 1e4:
+    if a >= 1e3:
         return f"{v / 1e3:.3g}k"
     return f"{v:,.0f}" if a >= 10 or v == int(v) else f"{v:.2g}"
 
@@ -157,41 +157,61 @@ def stacked_columns(
     width: int = 760,
     height: int = 300,
     highlight: int | None = None,
+    max_columns: int = 60,
 ) -> str:
-    """Vertical stacked columns over time (one column per x label)."""
-    left, right, top, bottom_pad = 56, 16, 30, 40
+    """Stacked columns over time, one per x label; beyond ``max_columns`` labels, columns
+    would be thinner than a pixel, so the series are drawn as stacked areas instead."""
+    left, right, top, bottom_pad = 56, 40, 30, 40
     plot_w, plot_h = width - left - right, height - top - bottom_pad
     n = max(len(x_labels), 1)
     totals = [sum(s[2][i] for s in series) for i in range(len(x_labels))]
     ticks = nice_ticks(0, max(totals, default=0) or 1, 4, integer=True)
     vmax = ticks[-1]
     slot = plot_w / n
-    bar_w = slot * (0.7 if n <= 60 else 1.0)
+    bar_w = slot * 0.7
     out = _open(chart, width, height, label)
     out += legend([(name, color) for name, color, _ in series], left, 16)
     base = top + plot_h
+
+    def py(v: float) -> float:
+        return base - plot_h * v / vmax
+
     for t in ticks:
-        y = base - plot_h * t / vmax
-        out.append(f'<line x1="{left}" y1="{_n(y)}" x2="{width - right}" y2="{_n(y)}" stroke="{GRID}"/>')
-        out.append(_text(left - 6, y + 4, short(t), "end", AXIS))
-    every = max(1, math.ceil(n / 8))  # at most ~8 date labels
-    for i, xl in enumerate(x_labels):
-        x = left + slot * i + (slot - bar_w) / 2
-        y = base
+        out.append(
+            f'<line x1="{left}" y1="{_n(py(t))}" x2="{width - right}" y2="{_n(py(t))}" stroke="{GRID}"/>'
+        )
+        out.append(_text(left - 6, py(t) + 4, short(t), "end", AXIS))
+    below = [0.0] * len(x_labels)
+    if len(x_labels) > max_columns:
+        xs = [left + slot * i + slot / 2 for i in range(len(x_labels))]
         for name, color, values in series:
-            h = plot_h * values[i] / vmax
-            y -= h
+            above = [b + v for b, v in zip(below, values, strict=True)]
+            edge = [f"{_n(x)},{_n(py(v))}" for x, v in zip(xs, above, strict=True)]
+            back = [f"{_n(x)},{_n(py(v))}" for x, v in reversed(list(zip(xs, below, strict=True)))]
             out.append(
-                f'<rect class="mark" x="{_n(x)}" y="{_n(y)}" width="{_n(max(bar_w, 0.5))}" height="{_n(h)}"'
-                f' fill="{color}">'
-                f"<title>{esc(xl)} · {esc(name)}: {esc(fmt(values[i]))}</title></rect>"
+                f'<polygon class="mark" points="{" ".join(edge + back)}" fill="{color}">'
+                f"<title>{esc(name)}</title></polygon>"
             )
-        if highlight == i:
-            out.append(
-                f'<rect x="{_n(x - 1)}" y="{_n(y - 1)}" width="{_n(bar_w + 2)}" height="{_n(base - y + 1)}"'
-                f' fill="none" stroke="{TEXT}" stroke-width="1.5"/>'
-            )
-        if i % every == 0 or i == n - 1:
+            below = above
+    else:
+        for i, xl in enumerate(x_labels):
+            x = left + slot * i + (slot - bar_w) / 2
+            for name, color, values in series:
+                y, h = py(below[i] + values[i]), plot_h * values[i] / vmax
+                below[i] += values[i]
+                out.append(
+                    f'<rect class="mark" x="{_n(x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{_n(h)}"'
+                    f' fill="{color}"><title>{esc(xl)} · {esc(name)}: {esc(fmt(values[i]))}</title></rect>'
+                )
+            if highlight == i:
+                out.append(
+                    f'<rect x="{_n(x - 1)}" y="{_n(py(below[i]) - 1)}" width="{_n(bar_w + 2)}"'
+                    f' height="{_n(base - py(below[i]) + 1)}" fill="none" stroke="{TEXT}"'
+                    ' stroke-width="1.5"/>'
+                )
+    every = max(1, math.ceil(n / 7))  # at most ~8 date labels, the last one always
+    for i, xl in enumerate(x_labels):
+        if (i % every == 0 and n - 1 - i >= every / 2) or i == n - 1:
             out.append(_text(left + slot * i + slot / 2, base + 16, xl, "middle", AXIS))
     out.append(f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="{AXIS}"/>')
     out.append("</svg>")

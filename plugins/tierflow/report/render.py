@@ -157,6 +157,7 @@ def section(anchor: str, title: str, intro: str, body: str) -> str:
 
 
 def row(*parts: str) -> str:
+    """Built HTML parts side by side (wrapping on narrow screens); a chart gets the wide column."""
     return (
         '<div class="row">'
         + "".join(

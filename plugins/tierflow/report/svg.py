@@ -356,7 +356,8 @@ def diverging_bars(
     right, top = 24, 34 if title else 10
     height = top + row_h * len(categories) + 28
     plot_w = width - left - right
-    ticks = nice_ticks(min(0.0, *values), max(0.0, *values), 5)
+    # a fifth more room on each side for the value labels
+    ticks = nice_ticks(1.2 * min(0.0, *values), 1.2 * max(0.0, *values), 5)
     lo, hi = ticks[0], ticks[-1]
 
     def px(v: float) -> float:

@@ -62,19 +62,26 @@ def _suites(folder: Path) -> None:
            ])
 
 
-def test_both_gates_of_a_run_build_one_data_docs_site(warehouse_url: str, config, tmp_path: Path) -> None:
-    from tierflow.quality import QualityGateFailed, run_gate
+def test_both_gates_of_a_run_build_one_data_docs_site(
+    warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierflow.pipeline import validate_marts, validate_raw
+    from tierflow.quality import QualityGateFailed
 
     _tables(warehouse_url)
-    suites, run_dir = tmp_path / "expectations", tmp_path / "exports" / AS_OF.isoformat()
+    suites, exports = tmp_path / "expectations", tmp_path / "exports"
     _suites(suites)
+    monkeypatch.setenv("TIERFLOW_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("TIERFLOW_EXPECTATIONS", str(suites))
+    monkeypatch.setenv("TIERFLOW_EXPORTS", str(exports))
 
-    raw = run_gate(warehouse_url, "raw", AS_OF, config, RUN, suites, run_dir=run_dir)
+    raw = validate_raw(AS_OF.isoformat(), RUN)
     assert (raw["checks"], raw["failed_critical"], raw["failed_warning"]) == (2, 0, 1)
-    index = run_dir / "data-docs" / "index.html"
+    index = exports / "2026-03-31" / "data-docs" / "index.html"
     assert raw["data_docs"] == str(index)
+    # the failed critical check fails the gate, and its results still reach the Data Docs
     with pytest.raises(QualityGateFailed, match="tiny_marts_tiers: expect_table_row_count_to_be_between"):
-        run_gate(warehouse_url, "marts", AS_OF, config, RUN, suites, run_dir=run_dir)
+        validate_marts(AS_OF.isoformat(), RUN)
 
     site = index.read_text(encoding="utf-8")
     # both gates in one index, each failed expectation named with its severity and observation
@@ -98,7 +105,7 @@ def test_both_gates_of_a_run_build_one_data_docs_site(warehouse_url: str, config
 
     # a later run of the same date replaces the site's content: the first run's pages go
     run2 = "manual__2026-03-31T06:00:00+00:00"
-    run_gate(warehouse_url, "raw", AS_OF, config, run2, suites, run_dir=run_dir)
+    validate_raw(AS_OF.isoformat(), run2)
     site = index.read_text(encoding="utf-8")
     assert "1 suite(s), 1 with failed expectations" in site and "tiny_marts_tiers" not in site
     assert not any(p.exists() for p in pages)

@@ -15,7 +15,8 @@ AS_OF = date(2026, 3, 31)
 BOM = b"\xef\xbb\xbf"
 
 
-def _bi(url: str, per_customer_plan: bool) -> None:
+def make_bi(url: str, per_customer_plan: bool) -> None:
+    """Three customers tiered on AS_OF (one more row on the night before), in schema bi."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create schema bi")
         conn.execute(
@@ -31,14 +32,15 @@ def _bi(url: str, per_customer_plan: bool) -> None:
         )
         conn.execute(
             "create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,"
-            " tier_rank int, service_level text, allocated_budget numeric)"
+            " tier_rank int, service_level text, customers int, allocated_budget numeric,"
+            " budget_per_customer numeric)"
         )
         conn.execute(
             "insert into bi.allocation_plan_tier values"
-            " ('high', '2026-03-31', '2026-04', 1, '专属客户经理', 600),"
-            " ('medium', '2026-03-31', '2026-04', 2, 'pooled sales team', 300),"
-            " ('low', '2026-03-31', '2026-04', 3, 'self-service', 100),"
-            " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 600)"
+            " ('high', '2026-03-31', '2026-04', 1, '专属客户经理', 1, 600, 600),"
+            " ('medium', '2026-03-31', '2026-04', 2, 'pooled sales team', 1, 300, 300),"
+            " ('low', '2026-03-31', '2026-04', 3, 'self-service', 1, 100, 100),"
+            " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 1, 600, 600)"
         )
         if per_customer_plan:
             conn.execute(
@@ -57,7 +59,7 @@ def _bi(url: str, per_customer_plan: bool) -> None:
 def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Path) -> None:
     from tierflow.publish.summary import write_exports
 
-    _bi(warehouse_url, per_customer_plan=True)
+    make_bi(warehouse_url, per_customer_plan=True)
     written = write_exports(warehouse_url, "bi", AS_OF, tmp_path)
     crm = tmp_path / "2026-03-31" / "crm_import.csv"
     assert str(crm) in written
@@ -78,7 +80,7 @@ def test_crm_import_falls_back_to_the_tier_plan(warehouse_url: str, tmp_path: Pa
     """Until bi.allocation_plan_customer exists: the tier's service level, no action."""
     from tierflow.publish.summary import write_exports
 
-    _bi(warehouse_url, per_customer_plan=False)
+    make_bi(warehouse_url, per_customer_plan=False)
     write_exports(warehouse_url, "bi", AS_OF, tmp_path)
     raw = (tmp_path / "2026-03-31" / "crm_import.csv").read_bytes()
     assert raw == BOM + (

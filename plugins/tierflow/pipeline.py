@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -101,18 +102,23 @@ def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
     return report.as_dict()
 
 
+def _run_dir(settings: Settings, as_of: date) -> Path:
+    """One as-of date's folder of exports, Data Docs, dbt docs and report."""
+    return settings.exports / as_of.isoformat()
+
+
 @step("validate_raw")
 def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations)
+    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
 
 
 @step("validate_marts")
 def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations)
+    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
 
 
 @step("publish")
@@ -128,11 +134,50 @@ def report(
 ) -> dict:
     from tierflow.publish.summary import build_summary, format_summary, save_summary, write_exports
 
+    run_dir = _run_dir(settings, as_of)
     exports = write_exports(url, settings.publish_schema, as_of, settings.exports)
     summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
+    summary["docs"] = {"data_docs": _data_docs(run_dir), "dbt_docs": _dbt_docs(url, cfg, as_of, run_dir)}
+
+    # >>> LEAD: the HTML report goes here, once plugins/tierflow/report/ is merged:
+    #     from tierflow.report import render_report
+    #     summary["report"] = str(render_report(
+    #         url, settings.publish_schema, as_of, run_id, run_dir / "report.html",
+    #         links={"Data Docs": "data-docs/index.html", "dbt docs": "dbt-docs/index.html"},
+    #     ))
+    # (drop a link whose summary["docs"] entry is None: that site was not built.)
+    # <<<
+
     save_summary(url, run_id, summary)
     log.info("\n%s", format_summary(summary))
     return summary
+
+
+def _data_docs(run_dir: Path) -> str | None:
+    """The Data Docs site the gates of this run built (quality/docs.py), if they did."""
+    index = run_dir / "data-docs" / "index.html"
+    if not index.is_file():
+        log.warning("no GX Data Docs in %s (see the validate tasks' logs)", index.parent)
+        return None
+    return str(index)
+
+
+def _dbt_docs(url: str, cfg: TierflowConfig, as_of: date, run_dir: Path) -> str | None:
+    """dbt docs of the run; like the Data Docs, for reading: a failure is logged, not fatal,
+    because ``bi`` is already published by now and a missing docs page must not fail the night.
+    """
+    import time
+
+    from tierflow.transform import DbtError, generate_docs
+
+    started = time.perf_counter()
+    try:
+        index = generate_docs(url, cfg, as_of, run_dir / "dbt-docs")
+    except DbtError:
+        log.exception("could not generate the dbt docs in %s", run_dir / "dbt-docs")
+        return None
+    log.info("dbt docs generated in %.1f s: %s", time.perf_counter() - started, index)
+    return str(index)
 
 
 def dbt_vars_interceptor(context: Any, operator: Any) -> None:

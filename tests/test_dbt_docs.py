@@ -38,7 +38,11 @@ def test_report_step_writes_dbt_docs_and_exports(
 
     run_dir = tmp_path / "2026-03-31"
     index = run_dir / "dbt-docs" / "index.html"
-    assert summary["docs"] == {"data_docs": None, "dbt_docs": str(index)}  # no gate ran here
+    report_html = run_dir / "report.html"
+    # no gate ran here, so no Data Docs; the HTML report links the dbt docs only
+    assert summary["docs"] == {"data_docs": None, "dbt_docs": str(index), "report": str(report_html)}
+    html = report_html.read_text(encoding="utf-8")
+    assert 'href="dbt-docs/index.html"' in html and "data-docs/index.html" not in html
     page = index.read_text(encoding="utf-8")
     for model in ("stg_erp__orders", "fct_orders", "customer_rfm", "customer_tiers", "allocation_plan_tier",
                   "sales_kpis"):

@@ -139,18 +139,30 @@ def report(
     summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
     summary["docs"] = {"data_docs": _data_docs(run_dir), "dbt_docs": _dbt_docs(url, cfg, as_of, run_dir)}
 
-    # >>> LEAD: the HTML report goes here, once plugins/tierflow/report/ is merged:
-    #     from tierflow.report import render_report
-    #     summary["report"] = str(render_report(
-    #         url, settings.publish_schema, as_of, run_id, run_dir / "report.html",
-    #         links={"Data Docs": "data-docs/index.html", "dbt docs": "dbt-docs/index.html"},
-    #     ))
-    # (drop a link whose summary["docs"] entry is None: that site was not built.)
-    # <<<
+    summary["docs"]["report"] = _html_report(url, settings, as_of, run_id, run_dir, summary["docs"])
 
     save_summary(url, run_id, summary)
     log.info("\n%s", format_summary(summary))
     return summary
+
+
+def _html_report(
+    url: str, settings: Settings, as_of: date, run_id: str, run_dir: Path, docs: dict
+) -> str | None:
+    """The self-contained HTML report of the run, linking the doc sites that were built.
+
+    ``bi`` is published by now: a report that cannot be drawn is logged and shown as not
+    built in the summary rather than failing a night whose tables are already out.
+    """
+    from tierflow.report import render_report
+
+    sites = (("Data Docs", "data_docs", "data-docs"), ("dbt docs", "dbt_docs", "dbt-docs"))
+    links = {label: f"{folder}/index.html" for label, key, folder in sites if docs.get(key)}
+    try:
+        return str(render_report(url, settings.publish_schema, as_of, run_id, run_dir / "report.html", links))
+    except Exception:
+        log.exception("the HTML report for %s was not built", as_of)
+        return None
 
 
 def _data_docs(run_dir: Path) -> str | None:

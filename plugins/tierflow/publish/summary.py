@@ -251,7 +251,7 @@ def format_summary(s: dict) -> str:
     )
     if s["exports"]:
         lines.append(f"  exports: {Path(s['exports'][0]).parent}")
-    for label, key in (("data docs", "data_docs"), ("dbt docs", "dbt_docs")):
+    for label, key in (("report", "report"), ("data docs", "data_docs"), ("dbt docs", "dbt_docs")):
         if key in s.get("docs", {}):
             lines.append(f"  {label}: {s['docs'][key] or 'not built (see the log)'}")
     return "\n".join(lines)

@@ -124,8 +124,8 @@ class TierConfig(_Strict):
     weights: TierWeights
     # Hysteresis, in value-score units (0 disables): a customer whose score tier differs from
     # its previous computed tier moves only when its score passes the cutoff between the two
-    # tiers by this margin. Cutoff of a tier = the lowest value score that reaches that tier
-    # (or a better one) at the as-of date, for both methods.
+    # tiers by this margin. Cutoff of a tier = the midpoint between the lowest value score that
+    # reaches that tier (or a better one) on the as-of date and the highest score below it.
     hysteresis_margin: float = Field(0.02, ge=0, lt=1)
     potential: TierPotential = Field(default_factory=TierPotential)
 

@@ -17,8 +17,9 @@
 -- against the customer's previous value tier.
 --
 -- Hysteresis (var tier_hysteresis_margin, score units; 0 disables it). The cutoff of tier
--- k is the lowest value score whose score tier is k or better on A (the boundary between
--- k and k + 1; the same definition for percentile and pareto). With p the previous
+-- k (the boundary between k and k + 1) is the midpoint between the lowest value score whose
+-- score tier is k or better on A and the highest score below it (the same definition for
+-- percentile and pareto). With p the previous
 -- computed tier and s the score tier (1 = best): s < p moves up to the best tier t in
 -- [s, p) with value_score >= cutoff(t) + margin; s > p moves down to the worst tier
 -- t + 1 in (p, s] with value_score <= cutoff(t) - margin; otherwise the customer stays
@@ -180,15 +181,23 @@ tiered as (
 
 tier_cutoffs as (
 
-    -- cutoff of tier k: the lowest value score whose score tier is k or better on A (the
-    -- boundary between k and k + 1; the worst tier has none)
+    -- cutoff of tier k (the boundary between k and k + 1; the worst tier has none): the
+    -- midpoint between the lowest value score whose score tier is k or better on A and the
+    -- highest score below it. The midpoint, not either edge, so that two customers trading
+    -- places across the boundary are treated alike: both move, or both are held.
     select
         tier_levels.tier_rank,
         tier_levels.tier_name,
-        min(tiered.value_score) as cutoff
+        -- scores have 4 decimals, so their midpoint has at most 5
+        trim_scale(round((
+            min(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} <= tier_levels.tier_rank)
+            + coalesce(
+                max(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} > tier_levels.tier_rank),
+                min(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} <= tier_levels.tier_rank)
+            )
+        ) / 2, 5)) as cutoff
     from tier_levels
-    inner join tiered
-        on {{ tier_rank('tiered.score_tier') }} <= tier_levels.tier_rank
+    cross join tiered
     where tier_levels.tier_rank < (select max(all_levels.tier_rank) from tier_levels as all_levels)
     group by tier_levels.tier_rank, tier_levels.tier_name
 
@@ -408,7 +417,7 @@ reasoned as (
         *,
         case
             when is_hysteresis_held
-                then computed_tier || ': kept by hysteresis (previous tier '
+                then computed_tier || ': held by hysteresis (previous tier '
                     || previous_computed_tier || '): value score '
                     || to_char(value_score, 'FM0.0000') || ' is within the margin '
                     || trim_scale({{ margin }}) || ' of the ' || hysteresis_cutoff_tier

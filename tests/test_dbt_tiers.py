@@ -310,8 +310,8 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
                         " owner, metric_value, threshold from {marts}.account_alerts"
                         " where as_of_date = %s order by alert_id", A2)
     assert alerts == [
-        ("2026-04-01:churn_risk:C05", "C05", "北京新材料科技", "medium", "churn_risk", "warning", "unassigned",
-         Decimal("32"), Decimal("30.6")),
+        ("2026-04-01:churn_risk:C05", "C05", "北京新材料科技", "medium", "churn_risk", "warning",
+         "unassigned", Decimal("32"), Decimal("30.6")),
         ("2026-04-01:credit:C02", "C02", "Northwind Traders", "medium", "credit", "warning", MANAGER,
          Decimal("1.0000"), Decimal("0.5")),
         ("2026-04-01:revenue_drop:C08", "C08", "陈静", "medium", "revenue_drop", "warning", MANAGER,

@@ -12,6 +12,8 @@
 {%- set credit_high = var('credit_risk').high -%}
 {%- set trend_days = var('lifecycle').trend_days | int -%}
 {%- set top_tier = var('tier_levels')[0].name -%}
+{#- the alerted tiers as the inside of a quoted SQL list: high', 'medium -#}
+{%- set alert_tiers = alerts.tiers | map('string') | map('replace', "'", "''") | join("', '") -%}
 -- One row per alert on as-of date A, for the account manager who must act (owner;
 -- 'unassigned' without one). Customers of the tiers in var alerts.tiers get:
 --   churn_risk   recency_days > alerts.churn_risk.gap_factor x their own average gap
@@ -87,9 +89,7 @@ watched as (
         on customer_tiers.customer_id = customer_lifecycle.customer_id
     left join customer_credit_risk
         on customer_tiers.customer_id = customer_credit_risk.customer_id
-    where customer_tiers.value_tier in (
-        {%- for tier in alerts.tiers %}{{ sql_literal(tier) }}{% if not loop.last %}, {% endif %}{% endfor -%}
-    )
+    where customer_tiers.value_tier in ('{{ alert_tiers }}')
 
 ),
 
@@ -228,7 +228,8 @@ final as (
                 then 'critical'
             else 'warning'
         end as severity,
-        coalesce(nullif(trim(customers.account_manager), ''), 'unassigned') as owner,
+        -- owner: the column name the alert e-mails read
+        coalesce(nullif(trim(customers.account_manager), ''), 'unassigned') as owner,  -- noqa: RF04
         all_alerts.reason,
 
         -- the numbers behind it

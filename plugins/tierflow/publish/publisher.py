@@ -28,6 +28,10 @@ PUBLISHED_TABLES = (
     "customer_credit_risk",
     "customer_lifecycle",
     "customer_tiers",
+    "account_group_tiers",
+    "customer_tier_history",
+    "tier_migrations",
+    "account_alerts",
     "allocation_plan_tier",
     "sales_kpis",
 )

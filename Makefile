@@ -27,9 +27,11 @@ run: setup
 	$(BIN)/tierflow demo --if-absent
 	$(BIN)/tierflow run --last $(RUN_DAYS)
 
+# Two pytest workers: the end-to-end DAG runs (most of the time) on one, the rest on the other.
+PYTEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check plugins dags tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check plugins dags tests

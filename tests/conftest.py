@@ -27,6 +27,12 @@ os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end DAG runs first: they are most of the suite's time, so with two
+    workers (make test runs pytest-xdist) one takes them while the other does the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """URL of the session's embedded server (its `postgres` maintenance database)."""

@@ -18,12 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_dbt_sql_passes_sqlfluff(pg_server: str) -> None:
+def test_dbt_sql_passes_sqlfluff(pg_server: str, tmp_path: Path) -> None:
     pytest.importorskip("sqlfluff")
     pytest.importorskip("sqlfluff_templater_dbt")
     from tierflow.transform import dbt_env
 
-    env = {**os.environ, **dbt_env(pg_server)}
+    # dbt's artifacts go to a folder of the test's own, not the project's target/ that a DAG
+    # run on the other test worker reads
+    env = {**os.environ, **dbt_env(pg_server), "DBT_TARGET_PATH": str(tmp_path / "target")}
     result = subprocess.run(
         [sys.executable, "-m", "sqlfluff", "lint", "dbt_project/models", "--disable-progress-bar"],
         cwd=ROOT,

@@ -177,11 +177,10 @@ def test_source_freshness_is_evaluated(demo_marts: str) -> None:
     """`dbt source freshness` runs against the loaded raw tables and reports every source
     that declares a freshness block (warn after 2 days; the demo ends months ago, so the
     order sources are stale, which warns but does not fail)."""
-    from tierflow.settings import DBT_PROJECT_DIR
     from tierflow.transform import run_dbt
 
-    run_dbt(["source", "freshness"], demo_marts)
-    results = json.loads((DBT_PROJECT_DIR / "target" / "sources.json").read_text())["results"]
+    target = run_dbt(["source", "freshness"], demo_marts)
+    results = json.loads((target / "sources.json").read_text())["results"]
     by_source = {r["unique_id"].removeprefix("source.tierflow."): r["status"] for r in results}
     assert by_source["erp.orders"] == "warn"
     assert set(by_source.values()) <= {"pass", "warn"}

@@ -37,7 +37,8 @@ def run_env(tmp_path: Path, warehouse_url: str) -> dict[str, str]:
         if key.startswith(("AIRFLOW", "TIERFLOW")):
             del env[key]
     env.update(
-        TIERFLOW_HOME=str(ROOT / ".tierflow" / "test-home"),  # Airflow metadata, migrated once
+        # Airflow metadata, migrated once per test worker (workers must not share one SQLite)
+        TIERFLOW_HOME=str(ROOT / ".tierflow" / f"test-home-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"),
         TIERFLOW_WAREHOUSE_URL=warehouse_url,
         TIERFLOW_LANDING=str(landing),
         TIERFLOW_EXPORTS=str(tmp_path / "exports"),

@@ -54,15 +54,28 @@ def _project_files_newer_than(path: Path) -> bool:
     return (DBT_PROJECT_DIR / "dbt_project.yml").stat().st_mtime > built
 
 
-def run_dbt(args: list[str], url: str) -> None:
-    """Run a dbt command in-process against the warehouse at ``url``; raise on failure."""
+def _private_target() -> Path:
+    """A dbt target folder of this process's own (artifacts, logs, partial-parse state)."""
+    return Path(tempfile.gettempdir()) / f"tierflow-dbt-{os.getpid()}"
+
+
+def run_dbt(args: list[str], url: str, target_path: Path | None = None) -> Path:
+    """Run a dbt command in-process against the warehouse at ``url``; raise on failure.
+
+    dbt writes its artifacts to ``target_path``, by default a folder private to this
+    process: the project's own ``target/`` holds the manifest Cosmos renders the DAG from,
+    and a dbt run elsewhere (a test, a docs build, a second worker) must not rewrite it
+    under a running DAG. Returns the target folder, where e.g. ``sources.json`` is.
+    """
     from dbt.cli.main import dbtRunner
 
+    target = target_path or _private_target()
     saved = {k: os.environ.get(k) for k in dbt_env(url)}
     os.environ.update(dbt_env(url))
     try:
         res = dbtRunner().invoke(
-            [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+            [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+             "--target-path", str(target), "--log-path", str(target)]
         )
     finally:
         for k, v in saved.items():
@@ -72,6 +85,7 @@ def run_dbt(args: list[str], url: str) -> None:
                 os.environ[k] = v
     if not res.success:
         raise DbtError(f"dbt {' '.join(args[:1])} failed: {res.exception or 'see the dbt log above'}")
+    return target
 
 
 def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Path) -> Path:
@@ -85,9 +99,9 @@ def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Pat
     """
     with tempfile.TemporaryDirectory(prefix="tierflow-dbt-docs-") as target:
         run_dbt(
-            ["docs", "generate", "--static", "--quiet", "--target-path", target,
-             "--vars", json.dumps(run_vars(cfg, as_of))],
+            ["docs", "generate", "--static", "--quiet", "--vars", json.dumps(run_vars(cfg, as_of))],
             url,
+            Path(target),
         )
         page = Path(target) / "static_index.html"
         if not page.is_file():
@@ -101,10 +115,17 @@ def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Pat
 def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
     """(Re)build dbt's manifest when the project changed; Cosmos renders the DAG from it.
 
-    ``dbt parse`` does not connect to the database, so any well-formed URL works.
+    ``dbt parse`` does not connect to the database, so any well-formed URL works. A file
+    lock makes concurrent callers (two test workers, the CLI beside a scheduler) parse once
+    and never read a half-written manifest.
     """
-    if _project_files_newer_than(MANIFEST_PATH):
-        run_dbt(["parse", "--quiet"], url)
+    import fcntl
+
+    MANIFEST_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with open(MANIFEST_PATH.parent / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _project_files_newer_than(MANIFEST_PATH):
+            run_dbt(["parse", "--quiet"], url, MANIFEST_PATH.parent)
     return MANIFEST_PATH
 
 

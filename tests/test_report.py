@@ -2,7 +2,7 @@
 
 The bi tables are created by hand with the published column names (dbt_project/models/marts
 ymls; tier_migrations as its contract says: as_of_date, from_tier (null = new), to_tier,
-customers, revenue) and a few rows whose figures are worked out in the comments. The
+customers, revenue_in_window) and a few rows whose figures are worked out in the comments. The
 report is then opened in headless Chromium, which must draw every chart.
 """
 
@@ -151,7 +151,7 @@ def build_published_tables(url: str) -> None:
                 contribution_rank bigint, net_contribution numeric, cumulative_contribution_share numeric,
                 is_loss_making boolean);
             create table bi.tier_migrations (as_of_date date, from_tier text, to_tier text,
-                customers bigint, revenue numeric);
+                customers bigint, revenue_in_window numeric);
             create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,
                 tier_rank integer, service_level text, customers bigint, allocated_budget numeric);
             create table bi.sales_kpis (month_start_date date, region text, channel text, as_of_date date,

@@ -192,7 +192,7 @@ def read_migrations(
         sql.SQL(
             """
             select coalesce(from_tier, %s) as from_tier, coalesce(to_tier, '(none)') as to_tier,
-                   sum(customers) as customers, coalesce(sum(revenue), 0) as revenue
+                   sum(customers) as customers, coalesce(sum(revenue_in_window), 0) as revenue
             from {} where as_of_date = %s
             group by 1, 2
             """

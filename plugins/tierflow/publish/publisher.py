@@ -29,6 +29,7 @@ PUBLISHED_TABLES = (
     "customer_lifecycle",
     "customer_tiers",
     "allocation_plan_tier",
+    "allocation_plan_customer",
     "sales_kpis",
 )
 

@@ -512,3 +512,33 @@ def test_step_names_missing_input_columns(warehouse_url: str) -> None:
         )
     with pytest.raises(AllocationError, match=r"customer_tiers lacks the column\(s\).*'monetary'"):
         run_allocation(warehouse_url, make_config(), AS_OF)
+
+
+def test_default_config_on_the_ten_customer_fixture_keeps_the_published_tier_budgets(config) -> None:
+    # tests/test_pipeline_e2e.py's fixture (scores and monetary from its hand computation):
+    # high C01, C02; medium C05, C03, C04; low C08, C06, C07, C09, C10. Default budget
+    # 1,000,000 x .6/.3/.1 = 600,000 / 300,000 / 100,000, no rounding remainder, no credit
+    # risk (no invoices), caps 3 x the tier average: nothing moves between tiers.
+    fixture = [
+        ("C01", "high", ".925", "2500"),
+        ("C02", "high", ".8", "1600"),
+        ("C05", "medium", ".73125", "1200"),
+        ("C03", "medium", ".65", "3000"),
+        ("C04", "medium", ".58125", "900"),
+        ("C08", "low", ".36875", "700"),
+        ("C06", "low", ".33125", "400"),
+        ("C07", "low", ".175", "100"),
+        ("C09", "low", "0", "0"),
+        ("C10", "low", "0", "0"),
+    ]
+    plan = build_plan([cust(*row, credit_risk_band="unknown") for row in fixture], config, AS_OF)
+    assert [(t.name, t.customers, t.allocated_cents) for t in plan.tiers] == [
+        ("high", 2, 60_000_000),
+        ("medium", 3, 30_000_000),
+        ("low", 5, 10_000_000),
+    ]
+    assert plan.plan_period == "2026-03" and plan.mode == "policy"
+    # high in cents: 60,000,000 x .925 / 1.725 = 32,173,913.04.. and x .8 / 1.725 =
+    # 27,826,086.95..; rounded down they miss one cent, which goes to the larger remainder (C02)
+    got = {p.customer.customer_id: p.allocated_cents for p in plan.customers}
+    assert (got["C01"], got["C02"]) == (32_173_913, 27_826_087)

@@ -542,3 +542,24 @@ def test_default_config_on_the_ten_customer_fixture_keeps_the_published_tier_bud
     # 27,826,086.95..; rounded down they miss one cent, which goes to the larger remainder (C02)
     got = {p.customer.customer_id: p.allocated_cents for p in plan.customers}
     assert (got["C01"], got["C02"]) == (32_173_913, 27_826_087)
+
+
+def test_step_in_optimized_mode_writes_plans_that_agree(warehouse_url: str) -> None:
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(TIERS_DDL)
+        _insert_tiers(conn, AS_OF, NINE)
+    summary = run_allocation(warehouse_url, nine_config("optimized"), AS_OF)
+    assert summary["mode"] == "optimized"
+    assert Decimal(summary["expected_return"]) > Decimal(summary["policy_expected_return"])
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "select t.value_tier, t.plan_mode, t.allocated_budget, sum(c.allocated_budget),"
+            " t.account_manager_hours, sum(c.account_manager_hours),"
+            " t.expected_return, sum(c.expected_return)"
+            " from build_marts.allocation_plan_tier t join build_marts.allocation_plan_customer c"
+            " using (as_of_date, value_tier) group by 1, 2, 3, 5, 7"
+        ).fetchall()
+    assert len(rows) == 3
+    for tier, mode, budget, budget_sum, hours, hours_sum, ret, ret_sum in rows:
+        assert (mode, budget, hours, ret) == ("optimized", budget_sum, hours_sum, ret_sum), tier
+    assert sum(r[2] for r in rows) == Decimal("10000.00")

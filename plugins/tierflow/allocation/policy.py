@@ -245,7 +245,7 @@ def allocate_policy(
 ) -> None:
     """Fill in ``allocated_cents`` and ``am_hundredths`` of every customer (steps 3 to 5).
 
-    The customers' floors and caps come from :func:`tier_budgets` (see ``build_plan``).
+    The customers' floors and caps were already set by ``build_plan`` from :func:`tier_budgets`.
     """
     by_tier: dict[int, list[CustomerPlan]] = {t.rank: [] for t in tiers}
     for c in customers:

@@ -86,7 +86,8 @@ CUSTOMER_COLUMNS = (
     (
         "is_am_capacity_short",
         "boolean not null",
-        "The tier asks for more account-manager hours than the customer got: the capacity ran out.",
+        "The customer got fewer account-manager hours than its tier's account_manager_hours: the "
+        "capacity ran out (policy) or the hours earn more elsewhere (optimized).",
     ),
     ("account_manager", "text", "The customer's account manager (customer_tiers), who acts on the plan."),
     (

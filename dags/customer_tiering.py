@@ -4,10 +4,11 @@
 Nightly customer tiering: the extracts under the landing root become published customer
 tiers and an allocation plan in the BI schema.
 
-`ingest` -> `validate_raw` (GX) -> `transform` (dbt via Cosmos: staging -> intermediate ->
-marts, each model built with its tests) -> `allocate` (allocation plans per customer and
-tier) -> `validate_marts` (GX) -> `publish` (one transaction into `bi`) -> `report` (exports
-and run summary) and `notify` (account-alert e-mails, one per owner, when SMTP is set).
+`ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
+task) -> `transform` (dbt via Cosmos: one task per mart, each built with its tests) ->
+`allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
+(one transaction into `bi`) -> `report` (exports and run summary) and `notify`
+(account-alert e-mails, one per owner, when SMTP is set).
 
 The as-of date is the run's logical date, or the `as_of_date` param for a manual run.
 A failed quality gate stops the run before `publish`: BI keeps yesterday's tables.
@@ -23,6 +24,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos.operators.local import DbtBuildLocalOperator
 from tierflow import pipeline
 from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
@@ -55,6 +57,25 @@ def customer_tiering() -> None:
     def validate_raw(as_of: str) -> dict:
         return pipeline.validate_raw(as_of, get_current_context()["run_id"])
 
+    # The staging and intermediate models are thin views: one dbt build for all of them
+    # (with their tests) costs a few seconds, where a Cosmos task per view costs a dbt start
+    # each. The marts, where the business logic is, stay one task per model.
+    dbt_task_args = {
+        "install_deps": False,
+        "interceptors": [pipeline.dbt_vars_interceptor],
+        # a relationship test runs with the model built last, not with the first parent
+        "dbt_cmd_flags": ["--indirect-selection", "cautious"],
+    }
+    prepare = DbtBuildLocalOperator(
+        task_id="prepare",
+        doc_md="dbt build of the staging and intermediate views and their tests.",
+        project_dir=DBT_PROJECT_DIR,
+        profile_config=cosmos_profile_config(),
+        dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+        select=[f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS],
+        emit_datasets=False,
+        **dbt_task_args,
+    )
     transform = DbtTaskGroup(
         group_id="transform",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
@@ -66,14 +87,10 @@ def customer_tiering() -> None:
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
+            exclude=[f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS],
             emit_datasets=False,  # our own Assets are emitted by `publish`
         ),
-        operator_args={
-            "install_deps": False,
-            "interceptors": [pipeline.dbt_vars_interceptor],
-            # a relationship test runs with the model built last, not with the first parent
-            "dbt_cmd_flags": ["--indirect-selection", "cautious"],
-        },
+        operator_args=dbt_task_args,
     )
 
     @task
@@ -102,7 +119,7 @@ def customer_tiering() -> None:
     planned = allocate(as_of)
     checked_marts = validate_marts(as_of)
     published = publish(as_of)
-    loaded >> checked_raw >> transform >> planned >> checked_marts >> published
+    loaded >> checked_raw >> prepare >> transform >> planned >> checked_marts >> published
     published >> report(as_of, loaded)
     published >> notify(as_of)
 

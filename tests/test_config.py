@@ -42,6 +42,10 @@ def test_shipped_config_loads() -> None:
     assert cfg.notifications.recipients == {} and cfg.notifications.fallback_recipient is None
     assert cfg.ingest.encodings == {"crm": "utf-8", "erp": "utf-8", "service": "utf-8"}
     assert cfg.ingest.max_future_days == 1
+    assert cfg.tiers.hysteresis_margin == 0.02
+    assert (cfg.tiers.potential.top_share, cfg.tiers.potential.min_growth) == (0.2, 0.2)
+    assert cfg.alerts.tiers == ["high", "medium"]
+    assert cfg.alerts.churn_risk.gap_factor == 2.0
 
 
 def test_a_round_tripped_copy_of_the_shipped_config_loads(tmp_path: Path) -> None:
@@ -147,6 +151,36 @@ BAD_CONFIGS = [
         lambda d: d["ingest"].update(missing_required_entity="ignore"),
         ["ingest.missing_required_entity", "'fail'", "'warn'", "'ignore'"],
         id="bad-literal",
+    ),
+    pytest.param(
+        lambda d: d["tiers"].update(hysteresis_margin=-0.01),
+        ["tiers.hysteresis_margin", "greater than or equal to 0", "-0.01"],
+        id="negative-hysteresis-margin",
+    ),
+    pytest.param(
+        lambda d: d["tiers"]["potential"].update(top_share=0),
+        ["tiers.potential.top_share", "greater than 0"],
+        id="potential-top-share-zero",
+    ),
+    pytest.param(
+        lambda d: d["tiers"]["potential"].update(lookahead=3),
+        ["tiers.potential.lookahead", "not permitted"],
+        id="potential-unknown-key",
+    ),
+    pytest.param(
+        lambda d: d["alerts"].update(tiers=["high", "gold"]),
+        ["alerts.tiers", "unknown tier(s) ['gold']", "['high', 'medium', 'low']"],
+        id="alert-tier-not-a-level",
+    ),
+    pytest.param(
+        lambda d: d["alerts"]["churn_risk"].update(gap_factor=0.5),
+        ["alerts.churn_risk.gap_factor", "greater than or equal to 1", "0.5"],
+        id="churn-gap-factor-below-one",
+    ),
+    pytest.param(
+        lambda d: d["alerts"]["revenue_drop"].update(min_drop=1.5),
+        ["alerts.revenue_drop.min_drop", "less than or equal to 1", "1.5"],
+        id="revenue-drop-above-100pct",
     ),
     pytest.param(
         lambda d: d["ingest"].update(expected_daily=["erp/order"]),

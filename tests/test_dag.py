@@ -39,6 +39,13 @@ def test_customer_tiering_shape(dagbag) -> None:
     # dbt models became Cosmos tasks inside the `transform` group
     assert any(t.startswith("transform.customer_tiers") for t in ids)
     assert any(t.startswith("transform.customer_rfm") for t in ids)
+    # the staging and intermediate views are one task, after the raw gate and before the marts
+    prepare = dag.get_task("prepare")
+    assert prepare.select == ["path:models/staging", "path:models/intermediate"]
+    assert "validate_raw" in prepare.upstream_task_ids
+    assert not any(t.startswith(("transform.stg_", "transform.int_")) for t in ids)
+    downstream = prepare.downstream_task_ids
+    assert downstream and all(t.startswith("transform.") for t in downstream)
     # publish runs only after the marts were validated, which runs after every dbt task
     publish = dag.get_task("publish")
     assert "validate_marts" in publish.upstream_task_ids

@@ -14,7 +14,7 @@ from tierflow.config import ConfigError, dbt_vars, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "tierflow.yml"
-NEW_SECTIONS = ("cost_to_serve", "credit_risk", "lifecycle")
+NEW_SECTIONS = ("cost_to_serve", "credit_risk", "lifecycle", "alerts")
 
 
 def _load(tmp_path: Path, data: dict):
@@ -32,7 +32,7 @@ def test_shipped_sections_reach_dbt_as_the_project_defaults() -> None:
         "vars"
     ]
     passed = dbt_vars(load_config(SHIPPED))
-    for section in NEW_SECTIONS:
+    for section in (*NEW_SECTIONS, "tier_hysteresis_margin", "tier_potential"):
         assert passed[section] == project_vars[section], section
 
 
@@ -44,6 +44,24 @@ def test_sections_are_optional(tmp_path: Path) -> None:
     assert cfg.lifecycle.churn_days == 180
     assert cfg.credit_risk.high.write_off_count == 1
     assert cfg.cost_to_serve.annual_cost_of_capital == 0.05
+    assert cfg.alerts.churn_risk.min_recency_days == 30
+
+
+def test_alert_tiers_default_to_every_tier_but_the_worst(tmp_path: Path) -> None:
+    """Without alerts.tiers, dbt gets every level but the worst, whatever the levels are called."""
+    data = _shipped()
+    del data["alerts"]
+    data["tiers"]["levels"] = [
+        {"name": "gold", "cumulative_share": 0.1},
+        {"name": "silver", "cumulative_share": 0.3},
+        {"name": "bronze", "cumulative_share": 0.6},
+        {"name": "basic", "cumulative_share": 1.0},
+    ]
+    data["allocation"]["tiers"] = {
+        name: {"budget_share": share, "service_level": "x"}
+        for name, share in (("gold", 0.4), ("silver", 0.3), ("bronze", 0.2), ("basic", 0.1))
+    }
+    assert dbt_vars(_load(tmp_path, data))["alerts"]["tiers"] == ["gold", "silver", "bronze"]
 
 
 @pytest.mark.parametrize(

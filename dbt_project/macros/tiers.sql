@@ -58,3 +58,103 @@
         {%- endfor %}
     end
 {%- endmacro %}
+
+
+{#- tier_name: the level name of a tier rank (1 = best); null for a rank out of range. -#}
+{% macro tier_name(rank) -%}
+    case {{ rank }}
+        {%- for level in var('tier_levels') %}
+        when {{ loop.index }} then {{ sql_literal(level.name) }}
+        {%- endfor %}
+    end
+{%- endmacro %}
+
+
+{#- tier_levels_rows: the levels as rows (tier_rank, tier_name, cumulative_share), best first. -#}
+{% macro tier_levels_rows() -%}
+    select
+        cast(levels.tier_rank as integer) as tier_rank,
+        cast(levels.tier_name as text) as tier_name,
+        cast(levels.cumulative_share as numeric) as cumulative_share
+    from (
+        values
+        {%- for level in var('tier_levels') %}
+        ({{ loop.index }}, {{ sql_literal(level.name) }}, {{ sql_number(level.cumulative_share) }})
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    ) as levels (tier_rank, tier_name, cumulative_share)
+{%- endmacro %}
+
+
+{#-
+    value_component_columns: the four 0..1 components of the value score, each a percentile
+    rank among the rows with a purchase in the window (cume_dist: the share of them at or
+    below the row; 0 without a purchase). Reads columns monetary, frequency, gross_margin,
+    recency_days and has_purchase_in_window. Used for customers and for account groups.
+-#}
+{% macro value_component_columns() -%}
+    {%- set components = [
+        ('purchasing_power_score', 'monetary'),
+        ('frequency_score', 'frequency'),
+        ('profit_score', 'gross_margin'),
+        ('recency_score', 'recency_days desc'),
+    ] -%}
+    {%- for name, order_by in components %}
+        case
+            when has_purchase_in_window
+                then cast(cume_dist() over (
+                        partition by has_purchase_in_window order by {{ order_by }}
+                    ) as numeric)
+            else 0
+        end as {{ name }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- value_score_expr: round(weighted components / sum of the weights, 4), var tier_weights. -#}
+{% macro value_score_expr() -%}
+    {%- set weights = var('tier_weights') -%}
+    round(
+        (
+            {{ sql_number(weights.purchasing_power) }} * purchasing_power_score
+            + {{ sql_number(weights.frequency) }} * frequency_score
+            + {{ sql_number(weights.profit) }} * profit_score
+            + {{ sql_number(weights.recency) }} * recency_score
+        ) / (
+            {{ sql_number(weights.purchasing_power) }}
+            + {{ sql_number(weights.frequency) }}
+            + {{ sql_number(weights.profit) }}
+            + {{ sql_number(weights.recency) }}
+        ),
+        4
+    )
+{%- endmacro %}
+
+
+{#-
+    score_tier_expr: the tier by score alone, per var tier_method, from the columns
+    value_position (share of rows with a strictly higher score), margin_ranked_above and
+    margin_total (positive gross margin held by rows with a strictly higher score, and in all).
+-#}
+{% macro score_tier_expr() -%}
+    {%- if var('tier_method') == 'pareto' -%}
+        {{ tier_level('case when margin_total > 0 then margin_ranked_above / margin_total else value_position end') }}
+    {%- elif var('tier_method') == 'percentile' -%}
+        {{ tier_level('value_position') }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("var tier_method must be percentile or pareto, got '" ~ var('tier_method') ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    Generic test tier_is_configured: every non-null value of the column is a level name of
+    var tier_levels. Rows that fail are returned with the column's value, so the stored
+    failures (store_failures) name the offending tier and the row's keys.
+-#}
+{% test tier_is_configured(model, column_name) %}
+    select *
+    from {{ model }}
+    where {{ column_name }} is not null
+        and {{ tier_rank(column_name) }} is null
+{% endtest %}

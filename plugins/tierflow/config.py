@@ -109,10 +109,29 @@ class TierWeights(_Strict):
         return self
 
 
+class TierPotential(_Strict):
+    """High potential: below the top tier, growing fast, and among the fastest growers.
+
+    Growth = customer_lifecycle.revenue_growth_rate (revenue of the last lifecycle.trend_days
+    against the trend_days before). Predicted lifetime value joins here when it exists.
+    """
+
+    # the customer's growth must rank in this top share of all customers (0.2 = top 20%)
+    top_share: float = Field(0.2, gt=0, le=1)
+    # and be at least this relative growth (0.2 = +20%)
+    min_growth: float = Field(0.2, ge=0)
+
+
 class TierConfig(_Strict):
     method: Literal["percentile", "pareto"] = "percentile"
     levels: list[TierLevel] = Field(min_length=2)
     weights: TierWeights
+    # Hysteresis, in value-score units (0 disables): a customer whose score tier differs from
+    # its previous computed tier moves only when its score passes the cutoff between the two
+    # tiers by this margin. Cutoff of a tier = the midpoint between the lowest value score that
+    # reaches that tier (or a better one) on the as-of date and the highest score below it.
+    hysteresis_margin: float = Field(0.02, ge=0, lt=1)
+    potential: TierPotential = Field(default_factory=TierPotential)
 
     @model_validator(mode="after")
     def _levels_increase_to_one(self) -> TierConfig:
@@ -301,6 +320,35 @@ class LifecycleConfig(_Strict):
     decline_threshold: float = Field(0.2, ge=0, le=1)
 
 
+class ChurnRiskAlert(_Strict):
+    """Churn risk: no order for much longer than the customer's own usual gap between orders."""
+
+    # alert when recency_days > gap_factor x the average gap between purchase days (BTYD:
+    # recency_btyd_days / frequency_repeat)
+    gap_factor: float = Field(2.0, ge=1)
+    # a usual gap needs at least this many repeat purchase days (BTYD frequency_repeat)
+    min_repeat_purchases: int = Field(1, ge=1)
+    # and never before this many days without an order
+    min_recency_days: int = Field(30, ge=0)
+
+
+class RevenueDropAlert(_Strict):
+    """Revenue drop: revenue of the last lifecycle.trend_days against the trend_days before."""
+
+    # alert when revenue fell by at least this share (0.5 = halved or worse)
+    min_drop: float = Field(0.5, gt=0, le=1)
+
+
+class AlertsConfig(_Strict):
+    """Thresholds of account_alerts (churn risk, revenue drop, top-tier downgrade, credit)."""
+
+    # tiers whose customers get churn-risk, revenue-drop and credit alerts; null = every
+    # tier but the worst. Top-tier downgrades are alerted whatever this says.
+    tiers: list[str] | None = Field(None, min_length=1)
+    churn_risk: ChurnRiskAlert = Field(default_factory=ChurnRiskAlert)
+    revenue_drop: RevenueDropAlert = Field(default_factory=RevenueDropAlert)
+
+
 class TierflowConfig(_Strict):
     base_currency: str = Field(pattern=r"^[A-Z]{3}$")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -311,6 +359,15 @@ class TierflowConfig(_Strict):
     credit_risk: CreditRiskConfig = Field(default_factory=CreditRiskConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+    @model_validator(mode="after")
+    def _alert_tiers_are_levels(self) -> TierflowConfig:
+        names = [lv.name for lv in self.tiers.levels]
+        unknown = [t for t in self.alerts.tiers or [] if t not in names]
+        if unknown:
+            raise ValueError(f"alerts.tiers: unknown tier(s) {unknown}; tiers.levels has {names}")
+        return self
 
     @model_validator(mode="after")
     def _policies_match_tiers(self) -> TierflowConfig:
@@ -350,6 +407,16 @@ def load_config(path: Path) -> TierflowConfig:
         raise ConfigError(_format_errors(path, exc)) from None
 
 
+def alert_vars(cfg: TierflowConfig) -> dict:
+    """The alerts block for dbt, with the default tier list (every tier but the worst) resolved."""
+    names = [lv.name for lv in cfg.tiers.levels]
+    return {
+        "tiers": list(cfg.alerts.tiers) if cfg.alerts.tiers is not None else names[:-1],
+        "churn_risk": cfg.alerts.churn_risk.model_dump(mode="json"),
+        "revenue_drop": cfg.alerts.revenue_drop.model_dump(mode="json"),
+    }
+
+
 def dbt_vars(cfg: TierflowConfig) -> dict:
     """The business rules as dbt vars (the as-of date is added per run)."""
     return {
@@ -360,6 +427,9 @@ def dbt_vars(cfg: TierflowConfig) -> dict:
         "tier_method": cfg.tiers.method,
         "tier_levels": [lv.model_dump(mode="json") for lv in cfg.tiers.levels],
         "tier_weights": cfg.tiers.weights.model_dump(mode="json"),
+        "tier_hysteresis_margin": cfg.tiers.hysteresis_margin,
+        "tier_potential": cfg.tiers.potential.model_dump(mode="json"),
+        "alerts": alert_vars(cfg),
         "cost_to_serve": cfg.cost_to_serve.model_dump(mode="json"),
         "credit_risk": cfg.credit_risk.model_dump(mode="json"),
         "lifecycle": cfg.lifecycle.model_dump(mode="json"),

@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -21,6 +22,9 @@ from tierflow.settings import META_SCHEMA, Settings, load_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# dbt model folders built together by the DAG's `prepare` task (views); the marts get a task each
+DBT_VIEW_LAYERS = ("staging", "intermediate")
 
 
 def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:
@@ -98,11 +102,16 @@ def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
     return report.as_dict()
 
 
+def _run_dir(settings: Settings, as_of: date) -> Path:
+    """One as-of date's folder of exports, Data Docs, dbt docs and report."""
+    return settings.exports / as_of.isoformat()
+
+
 @step("validate_raw")
 def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations)
+    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
 
 
 @step("allocate")
@@ -117,7 +126,7 @@ def allocate(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run
 def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations)
+    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
 
 
 @step("publish")
@@ -141,11 +150,62 @@ def report(
 ) -> dict:
     from tierflow.publish.summary import build_summary, format_summary, save_summary, write_exports
 
+    run_dir = _run_dir(settings, as_of)
     exports = write_exports(url, settings.publish_schema, as_of, settings.exports)
     summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
+    summary["docs"] = {"data_docs": _data_docs(run_dir), "dbt_docs": _dbt_docs(url, cfg, as_of, run_dir)}
+
+    summary["docs"]["report"] = _html_report(url, settings, as_of, run_id, run_dir, summary["docs"])
+
     save_summary(url, run_id, summary)
     log.info("\n%s", format_summary(summary))
     return summary
+
+
+def _html_report(
+    url: str, settings: Settings, as_of: date, run_id: str, run_dir: Path, docs: dict
+) -> str | None:
+    """The self-contained HTML report of the run, linking the doc sites that were built.
+
+    ``bi`` is published by now: a report that cannot be drawn is logged and shown as not
+    built in the summary rather than failing a night whose tables are already out.
+    """
+    from tierflow.report import render_report
+
+    sites = (("Data Docs", "data_docs", "data-docs"), ("dbt docs", "dbt_docs", "dbt-docs"))
+    links = {label: f"{folder}/index.html" for label, key, folder in sites if docs.get(key)}
+    try:
+        return str(render_report(url, settings.publish_schema, as_of, run_id, run_dir / "report.html", links))
+    except Exception:
+        log.exception("the HTML report for %s was not built", as_of)
+        return None
+
+
+def _data_docs(run_dir: Path) -> str | None:
+    """The Data Docs site the gates of this run built (quality/docs.py), if they did."""
+    index = run_dir / "data-docs" / "index.html"
+    if not index.is_file():
+        log.warning("no GX Data Docs in %s (see the validate tasks' logs)", index.parent)
+        return None
+    return str(index)
+
+
+def _dbt_docs(url: str, cfg: TierflowConfig, as_of: date, run_dir: Path) -> str | None:
+    """dbt docs of the run; like the Data Docs, for reading: a failure is logged, not fatal,
+    because ``bi`` is already published by now and a missing docs page must not fail the night.
+    """
+    import time
+
+    from tierflow.transform import DbtError, generate_docs
+
+    started = time.perf_counter()
+    try:
+        index = generate_docs(url, cfg, as_of, run_dir / "dbt-docs")
+    except DbtError:
+        log.exception("could not generate the dbt docs in %s", run_dir / "dbt-docs")
+        return None
+    log.info("dbt docs generated in %.1f s: %s", time.perf_counter() - started, index)
+    return str(index)
 
 
 def dbt_vars_interceptor(context: Any, operator: Any) -> None:

@@ -8,7 +8,10 @@ that :func:`dbt_env` derives from the warehouse URL.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from datetime import date
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -71,6 +74,30 @@ def run_dbt(args: list[str], url: str) -> None:
         raise DbtError(f"dbt {' '.join(args[:1])} failed: {res.exception or 'see the dbt log above'}")
 
 
+def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Path) -> Path:
+    """dbt docs for one run as a single self-contained page: ``<out_dir>/index.html``.
+
+    ``dbt docs generate --static`` compiles the project with the run's vars, reads the
+    catalog (column types, row counts) of the build schemas and writes ``static_index.html``
+    with the manifest and catalog inlined, so the page opens from disk with no server. dbt
+    writes into a private target folder: the project's own ``target/`` holds the manifest
+    Cosmos renders the DAG from, and a docs run must not swap it under a running DAG.
+    """
+    with tempfile.TemporaryDirectory(prefix="tierflow-dbt-docs-") as target:
+        run_dbt(
+            ["docs", "generate", "--static", "--quiet", "--target-path", target,
+             "--vars", json.dumps(run_vars(cfg, as_of))],
+            url,
+        )
+        page = Path(target) / "static_index.html"
+        if not page.is_file():
+            raise DbtError(f"dbt docs generate --static wrote no {page.name} in {target}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index = out_dir / "index.html"
+        shutil.copyfile(page, index)
+    return index
+
+
 def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
     """(Re)build dbt's manifest when the project changed; Cosmos renders the DAG from it.
 
@@ -111,5 +138,8 @@ def cosmos_profile_config():
     return ProfileConfig(
         profile_name="tierflow",
         target_name="warehouse",
-        profile_mapping=WarehouseProfile(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA}),
+        # tests of a model run in parallel; they wait on the database, not on this machine's CPU
+        profile_mapping=WarehouseProfile(
+            conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA, "threads": 4}
+        ),
     )

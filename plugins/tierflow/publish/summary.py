@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+import os
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +16,11 @@ from psycopg.rows import dict_row
 
 from tierflow.settings import META_SCHEMA
 
+log = logging.getLogger(__name__)
+
 EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier")
+CRM_IMPORT_FILE = "crm_import.csv"
+CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
 
 
 def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path) -> list[str]:
@@ -40,7 +47,68 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
             frame.to_csv(csv_path, index=False, encoding="utf-8")
             frame.to_parquet(pq_path, index=False)
             written += [str(csv_path), str(pq_path)]
+    written.append(str(write_crm_import(url, publish_schema, as_of, out)))
     return written
+
+
+def _crm_import_rows(conn: psycopg.Connection, publish_schema: str, as_of: date) -> list[tuple]:
+    """Rows in byte order of customer_id (collation "C"), the same on every server."""
+    tiers = sql.Identifier(publish_schema, "customer_tiers")
+    (per_customer,) = conn.execute(
+        "select exists (select from information_schema.tables where table_schema = %s and table_name = %s)",
+        (publish_schema, "allocation_plan_customer"),
+    ).fetchone()
+    if per_customer:
+        query = sql.SQL(
+            """
+            select t.customer_id, t.value_tier, t.rfm_segment, c.service_level, c.primary_action
+            from {tiers} as t
+            left join {plan} as c on c.customer_id = t.customer_id and c.as_of_date = t.as_of_date
+            where t.as_of_date = %s
+            order by t.customer_id collate "C"
+            """
+        ).format(tiers=tiers, plan=sql.Identifier(publish_schema, "allocation_plan_customer"))
+    else:
+        # FALLBACK until bi.allocation_plan_customer is merged (the lead removes this branch):
+        # the tier's service level, and no action rather than an invented one.
+        log.warning(
+            "%s.allocation_plan_customer does not exist: %s has the tier's service level and an empty"
+            " primary_action", publish_schema, CRM_IMPORT_FILE,
+        )
+        query = sql.SQL(
+            """
+            select t.customer_id, t.value_tier, t.rfm_segment, p.service_level, null as primary_action
+            from {tiers} as t
+            left join {plan} as p on p.value_tier = t.value_tier and p.as_of_date = t.as_of_date
+            where t.as_of_date = %s
+            order by t.customer_id collate "C"
+            """
+        ).format(tiers=tiers, plan=sql.Identifier(publish_schema, "allocation_plan_tier"))
+    return conn.execute(query, (as_of,)).fetchall()
+
+
+def write_crm_import(url: str, publish_schema: str, as_of: date, out: Path) -> Path:
+    """``crm_import.csv``: one row per tiered customer, to write tiers back to the CRM.
+
+    The file is meant for CRM import tools and for the people who open it in Excel first, so:
+    UTF-8 with a byte-order mark, comma-separated, CRLF line ends, quotes only where needed
+    (RFC 4180). The BOM is what makes Excel (and so the many Chinese CRMs and Dynamics 365
+    imports that start from an Excel file) read UTF-8 instead of the local ANSI code page, and it
+    is what Excel's own "CSV UTF-8" format writes. Salesforce's Import Wizard and Dynamics accept
+    it; a tool that reads the BOM as part of the first header (some Salesforce Data Loader
+    set-ups) needs the file's first three bytes dropped. Empty means unknown. The file is
+    written beside the old one and then moved over it, so an importer never reads half a file.
+    """
+    with psycopg.connect(url) as conn:
+        rows = _crm_import_rows(conn, publish_schema, as_of)
+    path = out / CRM_IMPORT_FILE
+    partial = out / f".{CRM_IMPORT_FILE}.partial"
+    with partial.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(CRM_IMPORT_COLUMNS)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+    os.replace(partial, path)
+    return path
 
 
 def _f(v: object) -> float:
@@ -183,4 +251,7 @@ def format_summary(s: dict) -> str:
     )
     if s["exports"]:
         lines.append(f"  exports: {Path(s['exports'][0]).parent}")
+    for label, key in (("report", "report"), ("data docs", "data_docs"), ("dbt docs", "dbt_docs")):
+        if key in s.get("docs", {}):
+            lines.append(f"  {label}: {s['docs'][key] or 'not built (see the log)'}")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ or  {"schema": ..., "query": "select ... where as_of_date = :as_of_date"}
 Suite parameters (``{"$PARAMETER": "budget"}``) come from the business config. Every
 result of every run is written to ``tierflow_meta.data_quality_results``; a failed
 ``critical`` expectation fails the gate (and so the run, before anything is published).
+Given the run's exports folder, the gate also adds its suites and results to that as-of
+date's GX Data Docs site (``quality/docs.py``), failed or not.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -24,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from tierflow.config import TierflowConfig
+from tierflow.quality.docs import SuiteValidation, build_data_docs
 from tierflow.settings import EXPECTATIONS_DIR, MARTS_SCHEMA, META_SCHEMA, RAW_SCHEMA, sqlalchemy_url
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,13 @@ def _observed(result: dict) -> str | None:
 def validate(
     url: str, gate: str, as_of: date, cfg: TierflowConfig, directory: Path = EXPECTATIONS_DIR
 ) -> list[CheckResult]:
+    return check_results(validate_suites(url, gate, as_of, cfg, directory))
+
+
+def validate_suites(
+    url: str, gate: str, as_of: date, cfg: TierflowConfig, directory: Path = EXPECTATIONS_DIR
+) -> list[SuiteValidation]:
+    """Run every suite of ``gate``; GX's own result objects (for Data Docs and our rows)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
@@ -114,7 +125,7 @@ def validate(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
     datasource = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url(url))
     params = suite_parameters(cfg)
-    results: list[CheckResult] = []
+    validations: list[SuiteValidation] = []
     for spec in load_suites(gate, directory):
         expectations = spec.get("expectations", [])
         suite = ExpectationSuite(name=spec["name"], expectations=expectations)
@@ -124,13 +135,20 @@ def validate(
         query, asset_name = _asset_query(spec["meta"]["tierflow"], as_of)
         asset = datasource.add_query_asset(name=spec["name"], query=query)
         batch = asset.add_batch_definition_whole_table("all").get_batch()
-        outcome = batch.validate(suite, expectation_parameters=params).to_json_dict()
-        for r in outcome["results"]:
+        outcome = batch.validate(suite, expectation_parameters=params)
+        validations.append(SuiteValidation(suite=suite, data_asset=asset_name, result=outcome))
+    return validations
+
+
+def check_results(validations: list[SuiteValidation]) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for v in validations:
+        for r in v.result.to_json_dict()["results"]:
             cfg_ = r["expectation_config"]
             results.append(
                 CheckResult(
-                    suite=spec["name"],
-                    data_asset=asset_name,
+                    suite=v.suite.name,
+                    data_asset=v.data_asset,
                     expectation=cfg_["type"],
                     column=(cfg_.get("kwargs") or {}).get("column"),
                     severity=str(cfg_.get("severity") or "critical"),
@@ -167,12 +185,37 @@ def record(url: str, run_id: str, as_of: date, results: list[CheckResult]) -> No
             )
 
 
+def _build_docs(run_dir: Path, run_id: str, validations: list[SuiteValidation]) -> str | None:
+    """Data Docs are for reading, not a check: a failure to build them is logged loudly and
+    shown as a missing link, but never blocks a publish that every check allowed.
+    """
+    started = time.perf_counter()
+    try:
+        index = build_data_docs(run_dir, run_id, validations)
+    except Exception:
+        log.exception("could not build the GX Data Docs in %s", run_dir)
+        return None
+    log.info("GX Data Docs updated in %.1f s: %s", time.perf_counter() - started, index)
+    return str(index)
+
+
 def run_gate(
-    url: str, gate: str, as_of: date, cfg: TierflowConfig, run_id: str, directory: Path = EXPECTATIONS_DIR
+    url: str,
+    gate: str,
+    as_of: date,
+    cfg: TierflowConfig,
+    run_id: str,
+    directory: Path = EXPECTATIONS_DIR,
+    run_dir: Path | None = None,
 ) -> dict:
-    """Validate, record every result, and raise QualityGateFailed on a critical failure."""
-    results = validate(url, gate, as_of, cfg, directory)
+    """Validate, record every result, add them to the Data Docs in ``run_dir`` (the as-of
+    date's exports folder; none when not given), and raise QualityGateFailed on a critical
+    failure.
+    """
+    validations = validate_suites(url, gate, as_of, cfg, directory)
+    results = check_results(validations)
     record(url, run_id, as_of, results)
+    data_docs = _build_docs(run_dir, run_id, validations) if run_dir is not None else None
     failed = [r for r in results if not r.success]
     critical = [r for r in failed if r.severity == "critical"]
     for r in failed:
@@ -183,6 +226,7 @@ def run_gate(
         "checks": len(results),
         "failed_critical": len(critical),
         "failed_warning": len(failed) - len(critical),
+        "data_docs": data_docs,
     }
     if critical:
         names = "; ".join(

@@ -6,10 +6,24 @@
         on_schema_change='append_new_columns',
     )
 }}
-{%- set weights = var('tier_weights') -%}
--- One row per customer and as-of date A: a weighted value score and the value tier it
--- gives (method var tier_method: percentile or pareto), the three one-dimension tiers, the
--- reason in plain words, and the change against the customer's previous tier.
+{%- set margin = sql_number(var('tier_hysteresis_margin')) -%}
+{%- set potential = var('tier_potential') -%}
+{%- set trend_days = var('lifecycle').trend_days | int -%}
+-- One row per customer and as-of date A: a weighted value score and the tier it gives by
+-- score alone (score_tier; var tier_method: percentile or pareto), stabilised by
+-- hysteresis against the customer's previous computed tier (computed_tier), then replaced
+-- by a manual override valid on A (value_tier); the three one-dimension tiers, stage,
+-- credit band, high potential, account group, the reason in plain words, and the change
+-- against the customer's previous value tier.
+--
+-- Hysteresis (var tier_hysteresis_margin, score units; 0 disables it). The cutoff of tier
+-- k (the boundary between k and k + 1) is the midpoint between the lowest value score whose
+-- score tier is k or better on A and the highest score below it (the same definition for
+-- percentile and pareto). With p the previous
+-- computed tier and s the score tier (1 = best): s < p moves up to the best tier t in
+-- [s, p) with value_score >= cutoff(t) + margin; s > p moves down to the worst tier
+-- t + 1 in (p, s] with value_score <= cutoff(t) - margin; otherwise the customer stays
+-- at p. Overrides never count: p is the previous computed tier, not the value tier.
 with
 
 customer_rfm as (
@@ -25,19 +39,59 @@ orders as (
 
 ),
 
+customers as (
+
+    select * from {{ ref('dim_customers') }}
+
+),
+
+customer_lifecycle as (
+
+    select * from {{ ref('customer_lifecycle') }}
+    where as_of_date = {{ as_of_date() }}
+
+),
+
+customer_credit_risk as (
+
+    select * from {{ ref('customer_credit_risk') }}
+    where as_of_date = {{ as_of_date() }}
+
+),
+
+tier_overrides as (
+
+    select * from {{ ref('stg_crm__tier_overrides') }}
+
+),
+
+account_group_tiers as (
+
+    select * from {{ ref('account_group_tiers') }}
+    where as_of_date = {{ as_of_date() }}
+
+),
+
 {% if is_incremental() %}
 previous_tiers as (
 
-    -- the customer's tier at the latest earlier as-of date already built
+    -- the customer's tiers at the latest earlier as-of date already built
     select distinct on (customer_id)
         customer_id,
-        value_tier
+        value_tier,
+        computed_tier
     from {{ this }}
     where as_of_date < {{ as_of_date() }}
     order by customer_id asc, as_of_date desc
 
 ),
 {% endif %}
+
+tier_levels as (
+
+    {{ tier_levels_rows() }}
+
+),
 
 window_margin as (
 
@@ -70,38 +124,9 @@ customer_metrics as (
 
 components as (
 
-    -- each component is a 0..1 percentile rank among customers with a purchase in the
-    -- window (cume_dist: the share of them at or below the customer); 0 without a purchase
     select
         *,
-        case
-            when has_purchase_in_window
-                then cast(cume_dist() over (
-                        partition by has_purchase_in_window order by monetary
-                    ) as numeric)
-            else 0
-        end as purchasing_power_score,
-        case
-            when has_purchase_in_window
-                then cast(cume_dist() over (
-                        partition by has_purchase_in_window order by frequency
-                    ) as numeric)
-            else 0
-        end as frequency_score,
-        case
-            when has_purchase_in_window
-                then cast(cume_dist() over (
-                        partition by has_purchase_in_window order by gross_margin
-                    ) as numeric)
-            else 0
-        end as profit_score,
-        case
-            when has_purchase_in_window
-                then cast(cume_dist() over (
-                        partition by has_purchase_in_window order by recency_days desc
-                    ) as numeric)
-            else 0
-        end as recency_score
+        {{ value_component_columns() }}
     from customer_metrics
 
 ),
@@ -110,20 +135,7 @@ value_scored as (
 
     select
         *,
-        round(
-            (
-                {{ sql_number(weights.purchasing_power) }} * purchasing_power_score
-                + {{ sql_number(weights.frequency) }} * frequency_score
-                + {{ sql_number(weights.profit) }} * profit_score
-                + {{ sql_number(weights.recency) }} * recency_score
-            ) / (
-                {{ sql_number(weights.purchasing_power) }}
-                + {{ sql_number(weights.frequency) }}
-                + {{ sql_number(weights.profit) }}
-                + {{ sql_number(weights.recency) }}
-            ),
-            4
-        ) as value_score
+        {{ value_score_expr() }} as value_score
     from components
 
 ),
@@ -159,14 +171,7 @@ tiered as (
 
     select
         *,
-        {%- if var('tier_method') == 'pareto' %}
-        {{ tier_level('case when margin_total > 0 then margin_ranked_above / margin_total else value_position end') }}
-            as value_tier,
-        {%- elif var('tier_method') == 'percentile' %}
-        {{ tier_level('value_position') }} as value_tier,
-        {%- else %}
-        {{ exceptions.raise_compiler_error("var tier_method must be percentile or pareto, got '" ~ var('tier_method') ~ "'") }}
-        {%- endif %}
+        {{ score_tier_expr() }} as score_tier,
         {{ tier_level('purchasing_power_position') }} as purchasing_power_tier,
         {{ tier_level('frequency_position') }} as frequency_tier,
         {{ tier_level('profit_position') }} as profit_tier
@@ -174,36 +179,204 @@ tiered as (
 
 ),
 
-{% if is_incremental() %}
+tier_cutoffs as (
+
+    -- cutoff of tier k (the boundary between k and k + 1; the worst tier has none): the
+    -- midpoint between the lowest value score whose score tier is k or better on A and the
+    -- highest score below it. The midpoint, not either edge, so that two customers trading
+    -- places across the boundary are treated alike: both move, or both are held.
+    select
+        tier_levels.tier_rank,
+        tier_levels.tier_name,
+        -- scores have 4 decimals, so their midpoint has at most 5
+        trim_scale(round((
+            min(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} <= tier_levels.tier_rank)
+            + coalesce(
+                max(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} > tier_levels.tier_rank),
+                min(tiered.value_score) filter (where {{ tier_rank('tiered.score_tier') }} <= tier_levels.tier_rank)
+            )
+        ) / 2, 5)) as cutoff
+    from tier_levels
+    cross join tiered
+    where tier_levels.tier_rank < (select max(all_levels.tier_rank) from tier_levels as all_levels)
+    group by tier_levels.tier_rank, tier_levels.tier_name
+
+),
+
 with_previous as (
 
     select
         tiered.*,
-        previous_tiers.value_tier as previous_value_tier
+        {{ tier_rank('tiered.score_tier') }} as score_tier_rank,
+        {% if is_incremental() -%}
+        previous_tiers.value_tier as previous_value_tier,
+        previous_tiers.computed_tier as previous_computed_tier,
+        {{ tier_rank('previous_tiers.computed_tier') }} as previous_computed_rank
+        {%- else -%}
+        cast(null as text) as previous_value_tier,
+        cast(null as text) as previous_computed_tier,
+        cast(null as integer) as previous_computed_rank
+        {%- endif %}
     from tiered
+    {% if is_incremental() -%}
     left join previous_tiers
         on tiered.customer_id = previous_tiers.customer_id
+    {%- endif %}
 
 ),
-{% else %}
-with_previous as (
+
+hysteresis_moves as (
 
     select
-        *,
-        cast(null as text) as previous_value_tier
-    from tiered
+        with_previous.customer_id,
+        -- up: the best tier t in [s, p) whose cutoff the score passes by the margin
+        min(tier_cutoffs.tier_rank) filter (
+            where tier_cutoffs.tier_rank >= with_previous.score_tier_rank
+            and tier_cutoffs.tier_rank < with_previous.previous_computed_rank
+            and with_previous.value_score >= tier_cutoffs.cutoff + {{ margin }}
+        ) as up_rank,
+        -- down: the worst tier t + 1 in (p, s] whose upper cutoff t the score is below
+        -- by the margin
+        max(tier_cutoffs.tier_rank + 1) filter (
+            where tier_cutoffs.tier_rank >= with_previous.previous_computed_rank
+            and tier_cutoffs.tier_rank < with_previous.score_tier_rank
+            and with_previous.value_score <= tier_cutoffs.cutoff - {{ margin }}
+        ) as down_rank
+    from with_previous
+    cross join tier_cutoffs
+    group by with_previous.customer_id
 
 ),
-{% endif %}
+
+stabilised as (
+
+    select
+        with_previous.*,
+        case
+            when with_previous.previous_computed_rank is null
+                or with_previous.score_tier_rank = with_previous.previous_computed_rank
+                then with_previous.score_tier_rank
+            when with_previous.score_tier_rank < with_previous.previous_computed_rank
+                then coalesce(hysteresis_moves.up_rank, with_previous.previous_computed_rank)
+            else coalesce(hysteresis_moves.down_rank, with_previous.previous_computed_rank)
+        end as computed_tier_rank
+    from with_previous
+    left join hysteresis_moves
+        on with_previous.customer_id = hysteresis_moves.customer_id
+
+),
+
+active_overrides as (
+
+    -- valid on A: valid_from <= A and (valid_to is null or valid_to >= A); the latest
+    -- valid_from wins
+    select distinct on (customer_id)
+        customer_id,
+        value_tier as override_tier,
+        reason as override_reason,
+        set_by as override_set_by,
+        valid_from as override_valid_from,
+        valid_to as override_valid_to
+    from tier_overrides
+    where valid_from <= {{ as_of_date() }}
+        and (valid_to is null or valid_to >= {{ as_of_date() }})
+    order by customer_id asc, valid_from desc
+
+),
+
+growth_ranked as (
+
+    -- revenue growth (customer_lifecycle) ranked among all customers; customers without
+    -- revenue in the earlier period have no growth rate and rank last
+    select
+        customer_id,
+        recent_revenue,
+        prior_revenue,
+        revenue_growth_rate,
+        lifecycle_stage,
+        rank() over (order by revenue_growth_rate desc nulls last) as growth_rank,
+        cast(rank() over (order by revenue_growth_rate desc nulls last) - 1 as numeric)
+        / count(*) over () as growth_position
+    from customer_lifecycle
+
+),
+
+decided as (
+
+    select
+        stabilised.*,
+        {{ tier_name('stabilised.computed_tier_rank') }} as computed_tier,
+        stabilised.computed_tier_rank <> stabilised.score_tier_rank as is_hysteresis_held,
+        -- the cutoff the customer did not pass by the margin: the next better tier's when
+        -- it was held back from moving up, its own tier's when held from moving down
+        case
+            when stabilised.computed_tier_rank > stabilised.score_tier_rank then better_cutoffs.cutoff
+            when stabilised.computed_tier_rank < stabilised.score_tier_rank then own_cutoffs.cutoff
+        end as hysteresis_cutoff,
+        case
+            when stabilised.computed_tier_rank > stabilised.score_tier_rank then better_cutoffs.tier_name
+            when stabilised.computed_tier_rank < stabilised.score_tier_rank then own_cutoffs.tier_name
+        end as hysteresis_cutoff_tier,
+        top_cutoffs.cutoff as top_tier_cutoff,
+        active_overrides.override_tier,
+        active_overrides.override_reason,
+        active_overrides.override_set_by,
+        active_overrides.override_valid_from,
+        {{ tier_rank('active_overrides.override_tier') }} is not null as is_override,
+        growth_ranked.lifecycle_stage,
+        growth_ranked.recent_revenue,
+        growth_ranked.prior_revenue,
+        growth_ranked.revenue_growth_rate,
+        growth_ranked.growth_rank,
+        growth_ranked.growth_position,
+        customer_credit_risk.credit_risk_band,
+        customers.account_manager,
+        customers.parent_customer_id,
+        coalesce(customers.parent_customer_id, group_heads.account_group_id) as account_group_id
+    from stabilised
+    left join tier_cutoffs as better_cutoffs
+        on stabilised.computed_tier_rank - 1 = better_cutoffs.tier_rank
+    left join tier_cutoffs as own_cutoffs
+        on stabilised.computed_tier_rank = own_cutoffs.tier_rank
+    left join tier_cutoffs as top_cutoffs
+        on top_cutoffs.tier_rank = 1
+    left join active_overrides
+        on stabilised.customer_id = active_overrides.customer_id
+    left join growth_ranked
+        on stabilised.customer_id = growth_ranked.customer_id
+    left join customer_credit_risk
+        on stabilised.customer_id = customer_credit_risk.customer_id
+    left join customers
+        on stabilised.customer_id = customers.customer_id
+    left join account_group_tiers as group_heads
+        on stabilised.customer_id = group_heads.account_group_id
+
+),
+
+finalised as (
+
+    select
+        decided.*,
+        case when decided.is_override then decided.override_tier else decided.computed_tier end as value_tier,
+        account_group_tiers.value_tier as account_group_tier
+    from decided
+    left join account_group_tiers
+        on decided.account_group_id = account_group_tiers.account_group_id
+
+),
 
 explained as (
 
     select
         *,
         {{ tier_rank('value_tier') }} as value_tier_rank,
+        {{ tier_rank('value_tier') }} > 1
+        and revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
+        and growth_position < {{ sql_number(potential.top_share) }} as is_high_potential,
+        -- why the score gave its tier
         case
             when not has_purchase_in_window
-                then value_tier || ': no completed order in the last '
+                then score_tier || ': no completed order in the last '
                     || {{ var('rfm_window_days') | int }} || ' days ('
                     || case
                         when recency_days is null then 'never ordered'
@@ -211,7 +384,7 @@ explained as (
                     end
                     || '), value score ' || to_char(value_score, 'FM0.0000')
                     || ', ranks ' || value_rank || ' of ' || customer_count || ' customers'
-            else value_tier || ': value score ' || to_char(value_score, 'FM0.0000')
+            else score_tier || ': value score ' || to_char(value_score, 'FM0.0000')
                 || ' ranks ' || value_rank || ' of ' || customer_count || ' customers'
                 {%- if var('tier_method') == 'pareto' %}
                 || case
@@ -219,10 +392,10 @@ explained as (
                         then ', customers ranked above it hold '
                             || {{ format_share('margin_ranked_above / margin_total') }}
                             || ' of the positive gross margin'
-                    else ', ' || {{ tier_band_text('value_tier') }}
+                    else ', ' || {{ tier_band_text('score_tier') }}
                 end
                 {%- else %}
-                || ', ' || {{ tier_band_text('value_tier') }}
+                || ', ' || {{ tier_band_text('score_tier') }}
                 {%- endif %}
                 || ' (spend ' || {{ format_amount('monetary') }} || ' ' || {{ base_currency() }}
                 || ', ' || frequency || case when frequency = 1 then ' order' else ' orders' end
@@ -233,8 +406,26 @@ explained as (
                     else recency_days || ' days ago'
                 end
                 || ')'
-        end as tier_reason
-    from with_previous
+        end as score_reason
+    from finalised
+
+),
+
+reasoned as (
+
+    select
+        *,
+        case
+            when is_hysteresis_held
+                then computed_tier || ': held by hysteresis (previous tier '
+                    || previous_computed_tier || '): value score '
+                    || to_char(value_score, 'FM0.0000') || ' is within the margin '
+                    || trim_scale({{ margin }}) || ' of the ' || hysteresis_cutoff_tier
+                    || ' cutoff ' || to_char(hysteresis_cutoff, 'FM0.0000')
+                    || '; by score alone ' || score_reason
+            else score_reason
+        end as computed_reason
+    from explained
 
 ),
 
@@ -255,7 +446,13 @@ final as (
         frequency_tier,
         profit_tier,
         rfm_segment,
-        tier_reason,
+        case
+            when is_override
+                then value_tier || ': override by ' || override_set_by
+                    || ' (valid from ' || override_valid_from || '): ' || override_reason
+                    || '; computed ' || computed_reason
+            else computed_reason
+        end as tier_reason,
 
         -- change against the previous run
         previous_value_tier,
@@ -277,9 +474,43 @@ final as (
         monetary,
         frequency,
         recency_days,
-        gross_margin
+        gross_margin,
 
-    from explained
+        -- how the value tier was decided: score -> hysteresis -> override
+        score_tier,
+        computed_tier,
+        previous_computed_tier,
+        is_hysteresis_held,
+        top_tier_cutoff,
+        is_override,
+        override_tier,
+        override_reason,
+        override_set_by,
+        override_valid_from,
+
+        -- stage, credit, potential
+        lifecycle_stage,
+        credit_risk_band,
+        revenue_growth_rate,
+        coalesce(is_high_potential, false) as is_high_potential,
+        case
+            when is_high_potential
+                then 'revenue of the last ' || {{ trend_days }} || ' days '
+                    || {{ format_amount('recent_revenue') }} || ' against '
+                    || {{ format_amount('prior_revenue') }} || ' the ' || {{ trend_days }}
+                    || ' days before (+' || {{ format_share('revenue_growth_rate') }}
+                    || '), growth ranks ' || growth_rank || ' of ' || customer_count
+                    || ' customers (top ' || {{ format_share(sql_number(potential.top_share)) }}
+                    || '), below the top tier as ' || value_tier
+        end as high_potential_reason,
+
+        -- owner and account group
+        account_manager,
+        parent_customer_id,
+        account_group_id,
+        account_group_tier
+
+    from reasoned
 
 )
 

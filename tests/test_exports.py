@@ -1,0 +1,91 @@
+"""The per-date exports, on a small hand-made `bi` schema: the CRM import file's exact bytes.
+
+No dbt here: the published tables are created by hand with only the columns the exports
+read, so every expected row can be read off the inserts below.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+AS_OF = date(2026, 3, 31)
+BOM = b"\xef\xbb\xbf"
+
+
+def make_bi(url: str, per_customer_plan: bool) -> None:
+    """Three customers tiered on AS_OF (one more row on the night before), in schema bi."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create schema bi")
+        conn.execute(
+            "create table bi.customer_tiers (customer_id text, as_of_date date, value_tier text,"
+            " rfm_segment text, value_tier_rank int, monetary numeric)"
+        )
+        conn.execute(
+            "insert into bi.customer_tiers values"
+            " ('C02', '2026-03-31', 'low', 'Hibernating', 3, 10.5),"
+            " ('C01', '2026-03-31', 'high', 'Champions', 1, 900),"
+            " ('C,3', '2026-03-31', 'medium', 'Can''t Lose Them', 2, 300),"
+            " ('C01', '2026-03-30', 'low', 'Lost', 3, 0)"  # another night: not exported
+        )
+        conn.execute(
+            "create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,"
+            " tier_rank int, service_level text, customers int, allocated_budget numeric,"
+            " budget_per_customer numeric)"
+        )
+        conn.execute(
+            "insert into bi.allocation_plan_tier values"
+            " ('high', '2026-03-31', '2026-04', 1, '专属客户经理', 1, 600, 600),"
+            " ('medium', '2026-03-31', '2026-04', 2, 'pooled sales team', 1, 300, 300),"
+            " ('low', '2026-03-31', '2026-04', 3, 'self-service', 1, 100, 100),"
+            " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 1, 600, 600)"
+        )
+        if per_customer_plan:
+            conn.execute(
+                "create table bi.allocation_plan_customer (customer_id text, as_of_date date,"
+                " value_tier text, service_level text, primary_action text)"
+            )
+            conn.execute(
+                "insert into bi.allocation_plan_customer values"
+                " ('C01', '2026-03-31', 'high', '专属客户经理', 'quarterly business review'),"
+                " ('C02', '2026-03-31', 'low', 'self-service', 'win-back \"comeback\" offer'),"
+                " ('C01', '2026-03-30', 'low', 'self-service', 'yesterday''s action')"
+                # C,3 has no per-customer plan row: its service level and action stay empty
+            )
+
+
+def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Path) -> None:
+    from tierflow.publish.summary import write_exports
+
+    make_bi(warehouse_url, per_customer_plan=True)
+    written = write_exports(warehouse_url, "bi", AS_OF, tmp_path)
+    crm = tmp_path / "2026-03-31" / "crm_import.csv"
+    assert str(crm) in written
+    raw = crm.read_bytes()
+    assert raw.startswith(BOM)
+    # sorted by customer_id byte-wise ('C,3' < 'C01' < 'C02': ',' is 0x2c, '0' is 0x30);
+    # RFC 4180 quoting for the comma and the doubled inner quotes; CRLF line ends
+    assert raw[len(BOM):].decode("utf-8") == (
+        "customer_id,value_tier,rfm_segment,service_level,primary_action\r\n"
+        '"C,3",medium,Can\'t Lose Them,,\r\n'
+        "C01,high,Champions,专属客户经理,quarterly business review\r\n"
+        'C02,low,Hibernating,self-service,"win-back ""comeback"" offer"\r\n'
+    )
+    assert not list(crm.parent.glob(".*partial"))
+
+
+def test_crm_import_falls_back_to_the_tier_plan(warehouse_url: str, tmp_path: Path) -> None:
+    """Until bi.allocation_plan_customer exists: the tier's service level, no action."""
+    from tierflow.publish.summary import write_exports
+
+    make_bi(warehouse_url, per_customer_plan=False)
+    write_exports(warehouse_url, "bi", AS_OF, tmp_path)
+    raw = (tmp_path / "2026-03-31" / "crm_import.csv").read_bytes()
+    assert raw == BOM + (
+        "customer_id,value_tier,rfm_segment,service_level,primary_action\r\n"
+        '"C,3",medium,Can\'t Lose Them,pooled sales team,\r\n'
+        "C01,high,Champions,专属客户经理,\r\n"
+        "C02,low,Hibernating,self-service,\r\n"
+    ).encode()

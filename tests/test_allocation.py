@@ -94,7 +94,7 @@ NINE = [
         is_high_potential=True,
         high_potential_reason="revenue up 80% on the previous 180 days",
     ),
-    cust("M2", "medium", ".5", "4000", lifecycle_stage="mature"),
+    cust("M2", "medium", ".5", "4000", lifecycle_stage="mature", is_override=True),
     cust("M3", "medium", ".5", "3000", lifecycle_stage="churned", recency_days=200),
     cust("L1", "low", ".2", "800", is_high_potential=True, high_potential_reason="top 20% growth"),
     cust("L2", "low", ".1", "500", lifecycle_stage="declining", recency_days=90),
@@ -193,7 +193,10 @@ def test_policy_plan_known_answer() -> None:
     assert got["H3"].action_reason.startswith("High credit risk") and "833.33" in got["H3"].action_reason
     assert "last order 120 days ago" in got["H2"].action_reason
     assert "revenue up 80% on the previous 180 days" in got["M1"].action_reason
-    assert "develop toward high" in got["M2"].action_reason
+    assert got["M2"].action_reason == (
+        "Tier medium set by sales management (override). "
+        "Medium tier (value score 0.50, revenue 4,000.00 in the window): develop toward high."
+    )
     assert "no revenue in the window" in got["L3"].action_reason
 
     # expected return (cents of contribution):
@@ -359,7 +362,7 @@ create schema build_marts;
 create table build_marts.customer_tiers (
     customer_id text, as_of_date date, value_tier text, value_score numeric, monetary numeric,
     recency_days integer, lifecycle_stage text, credit_risk_band text, is_high_potential boolean,
-    high_potential_reason text, account_manager text
+    high_potential_reason text, account_manager text, is_override boolean
 );
 """
 
@@ -367,7 +370,7 @@ create table build_marts.customer_tiers (
 def _insert_tiers(conn: psycopg.Connection, as_of: date, customers: list[CustomerInput]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into build_marts.customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "insert into build_marts.customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     c.customer_id,
@@ -381,6 +384,7 @@ def _insert_tiers(conn: psycopg.Connection, as_of: date, customers: list[Custome
                     c.is_high_potential,
                     c.high_potential_reason,
                     c.account_manager,
+                    c.is_override,
                 )
                 for c in customers
             ],
@@ -422,6 +426,12 @@ def test_step_writes_both_tables_and_a_rerun_replaces_the_date(warehouse_url: st
             Decimal("1.9600"),
         )
         assert sum(r[1] for r in rows) == Decimal("10000.00")
+        (m2_reason,) = conn.execute(
+            "select action_reason from build_marts.allocation_plan_customer where customer_id = 'M2'"
+            " and as_of_date = %s",
+            (AS_OF,),
+        ).fetchone()
+        assert "(override)" in m2_reason
         tiers = conn.execute(
             "select value_tier, customers, allocated_budget, budget_per_customer, policy_budget,"
             " account_manager_hours, revenue_in_window from build_marts.allocation_plan_tier"

@@ -46,7 +46,21 @@ def action_reason(
     cap_cents: int,
     credit_risk_cap: float,
 ) -> str:
-    """Plain words with the numbers behind the action."""
+    """Plain words with the numbers behind the action (and whether the tier is a manual one)."""
+    reason = _reason(action, customer, service_level, better_tier, cap_cents, credit_risk_cap)
+    if customer.is_override:
+        return f"Tier {customer.value_tier} set by sales management (override). {reason}"
+    return reason
+
+
+def _reason(
+    action: str,
+    customer: CustomerInput,
+    service_level: str,
+    better_tier: str | None,
+    cap_cents: int,
+    credit_risk_cap: float,
+) -> str:
     c = customer
     score = f"value score {float(c.value_score):.2f}"
     revenue = f"revenue {c.monetary:,.2f} in the window"

@@ -87,6 +87,7 @@ class CustomerInput:
     is_high_potential: bool = False
     high_potential_reason: str | None = None
     account_manager: str | None = None
+    is_override: bool = False  # the tier was set by sales management (crm/tier_overrides)
 
 
 @dataclass

@@ -23,6 +23,7 @@ INPUT_COLUMNS = (
     "is_high_potential",
     "high_potential_reason",
     "account_manager",
+    "is_override",
 )
 
 CUSTOMER_TABLE = "allocation_plan_customer"
@@ -187,6 +188,7 @@ def read_customers(conn: psycopg.Connection, as_of: date) -> list[CustomerInput]
         d["monetary"] = Decimal(d["monetary"] or 0)
         d["value_score"] = Decimal(d["value_score"])
         d["is_high_potential"] = bool(d["is_high_potential"])
+        d["is_override"] = bool(d["is_override"])
         out.append(CustomerInput(**d))
     return out
 

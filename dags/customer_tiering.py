@@ -6,8 +6,9 @@ tiers and an allocation plan in the BI schema.
 
 `ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
 task) -> `transform` (dbt via Cosmos: one task per mart, each built with its tests) ->
-`validate_marts` (GX) -> `publish` (one transaction into `bi`) -> `report` (exports and run
-summary).
+`allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
+(one transaction into `bi`) -> `report` (exports and run summary) and `notify`
+(account-alert e-mails, one per owner, when SMTP is set).
 
 The as-of date is the run's logical date, or the `as_of_date` param for a manual run.
 A failed quality gate stops the run before `publish`: BI keeps yesterday's tables.
@@ -93,6 +94,10 @@ def customer_tiering() -> None:
     )
 
     @task
+    def allocate(as_of: str) -> dict:
+        return pipeline.allocate(as_of, get_current_context()["run_id"])
+
+    @task
     def validate_marts(as_of: str) -> dict:
         return pipeline.validate_marts(as_of, get_current_context()["run_id"])
 
@@ -104,13 +109,19 @@ def customer_tiering() -> None:
     def report(as_of: str, ingest_report: dict) -> dict:
         return pipeline.report(as_of, get_current_context()["run_id"], ingest_report)
 
+    @task
+    def notify(as_of: str) -> dict:
+        return pipeline.notify(as_of, get_current_context()["run_id"])
+
     as_of = resolve_as_of_date()
     loaded = ingest(as_of)
     checked_raw = validate_raw(as_of)
+    planned = allocate(as_of)
     checked_marts = validate_marts(as_of)
     published = publish(as_of)
-    loaded >> checked_raw >> prepare >> transform >> checked_marts >> published
+    loaded >> checked_raw >> prepare >> transform >> planned >> checked_marts >> published
     published >> report(as_of, loaded)
+    published >> notify(as_of)
 
 
 customer_tiering()

@@ -38,6 +38,8 @@ def test_shipped_config_loads() -> None:
     assert cfg.rfm.window_days == 365
     assert len(cfg.rfm.segments) == 10
     assert cfg.allocation.tiers["high"].budget_share == 0.6
+    assert cfg.allocation.budget == 1_000_000 and cfg.allocation.mode == "policy"
+    assert cfg.notifications.recipients == {} and cfg.notifications.fallback_recipient is None
     assert cfg.ingest.encodings == {"crm": "utf-8", "erp": "utf-8", "service": "utf-8"}
     assert cfg.ingest.max_future_days == 1
     assert cfg.tiers.hysteresis_margin == 0.02
@@ -184,6 +186,65 @@ BAD_CONFIGS = [
         lambda d: d["ingest"].update(expected_daily=["erp/order"]),
         ["ingest", "expected_daily", "erp/order", "erp/orders"],
         id="unknown-expected-entity",
+    ),    pytest.param(
+        lambda d: d["allocation"].update(mode="greedy"),
+        ["allocation.mode", "'policy'", "'optimized'", "'greedy'"],
+        id="allocation-mode-unknown",
+    ),
+    pytest.param(
+        lambda d: d["allocation"].update(budget=1000.005),
+        ["allocation", "budget: at most 2 decimals", "1000.005"],
+        id="allocation-budget-below-cents",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["tiers"]["high"].update(customer_cap=0.5),
+        ["allocation.tiers.high.customer_cap", "greater than or equal to 1", "0.5"],
+        id="allocation-cap-below-average",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["tiers"]["low"].update(customer_floor=1.5),
+        ["allocation.tiers.low.customer_floor", "less than or equal to 1", "1.5"],
+        id="allocation-floor-above-average",
+    ),
+    pytest.param(
+        lambda d: d["allocation"].update(account_manager_capacity_hours=-8),
+        ["allocation.account_manager_capacity_hours", "greater than or equal to 0", "-8"],
+        id="allocation-negative-am-capacity",
+    ),
+    pytest.param(
+        lambda d: d["allocation"].update(credit_risk_cap=-0.1),
+        ["allocation.credit_risk_cap", "greater than or equal to 0"],
+        id="allocation-negative-credit-risk-cap",
+    ),
+    pytest.param(
+        lambda d: d["allocation"].update(win_back_stages=["dormant"]),
+        ["allocation", "win_back_stages: unknown stages ['dormant']", "churned"],
+        id="allocation-unknown-win-back-stage",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["response"]["segments"][1].update(return_per_unit=5),
+        ["allocation.response", "return_per_unit must not increase", "[3.0, 5.0, 0.5]"],
+        id="allocation-response-curve-not-concave",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["response"]["segments"][2].update(up_to_share_of_value=0.01),
+        ["allocation.response", "up_to_share_of_value must increase", "[0.02, 0.05, 0.01]"],
+        id="allocation-response-breakpoints-not-increasing",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["response"]["action_multipliers"].pop("retain"),
+        ["allocation.response", "action_multipliers", "missing ['retain']"],
+        id="allocation-action-multiplier-missing",
+    ),
+    pytest.param(
+        lambda d: d["notifications"].update(fallback_recipient="sales ops"),
+        ["notifications", "fallback_recipient: not an e-mail address", "'sales ops'"],
+        id="notifications-bad-fallback",
+    ),
+    pytest.param(
+        lambda d: d["notifications"].update(recipients={"王芳": "wang.fang"}),
+        ["notifications", "recipients.王芳: not an e-mail address", "'wang.fang'"],
+        id="notifications-bad-recipient",
     ),
 ]
 

@@ -33,7 +33,8 @@ def test_customer_tiering_shape(dagbag) -> None:
     dag = dagbag.dags["customer_tiering"]
     assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
     ids = set(dag.task_ids)
-    for step in ("resolve_as_of_date", "ingest", "validate_raw", "validate_marts", "publish", "report"):
+    steps = ("resolve_as_of_date", "ingest", "validate_raw", "allocate", "validate_marts", "publish")
+    for step in (*steps, "report", "notify"):
         assert step in ids
     # dbt models became Cosmos tasks inside the `transform` group
     assert any(t.startswith("transform.customer_tiers") for t in ids)
@@ -48,8 +49,12 @@ def test_customer_tiering_shape(dagbag) -> None:
     # publish runs only after the marts were validated, which runs after every dbt task
     publish = dag.get_task("publish")
     assert "validate_marts" in publish.upstream_task_ids
-    validate = dag.get_task("validate_marts")
-    assert {t for t in validate.upstream_task_ids if t.startswith("transform.")}
+    # the allocation is planned after every dbt task and checked by the marts gate
+    allocate = dag.get_task("allocate")
+    assert {t for t in allocate.upstream_task_ids if t.startswith("transform.")}
+    assert dag.get_task("validate_marts").upstream_task_ids == {"allocate", "resolve_as_of_date"}
+    # alert e-mails go out only after publish
+    assert "publish" in dag.get_task("notify").upstream_task_ids
     assert not dag.catchup
     assert dag.max_active_runs == 1
     assert "tierflow" in dag.tags

@@ -2,26 +2,6 @@
     Adapter-specific formatting (to_char is PostgreSQL's).
 #}
 
-{#- plan_period_label: the plan period containing a date, per var allocation_plan_period:
-    month 'YYYY-MM', quarter 'YYYY-Qn', year 'YYYY'. -#}
-{% macro plan_period_label(date_expr) -%}
-    {{ return(adapter.dispatch('plan_period_label', 'tierflow')(date_expr)) }}
-{%- endmacro %}
-
-{% macro postgres__plan_period_label(date_expr) -%}
-    {%- set period = var('allocation_plan_period') -%}
-    {%- if period == 'month' -%}
-        to_char({{ date_expr }}, 'YYYY-MM')
-    {%- elif period == 'quarter' -%}
-        to_char({{ date_expr }}, 'YYYY-"Q"Q')
-    {%- elif period == 'year' -%}
-        to_char({{ date_expr }}, 'YYYY')
-    {%- else -%}
-        {{ exceptions.raise_compiler_error("var allocation_plan_period must be month, quarter or year, got '" ~ period ~ "'") }}
-    {%- endif -%}
-{%- endmacro %}
-
-
 {#- format_amount: 1234.5 -> '1,234.50' (thousands separators, 2 decimals). -#}
 {% macro format_amount(amount_expr) -%}
     {{ return(adapter.dispatch('format_amount', 'tierflow')(amount_expr)) }}

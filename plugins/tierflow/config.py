@@ -6,11 +6,15 @@ data is touched. The validated config is also what dbt sees, as vars (:func:`dbt
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ConfigError(ValueError):
@@ -144,21 +148,133 @@ class TierConfig(_Strict):
         return self
 
 
+# The primary actions a customer can get, in the order their rules are checked
+# (tierflow.allocation.actions documents each rule).
+ACTIONS = ("credit review", "win back", "convert potential", "retain", "develop", "serve at low cost")
+LIFECYCLE_STAGES = ("new", "growing", "mature", "declining", "churned", "never_purchased")
+
+
+def _at_most_cents(value: float, what: str) -> float:
+    """Amounts and hours are planned in hundredths; a finer value cannot add up exactly."""
+    if Decimal(str(value)).as_tuple().exponent < -2:
+        raise ValueError(f"{what}: at most 2 decimals, got {value!r}")
+    return value
+
+
 class TierPolicy(_Strict):
+    """How one value tier is served and funded."""
+
     budget_share: float = Field(ge=0, le=1)
     service_level: str = Field(min_length=1)
+    # per-customer floor and cap, as multiples of the tier's average budget per customer
+    # (budget x budget_share / customers): floor <= 1 <= cap, so the tier's budget always fits
+    customer_floor: float = Field(0.25, ge=0, le=1)
+    customer_cap: float = Field(3.0, ge=1)
+    # account-manager hours per customer and plan period (given highest value first)
+    account_manager_hours: float = Field(0, ge=0)
+    # optimized mode: the tier keeps at least this share of its policy budget
+    optimized_min_share: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _hours_in_hundredths(self) -> TierPolicy:
+        _at_most_cents(self.account_manager_hours, "account_manager_hours")
+        return self
+
+
+class ResponseSegment(_Strict):
+    up_to_share_of_value: float = Field(gt=0)
+    return_per_unit: float = Field(ge=0)
+
+
+def _default_segments() -> list[ResponseSegment]:
+    return [
+        ResponseSegment(up_to_share_of_value=0.02, return_per_unit=3.0),
+        ResponseSegment(up_to_share_of_value=0.05, return_per_unit=1.5),
+        ResponseSegment(up_to_share_of_value=0.10, return_per_unit=0.5),
+    ]
+
+
+class ResponseConfig(_Strict):
+    """Diminishing-return response curves (tierflow.allocation.curves)."""
+
+    segments: list[ResponseSegment] = Field(default_factory=_default_segments, min_length=1)
+    account_manager_hour_return: float = Field(0.002, ge=0)
+    action_multipliers: dict[str, float] = Field(
+        default_factory=lambda: {
+            "credit review": 0.3,
+            "win back": 0.8,
+            "convert potential": 1.5,
+            "retain": 1.0,
+            "develop": 1.2,
+            "serve at low cost": 0.5,
+        }
+    )
+
+    @model_validator(mode="after")
+    def _concave_and_complete(self) -> ResponseConfig:
+        ups = [s.up_to_share_of_value for s in self.segments]
+        if any(b <= a for a, b in zip(ups, ups[1:], strict=False)):
+            raise ValueError(f"segments: up_to_share_of_value must increase, got {ups}")
+        rets = [s.return_per_unit for s in self.segments]
+        if any(b > a for a, b in zip(rets, rets[1:], strict=False)):
+            raise ValueError(
+                f"segments: return_per_unit must not increase from one segment to the next "
+                f"(diminishing returns keep the curve concave), got {rets}"
+            )
+        keys = set(self.action_multipliers)
+        if keys != set(ACTIONS):
+            raise ValueError(
+                f"action_multipliers: needs exactly the actions {list(ACTIONS)}; "
+                f"missing {sorted(set(ACTIONS) - keys)}, unknown {sorted(keys - set(ACTIONS))}"
+            )
+        negative = {k: v for k, v in self.action_multipliers.items() if v < 0}
+        if negative:
+            raise ValueError(f"action_multipliers: must be >= 0, got {negative}")
+        return self
 
 
 class AllocationConfig(_Strict):
     plan_period: Literal["month", "quarter", "year"] = "month"
+    mode: Literal["policy", "optimized"] = "policy"
     budget: float = Field(gt=0)
+    account_manager_capacity_hours: float = Field(0, ge=0)
+    # a high-credit-risk customer gets at most this multiple of its tier's average budget
+    credit_risk_cap: float = Field(0.5, ge=0)
+    win_back_stages: list[str] = Field(default_factory=lambda: ["declining", "churned"])
     tiers: dict[str, TierPolicy]
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> AllocationConfig:
         total = sum(p.budget_share for p in self.tiers.values())
         if abs(total - 1) > 1e-9:
             raise ValueError(f"tiers: budget_share values must add up to 1.0, they add up to {total:g}")
+        return self
+
+    @model_validator(mode="after")
+    def _cents_and_stages(self) -> AllocationConfig:
+        _at_most_cents(self.budget, "budget")
+        _at_most_cents(self.account_manager_capacity_hours, "account_manager_capacity_hours")
+        unknown = [s for s in self.win_back_stages if s not in LIFECYCLE_STAGES]
+        if unknown:
+            raise ValueError(f"win_back_stages: unknown stages {unknown}; known: {list(LIFECYCLE_STAGES)}")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    """Who receives the account-alert e-mails (the SMTP server is an environment setting)."""
+
+    # account manager name (the alert's owner) -> e-mail address
+    recipients: dict[str, str] = Field(default_factory=dict)
+    # owners without an address, and 'unassigned', go here; none: they are not e-mailed
+    fallback_recipient: str | None = None
+
+    @model_validator(mode="after")
+    def _addresses(self) -> NotificationsConfig:
+        for key, addr in [*(("recipients." + o, a) for o, a in self.recipients.items()),
+                          ("fallback_recipient", self.fallback_recipient)]:
+            if addr is not None and not _EMAIL.match(addr):
+                raise ValueError(f"{key}: not an e-mail address: {addr!r}")
         return self
 
 
@@ -242,6 +358,7 @@ class TierflowConfig(_Strict):
     cost_to_serve: CostToServeConfig = Field(default_factory=CostToServeConfig)
     credit_risk: CreditRiskConfig = Field(default_factory=CreditRiskConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="after")
@@ -313,9 +430,6 @@ def dbt_vars(cfg: TierflowConfig) -> dict:
         "tier_hysteresis_margin": cfg.tiers.hysteresis_margin,
         "tier_potential": cfg.tiers.potential.model_dump(mode="json"),
         "alerts": alert_vars(cfg),
-        "allocation_plan_period": cfg.allocation.plan_period,
-        "allocation_budget": cfg.allocation.budget,
-        "allocation_tiers": {k: v.model_dump(mode="json") for k, v in cfg.allocation.tiers.items()},
         "cost_to_serve": cfg.cost_to_serve.model_dump(mode="json"),
         "credit_risk": cfg.credit_risk.model_dump(mode="json"),
         "lifecycle": cfg.lifecycle.model_dump(mode="json"),

@@ -114,6 +114,14 @@ def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date,
     return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
 
 
+@step("allocate")
+def allocate(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    """The allocation plan for A, written next to the dbt marts so the marts gate checks it."""
+    from tierflow.allocation import run_allocation
+
+    return run_allocation(url, cfg, as_of)
+
+
 @step("validate_marts")
 def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
@@ -126,6 +134,14 @@ def publish(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_
     from tierflow.publish import publish as do_publish
 
     return do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
+
+
+@step("notify")
+def notify(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    """One e-mail per owner listing tonight's published account alerts (only with SMTP set)."""
+    from tierflow.alerts import send_alert_emails
+
+    return send_alert_emails(url, settings.publish_schema, as_of, run_id, cfg.notifications, settings.smtp)
 
 
 @step("report")

@@ -13,13 +13,19 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_EXPORTS         | ``$TIERFLOW_HOME/exports``      |
 | TIERFLOW_BI_ROLE         | ``tierflow_bi`` (read-only role)|
 | TIERFLOW_EXPECTATIONS    | ``<checkout>/expectations``     |
+| TIERFLOW_SMTP_HOST       | unset: no alert e-mails         |
+| TIERFLOW_SMTP_PORT       | 587 with STARTTLS, else 25      |
+| TIERFLOW_SMTP_USER       | unset: no login                 |
+| TIERFLOW_SMTP_PASSWORD   | unset                           |
+| TIERFLOW_SMTP_FROM       | ``tierflow@<SMTP host>``        |
+| TIERFLOW_SMTP_STARTTLS   | ``false`` (true / false)        |
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,6 +61,43 @@ def _identifier(name: str, value: str) -> str:
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP server for the account-alert e-mails (all from the environment)."""
+
+    host: str
+    port: int
+    sender: str
+    starttls: bool = False
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def _smtp_settings() -> SmtpSettings | None:
+    host = os.environ.get("TIERFLOW_SMTP_HOST", "").strip()
+    if not host:
+        return None
+    starttls_txt = os.environ.get("TIERFLOW_SMTP_STARTTLS", "").strip().lower()
+    if starttls_txt not in _TRUE + _FALSE:
+        raise SettingsError(f"TIERFLOW_SMTP_STARTTLS={starttls_txt!r}: use true or false")
+    starttls = starttls_txt in _TRUE
+    port_txt = os.environ.get("TIERFLOW_SMTP_PORT", "").strip() or ("587" if starttls else "25")
+    if not port_txt.isdigit() or not 0 < int(port_txt) < 65536:
+        raise SettingsError(f"TIERFLOW_SMTP_PORT={port_txt!r} is not a port number (1-65535)")
+    sender = os.environ.get("TIERFLOW_SMTP_FROM", "").strip() or f"tierflow@{host}"
+    if "@" not in sender:
+        raise SettingsError(f"TIERFLOW_SMTP_FROM={sender!r} is not an e-mail address")
+    user = os.environ.get("TIERFLOW_SMTP_USER") or None
+    password = os.environ.get("TIERFLOW_SMTP_PASSWORD") or None
+    if password and not user:
+        raise SettingsError("TIERFLOW_SMTP_PASSWORD is set without TIERFLOW_SMTP_USER")
+    return SmtpSettings(host=host, port=int(port_txt), sender=sender, starttls=starttls, user=user,
+                        password=password)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -65,6 +108,7 @@ class Settings:
     warehouse_url_override: str | None
     bi_role: str = "tierflow_bi"
     expectations: Path = EXPECTATIONS_DIR
+    smtp: SmtpSettings | None = None  # None: TIERFLOW_SMTP_HOST unset, no e-mails
 
     @property
     def warehouse_dir(self) -> Path:
@@ -111,6 +155,7 @@ def load_settings() -> Settings:
         warehouse_url_override=url,
         expectations=_env_path("TIERFLOW_EXPECTATIONS", EXPECTATIONS_DIR),
         bi_role=_identifier("TIERFLOW_BI_ROLE", os.environ.get("TIERFLOW_BI_ROLE", "tierflow_bi")),
+        smtp=_smtp_settings(),
     )
 
 

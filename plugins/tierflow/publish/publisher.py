@@ -33,6 +33,7 @@ PUBLISHED_TABLES = (
     "tier_migrations",
     "account_alerts",
     "allocation_plan_tier",
+    "allocation_plan_customer",
     "sales_kpis",
 )
 

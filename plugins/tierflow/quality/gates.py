@@ -54,6 +54,7 @@ class CheckResult:
 def suite_parameters(cfg: TierflowConfig) -> dict:
     return {
         "budget": cfg.allocation.budget,
+        "account_manager_capacity_hours": cfg.allocation.account_manager_capacity_hours,
         "tier_names": [lv.name for lv in cfg.tiers.levels],
         "segment_names": [s.name for s in cfg.rfm.segments] + [cfg.rfm.no_purchase_segment],
     }

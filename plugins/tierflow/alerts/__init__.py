@@ -1,0 +1,219 @@
+"""Account-alert e-mails: after publish, each owner gets one e-mail listing their alerts.
+
+Reads ``<publish schema>.account_alerts`` for the as-of date (built by dbt, published with the
+other marts), groups the alerts by ``owner`` (the account manager; 'unassigned' when none),
+and sends one message per owner to the address in ``notifications.recipients`` (config), or
+to ``notifications.fallback_recipient``. The SMTP server comes from the environment
+(``TIERFLOW_SMTP_*``, read in ``tierflow.settings``); without ``TIERFLOW_SMTP_HOST`` nothing is
+sent and nothing is recorded.
+
+Every attempt is recorded in ``tierflow_meta.alert_notifications`` (sent / failed / skipped,
+with the error). A retry of the same run sends only to the owners not yet e-mailed, so each
+owner gets one e-mail per run. A delivery failure is recorded and logged but does not fail
+the run: the tables are already published, and the CLI would otherwise report a published
+night as "nothing was published".
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from collections import defaultdict
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from tierflow.alerts.messages import Alert, compose, sort_key
+from tierflow.config import NotificationsConfig
+from tierflow.settings import META_SCHEMA, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+UNASSIGNED = "unassigned"
+ALERT_COLUMNS = (
+    "alert_id",
+    "customer_id",
+    "customer_name",
+    "value_tier",
+    "alert_type",
+    "severity",
+    "owner",
+    "reason",
+    "metric_value",
+    "threshold",
+)
+
+META_DDL = """
+create table if not exists {meta}.alert_notifications (
+    run_id       text not null,
+    as_of_date   date not null,
+    owner        text not null,
+    recipient    text,
+    alert_count  integer not null,
+    status       text not null check (status in ('sent', 'failed', 'skipped')),
+    error        text,
+    attempted_at timestamptz not null default now()
+);
+comment on table {meta}.alert_notifications is
+    'One row per account-alert e-mail attempt: run, owner, recipient, number of alerts, outcome.';
+"""
+
+
+class AlertsError(RuntimeError):
+    """The alerts cannot be read; the message names the table."""
+
+
+_no_smtp_logged = False
+
+
+def _log_no_smtp() -> None:
+    global _no_smtp_logged
+    if not _no_smtp_logged:
+        log.info("TIERFLOW_SMTP_HOST is not set: no account-alert e-mails are sent")
+        _no_smtp_logged = True
+
+
+def ensure_meta_table(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('tierflow.alert_notifications'))")
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(META_SCHEMA)))
+        conn.execute(sql.SQL(META_DDL.replace("{meta}", "{m}")).format(m=sql.Identifier(META_SCHEMA)))
+
+
+def read_alerts(conn: psycopg.Connection, publish_schema: str, as_of: date) -> dict[str, list[Alert]]:
+    """The date's alerts by owner, most urgent first."""
+    exists = conn.execute("select to_regclass(%s)", (f"{publish_schema}.account_alerts",)).fetchone()[0]
+    if exists is None:
+        raise AlertsError(f"{publish_schema}.account_alerts does not exist: was it published?")
+    rows = conn.execute(
+        sql.SQL("select {} from {} where as_of_date = %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, ALERT_COLUMNS)),
+            sql.Identifier(publish_schema, "account_alerts"),
+        ),
+        (as_of,),
+    ).fetchall()
+    by_owner: dict[str, list[Alert]] = defaultdict(list)
+    for r in rows:
+        alert = Alert(*r)
+        owner = (alert.owner or "").strip() or UNASSIGNED
+        by_owner[owner].append(alert)
+    return {owner: sorted(alerts, key=sort_key) for owner, alerts in sorted(by_owner.items())}
+
+
+def _already_sent(conn: psycopg.Connection, run_id: str, as_of: date) -> set[str]:
+    rows = conn.execute(
+        sql.SQL(
+            "select owner from {}.alert_notifications"
+            " where run_id = %s and as_of_date = %s and status = 'sent'"
+        ).format(sql.Identifier(META_SCHEMA)),
+        (run_id, as_of),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _record(
+    conn: psycopg.Connection,
+    run_id: str,
+    as_of: date,
+    owner: str,
+    recipient: str | None,
+    count: int,
+    status: str,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sql.SQL(
+            "insert into {}.alert_notifications"
+            " (run_id, as_of_date, owner, recipient, alert_count, status, error)"
+            " values (%s, %s, %s, %s, %s, %s, %s)"
+        ).format(sql.Identifier(META_SCHEMA)),
+        (run_id, as_of, owner, recipient, count, status, error),
+    )
+
+
+def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
+    server = smtplib.SMTP(smtp.host, smtp.port, timeout=30)
+    try:
+        if smtp.starttls:
+            server.starttls(context=ssl.create_default_context())
+        if smtp.user:
+            server.login(smtp.user, smtp.password or "")
+    except Exception:
+        server.close()
+        raise
+    return server
+
+
+def send_alert_emails(
+    url: str,
+    publish_schema: str,
+    as_of: date,
+    run_id: str,
+    notifications: NotificationsConfig,
+    smtp: SmtpSettings | None,
+) -> dict:
+    """Send one e-mail per owner with their alerts for ``as_of``; return what happened."""
+    if smtp is None:
+        _log_no_smtp()
+        return {"smtp": "not configured", "sent": 0}
+    summary = {"owners": 0, "alerts": 0, "sent": 0, "failed": 0, "skipped": 0, "already_sent": 0}
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_meta_table(conn)
+        by_owner = read_alerts(conn, publish_schema, as_of)
+        done = _already_sent(conn, run_id, as_of)
+        summary["owners"], summary["alerts"] = len(by_owner), sum(map(len, by_owner.values()))
+        server: smtplib.SMTP | None = None
+        try:
+            for owner, alerts in by_owner.items():
+                if owner in done:
+                    summary["already_sent"] += 1
+                    continue
+                own_address = notifications.recipients.get(owner)
+                recipient = own_address or notifications.fallback_recipient
+                if recipient is None:
+                    _record(
+                        conn,
+                        run_id,
+                        as_of,
+                        owner,
+                        None,
+                        len(alerts),
+                        "skipped",
+                        f"no address for {owner!r} in notifications.recipients and no fallback_recipient",
+                    )
+                    summary["skipped"] += 1
+                    continue
+                msg = compose(
+                    smtp.sender,
+                    recipient,
+                    owner,
+                    own_address is not None,
+                    as_of,
+                    run_id,
+                    alerts,
+                    publish_schema,
+                )
+                try:
+                    if server is None:
+                        server = _connect(smtp)
+                    server.send_message(msg)
+                except (OSError, smtplib.SMTPException) as exc:
+                    log.warning("alert e-mail to %s (%s) failed: %s", recipient, owner, exc)
+                    _record(conn, run_id, as_of, owner, recipient, len(alerts), "failed", str(exc)[:1000])
+                    summary["failed"] += 1
+                    if server is not None:  # the connection may be broken: reconnect for the next one
+                        server.close()
+                        server = None
+                    continue
+                _record(conn, run_id, as_of, owner, recipient, len(alerts), "sent")
+                summary["sent"] += 1
+        finally:
+            if server is not None:
+                try:
+                    server.quit()
+                except (OSError, smtplib.SMTPException):
+                    server.close()
+    log.info("account-alert e-mails for %s: %s", as_of, summary)
+    return summary

@@ -1,0 +1,67 @@
+"""Diminishing-return response curves: the expected incremental contribution of a plan.
+
+For a customer with value base ``v`` (monetary: net revenue in the RFM window, at least 0)
+the config's segments ``[(u1, r1), (u2, r2), ...]`` (``allocation.response.segments``,
+``u`` increasing, ``r`` not increasing) give breakpoints ``b_k = u_k x v`` (in cents, rounded
+down): every cent spent up to ``b_1`` returns ``r1`` cents of contribution, every cent from
+``b_1`` to ``b_2`` returns ``r2``, and so on; spend above the last breakpoint returns nothing.
+One account-manager hour returns ``account_manager_hour_return x v``. All of a customer's
+returns are multiplied by its action's ``action_multipliers`` entry (how strongly that kind
+of customer responds).
+
+The curve is piecewise linear and concave, which is what lets the optimizer solve the plan
+exactly as a linear program; and because any plan (policy or optimized) is scored by these
+same functions, the two modes' expected returns are comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from tierflow.allocation.model import CustomerInput, exact, to_hundredths
+from tierflow.config import ResponseConfig
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One customer's response curve (amounts in cents, hours in hundredths)."""
+
+    lengths: tuple[int, ...]  # cents in each segment
+    rates: tuple[Fraction, ...]  # return per cent spent in each segment (multiplier applied)
+    hour_rate: Fraction  # return in cents per hundredth of an account-manager hour
+
+    def budget_return(self, cents: int | Fraction) -> Fraction:
+        left, total = Fraction(cents), Fraction(0)
+        for length, rate in zip(self.lengths, self.rates, strict=True):
+            used = min(left, length)
+            if used <= 0:
+                break
+            total += used * rate
+            left -= used
+        return total
+
+    def hours_return(self, hundredths: int) -> Fraction:
+        return self.hour_rate * hundredths
+
+    def expected_return(self, cents: int, hundredths: int) -> Fraction:
+        return self.budget_return(cents) + self.hours_return(hundredths)
+
+
+def value_base_cents(customer: CustomerInput) -> int:
+    return max(to_hundredths(customer.monetary), 0)
+
+
+def curve_for(customer: CustomerInput, action: str, response: ResponseConfig) -> Curve:
+    value = value_base_cents(customer)
+    multiplier = exact(response.action_multipliers[action])
+    lengths, rates, previous = [], [], 0
+    for seg in response.segments:
+        breakpoint_ = math.floor(exact(seg.up_to_share_of_value) * value)
+        lengths.append(breakpoint_ - previous)
+        rates.append(multiplier * exact(seg.return_per_unit))
+        previous = breakpoint_
+    # hour_return x value (in cents) per hour = that / 100 per hundredth of an hour
+    hour_rate = multiplier * exact(response.account_manager_hour_return) * value / 100
+    return Curve(tuple(lengths), tuple(rates), hour_rate)

@@ -1,0 +1,295 @@
+"""Read the tiered customers from build_marts and write the plan back, one transaction per date."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import psycopg
+from psycopg import sql
+
+from tierflow.allocation.model import AllocationError, CustomerInput, Plan, from_hundredths
+from tierflow.settings import MARTS_SCHEMA
+
+# the columns of customer_tiers the plan reads (the tiers mart's contract)
+INPUT_COLUMNS = (
+    "customer_id",
+    "value_tier",
+    "value_score",
+    "monetary",
+    "recency_days",
+    "lifecycle_stage",
+    "credit_risk_band",
+    "is_high_potential",
+    "high_potential_reason",
+    "account_manager",
+    "is_override",
+)
+
+CUSTOMER_TABLE = "allocation_plan_customer"
+TIER_TABLE = "allocation_plan_tier"
+
+PERIOD_COMMENT = (
+    "Plan period containing A (allocation.plan_period): month 'YYYY-MM', quarter 'YYYY-Qn' or year 'YYYY'."
+)
+
+CUSTOMER_COLUMNS = (
+    ("customer_id", "text not null", "Customer (customer_tiers)."),
+    ("as_of_date", "date not null", "As-of date A of the run that computed the plan."),
+    (
+        "plan_period",
+        "text not null",
+        PERIOD_COMMENT,
+    ),
+    ("value_tier", "text not null", "Value tier for A (customer_tiers)."),
+    ("tier_rank", "integer not null", "Rank of the tier, 1 = best level."),
+    ("service_level", "text not null", "Service level of the tier (allocation.tiers.<tier>.service_level)."),
+    (
+        "plan_mode",
+        "text not null",
+        "policy (shares per tier, split by value score) or optimized (allocation.mode).",
+    ),
+    (
+        "primary_action",
+        "text not null",
+        "retain, develop, convert potential, win back, serve at low cost or credit review (rules in config).",
+    ),
+    ("action_reason", "text not null", "Why this action, in plain words with the numbers behind it."),
+    (
+        "allocated_budget",
+        "numeric not null",
+        "Budget for the customer in the plan period, base currency, in cents; all customers add up to "
+        "the budget.",
+    ),
+    (
+        "budget_floor",
+        "numeric not null",
+        "Least the customer may get: customer_floor x its tier's average budget per customer, rounded down.",
+    ),
+    (
+        "budget_cap",
+        "numeric not null",
+        "Most the customer may get: customer_cap x the tier average (rounded up), or credit_risk_cap x the "
+        "tier average (rounded down) for a high-credit-risk customer.",
+    ),
+    ("is_at_floor", "boolean not null", "allocated_budget = budget_floor."),
+    (
+        "is_at_cap",
+        "boolean not null",
+        "allocated_budget = budget_cap: money beyond it went to other customers.",
+    ),
+    ("is_credit_capped", "boolean not null", "The cap is the credit-risk cap (credit_risk_band high)."),
+    (
+        "account_manager_hours",
+        "numeric not null",
+        "Account-manager hours in the plan period (highest-value customers first, up to the capacity).",
+    ),
+    (
+        "is_am_capacity_short",
+        "boolean not null",
+        "The customer got fewer account-manager hours than its tier's account_manager_hours: the "
+        "capacity ran out (policy) or the hours earn more elsewhere (optimized).",
+    ),
+    ("account_manager", "text", "The customer's account manager (customer_tiers), who acts on the plan."),
+    (
+        "expected_return",
+        "numeric not null",
+        "Expected incremental contribution of the budget and hours, from the response curves "
+        "(allocation.response).",
+    ),
+    ("roi", "numeric", "expected_return / allocated_budget; null when the budget is 0."),
+    ("value_score", "numeric not null", "Value score (customer_tiers): the weight of the policy split."),
+    (
+        "value_base",
+        "numeric not null",
+        "monetary (net revenue in the RFM window, at least 0): scales the customer's response curve.",
+    ),
+)
+
+TIER_COLUMNS = (
+    # the columns of the former dbt model first, in its order, so BI queries keep working
+    ("value_tier", "text not null", "Value tier (level name)."),
+    ("as_of_date", "date not null", "As-of date A of the run that computed the plan."),
+    (
+        "plan_period",
+        "text not null",
+        PERIOD_COMMENT,
+    ),
+    ("tier_rank", "integer not null", "Rank of the tier, 1 = best level."),
+    ("service_level", "text not null", "Service level of the tier (allocation.tiers)."),
+    ("customers", "bigint not null", "Number of customers in the tier for A (customer_tiers)."),
+    (
+        "revenue_in_window",
+        "numeric not null",
+        "Sum of the tier's customers' monetary (net revenue in the RFM window), in the base currency.",
+    ),
+    ("budget_share", "numeric not null", "Share of the budget given to the tier (allocation.tiers)."),
+    (
+        "allocated_budget",
+        "numeric not null",
+        "Budget of the tier = sum of its customers' allocated_budget (allocation_plan_customer); "
+        "the tiers add "
+        "up to the budget to the cent.",
+    ),
+    (
+        "budget_per_customer",
+        "numeric",
+        "allocated_budget / customers, rounded to cents; null without customers.",
+    ),
+    (
+        "policy_budget",
+        "numeric not null",
+        "budget x budget_share rounded to cents, the rounding remainder to the best tier; differs from "
+        "allocated_budget when a tier could not use its money (no customers, caps) or in optimized mode.",
+    ),
+    ("expected_return", "numeric not null", "Sum of the tier's customers' expected_return."),
+    ("account_manager_hours", "numeric not null", "Sum of the tier's customers' account-manager hours."),
+    ("plan_mode", "text not null", "policy or optimized (allocation.mode)."),
+)
+
+TABLE_COMMENTS = {
+    CUSTOMER_TABLE: "Allocation plan per customer and as-of date (tierflow.allocation): budget, service "
+    "level, account-manager hours, primary action with its reason, expected return and ROI.",
+    TIER_TABLE: "Allocation plan per value tier and as-of date: the sums of allocation_plan_customer, "
+    "one row "
+    "per tier level (also with no customers).",
+}
+
+
+def read_customers(conn: psycopg.Connection, as_of: date) -> list[CustomerInput]:
+    present = {
+        r[0]
+        for r in conn.execute(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+            (MARTS_SCHEMA, "customer_tiers"),
+        )
+    }
+    if not present:
+        raise AllocationError(f"{MARTS_SCHEMA}.customer_tiers does not exist: did dbt build it?")
+    missing = [c for c in INPUT_COLUMNS if c not in present]
+    if missing:
+        raise AllocationError(
+            f"{MARTS_SCHEMA}.customer_tiers lacks the column(s) the allocation reads: {missing}"
+        )
+    rows = conn.execute(
+        sql.SQL("select {} from {} where as_of_date = %s order by customer_id").format(
+            sql.SQL(", ").join(map(sql.Identifier, INPUT_COLUMNS)),
+            sql.Identifier(MARTS_SCHEMA, "customer_tiers"),
+        ),
+        (as_of,),
+    ).fetchall()
+    out = []
+    for r in rows:
+        d = dict(zip(INPUT_COLUMNS, r, strict=True))
+        if d["value_score"] is None:
+            raise AllocationError(
+                f"{MARTS_SCHEMA}.customer_tiers: customer {d['customer_id']}: value_score is null"
+            )
+        d["monetary"] = Decimal(d["monetary"] or 0)
+        d["value_score"] = Decimal(d["value_score"])
+        d["is_high_potential"] = bool(d["is_high_potential"])
+        d["is_override"] = bool(d["is_override"])
+        out.append(CustomerInput(**d))
+    return out
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    """Create the two plan tables (or add new columns), with table and column comments."""
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(MARTS_SCHEMA)))
+    for table, columns in ((CUSTOMER_TABLE, CUSTOMER_COLUMNS), (TIER_TABLE, TIER_COLUMNS)):
+        ident = sql.Identifier(MARTS_SCHEMA, table)
+        conn.execute(
+            sql.SQL("create table if not exists {} ({})").format(
+                ident,
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t, _ in columns
+                ),
+            )
+        )
+        for name, type_, comment in columns:
+            conn.execute(
+                sql.SQL("alter table {} add column if not exists {} {}").format(
+                    ident, sql.Identifier(name), sql.SQL(type_.replace(" not null", ""))
+                )
+            )
+            conn.execute(
+                sql.SQL("comment on column {}.{} is {}").format(
+                    ident, sql.Identifier(name), sql.Literal(comment)
+                )
+            )
+        conn.execute(sql.SQL("comment on table {} is {}").format(ident, sql.Literal(TABLE_COMMENTS[table])))
+
+
+def _customer_rows(plan: Plan) -> list[tuple]:
+    rows = []
+    for p in plan.customers:
+        c = p.customer
+        budget = from_hundredths(p.allocated_cents)
+        ret = from_hundredths(p.expected_return)
+        rows.append(
+            (
+                c.customer_id,
+                plan.as_of,
+                plan.plan_period,
+                c.value_tier,
+                p.tier_rank,
+                p.service_level,
+                plan.mode,
+                p.primary_action,
+                p.action_reason,
+                budget,
+                from_hundredths(p.floor_cents),
+                from_hundredths(p.cap_cents),
+                p.allocated_cents == p.floor_cents,
+                p.allocated_cents == p.cap_cents,
+                p.is_credit_capped,
+                from_hundredths(p.am_hundredths),
+                p.am_hundredths < p.am_requested,
+                c.account_manager,
+                ret,
+                (ret / budget).quantize(Decimal("0.0001")) if budget else None,
+                c.value_score,
+                max(c.monetary, Decimal(0)),
+            )
+        )
+    return rows
+
+
+def _tier_rows(plan: Plan) -> list[tuple]:
+    rows = []
+    for t in plan.tiers:
+        budget = from_hundredths(t.allocated_cents)
+        per_customer = (budget / t.customers).quantize(Decimal("0.01")) if t.customers else None
+        rows.append(
+            (
+                t.name,
+                plan.as_of,
+                plan.plan_period,
+                t.rank,
+                t.service_level,
+                t.customers,
+                t.revenue_in_window,
+                t.budget_share,
+                budget,
+                per_customer,
+                from_hundredths(t.policy_cents),
+                t.expected_return,
+                from_hundredths(t.am_hundredths),
+                plan.mode,
+            )
+        )
+    return rows
+
+
+def write_plan(conn: psycopg.Connection, plan: Plan) -> None:
+    """Replace the as-of date's rows of both tables (call inside one transaction)."""
+    for table, columns, rows in (
+        (CUSTOMER_TABLE, CUSTOMER_COLUMNS, _customer_rows(plan)),
+        (TIER_TABLE, TIER_COLUMNS, _tier_rows(plan)),
+    ):
+        ident = sql.Identifier(MARTS_SCHEMA, table)
+        conn.execute(sql.SQL("delete from {} where as_of_date = %s").format(ident), (plan.as_of,))
+        names = sql.SQL(", ").join(sql.Identifier(n) for n, _, _ in columns)
+        with conn.cursor().copy(sql.SQL("copy {} ({}) from stdin").format(ident, names)) as copy:
+            for row in rows:
+                copy.write_row(row)

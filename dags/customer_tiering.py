@@ -26,7 +26,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
 from cosmos.operators.local import DbtBuildLocalOperator
 from tierflow import pipeline
-from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
+from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
 from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
 
@@ -101,7 +101,7 @@ def customer_tiering() -> None:
     def validate_marts(as_of: str) -> dict:
         return pipeline.validate_marts(as_of, get_current_context()["run_id"])
 
-    @task(outlets=[PUBLISHED_TIERS, PUBLISHED_ALLOCATION])
+    @task(outlets=[PUBLISHED_TIERS, PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION])
     def publish(as_of: str) -> dict:
         return pipeline.publish(as_of, get_current_context()["run_id"])
 

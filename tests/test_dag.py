@@ -61,10 +61,11 @@ def test_customer_tiering_shape(dagbag) -> None:
 
 
 def test_publish_emits_assets_that_the_example_consumes(dagbag) -> None:
-    from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
+    from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 
     publish = dagbag.dags["customer_tiering"].get_task("publish")
-    assert {a.uri for a in publish.outlets} == {PUBLISHED_TIERS.uri, PUBLISHED_ALLOCATION.uri}
+    published = {PUBLISHED_TIERS.uri, PUBLISHED_ALLOCATION.uri, PUBLISHED_CUSTOMER_ALLOCATION.uri}
+    assert {a.uri for a in publish.outlets} == published
     example = dagbag.dags["tiers_published_example"]
     assert {PUBLISHED_TIERS.uri, PUBLISHED_ALLOCATION.uri} == {a.uri for a in example.schedule.objects}
     assert not any(t.startswith("transform.") for t in example.task_ids)

@@ -29,7 +29,7 @@ def test_report_step_writes_dbt_docs_and_exports(
     monkeypatch.setenv("TIERFLOW_EXPORTS", str(tmp_path))
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         ensure_schema(conn)  # raw sources and tierflow_meta, as after ingest
-    make_bi(warehouse_url, per_customer_plan=False)
+    make_bi(warehouse_url)
     manifest_before = MANIFEST_PATH.stat().st_mtime_ns if MANIFEST_PATH.exists() else None
 
     started = time.perf_counter()

@@ -15,7 +15,7 @@ AS_OF = date(2026, 3, 31)
 BOM = b"\xef\xbb\xbf"
 
 
-def make_bi(url: str, per_customer_plan: bool) -> None:
+def make_bi(url: str) -> None:
     """Three customers tiered on AS_OF (one more row on the night before), in schema bi."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create schema bi")
@@ -42,24 +42,23 @@ def make_bi(url: str, per_customer_plan: bool) -> None:
             " ('low', '2026-03-31', '2026-04', 3, 'self-service', 1, 100, 100),"
             " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 1, 600, 600)"
         )
-        if per_customer_plan:
-            conn.execute(
-                "create table bi.allocation_plan_customer (customer_id text, as_of_date date,"
-                " value_tier text, service_level text, primary_action text)"
-            )
-            conn.execute(
-                "insert into bi.allocation_plan_customer values"
-                " ('C01', '2026-03-31', 'high', '专属客户经理', 'quarterly business review'),"
-                " ('C02', '2026-03-31', 'low', 'self-service', 'win-back \"comeback\" offer'),"
-                " ('C01', '2026-03-30', 'low', 'self-service', 'yesterday''s action')"
-                # C,3 has no per-customer plan row: its service level and action stay empty
-            )
+        conn.execute(
+            "create table bi.allocation_plan_customer (customer_id text, as_of_date date,"
+            " value_tier text, service_level text, primary_action text)"
+        )
+        conn.execute(
+            "insert into bi.allocation_plan_customer values"
+            " ('C01', '2026-03-31', 'high', '专属客户经理', 'quarterly business review'),"
+            " ('C02', '2026-03-31', 'low', 'self-service', 'win-back \"comeback\" offer'),"
+            " ('C01', '2026-03-30', 'low', 'self-service', 'yesterday''s action')"
+            # C,3 has no per-customer plan row: its service level and action stay empty
+        )
 
 
 def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Path) -> None:
     from tierflow.publish.summary import write_exports
 
-    make_bi(warehouse_url, per_customer_plan=True)
+    make_bi(warehouse_url)
     written = write_exports(warehouse_url, "bi", AS_OF, tmp_path)
     crm = tmp_path / "2026-03-31" / "crm_import.csv"
     assert str(crm) in written
@@ -74,18 +73,3 @@ def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Pat
         'C02,low,Hibernating,self-service,"win-back ""comeback"" offer"\r\n'
     )
     assert not list(crm.parent.glob(".*partial"))
-
-
-def test_crm_import_falls_back_to_the_tier_plan(warehouse_url: str, tmp_path: Path) -> None:
-    """Until bi.allocation_plan_customer exists: the tier's service level, no action."""
-    from tierflow.publish.summary import write_exports
-
-    make_bi(warehouse_url, per_customer_plan=False)
-    write_exports(warehouse_url, "bi", AS_OF, tmp_path)
-    raw = (tmp_path / "2026-03-31" / "crm_import.csv").read_bytes()
-    assert raw == BOM + (
-        "customer_id,value_tier,rfm_segment,service_level,primary_action\r\n"
-        '"C,3",medium,Can\'t Lose Them,pooled sales team,\r\n'
-        "C01,high,Champions,专属客户经理,\r\n"
-        "C02,low,Hibernating,self-service,\r\n"
-    ).encode()

@@ -10,3 +10,4 @@ from airflow.sdk import Asset
 
 PUBLISHED_TIERS = Asset("tierflow://bi/customer_tiers", group="tierflow")
 PUBLISHED_ALLOCATION = Asset("tierflow://bi/allocation_plan_tier", group="tierflow")
+PUBLISHED_CUSTOMER_ALLOCATION = Asset("tierflow://bi/allocation_plan_customer", group="tierflow")

@@ -18,7 +18,7 @@ from tierflow.settings import META_SCHEMA
 
 log = logging.getLogger(__name__)
 
-EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier")
+EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier", "allocation_plan_customer")
 CRM_IMPORT_FILE = "crm_import.csv"
 CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
 
@@ -53,37 +53,18 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
 
 def _crm_import_rows(conn: psycopg.Connection, publish_schema: str, as_of: date) -> list[tuple]:
     """Rows in byte order of customer_id (collation "C"), the same on every server."""
-    tiers = sql.Identifier(publish_schema, "customer_tiers")
-    (per_customer,) = conn.execute(
-        "select exists (select from information_schema.tables where table_schema = %s and table_name = %s)",
-        (publish_schema, "allocation_plan_customer"),
-    ).fetchone()
-    if per_customer:
-        query = sql.SQL(
-            """
-            select t.customer_id, t.value_tier, t.rfm_segment, c.service_level, c.primary_action
-            from {tiers} as t
-            left join {plan} as c on c.customer_id = t.customer_id and c.as_of_date = t.as_of_date
-            where t.as_of_date = %s
-            order by t.customer_id collate "C"
-            """
-        ).format(tiers=tiers, plan=sql.Identifier(publish_schema, "allocation_plan_customer"))
-    else:
-        # FALLBACK until bi.allocation_plan_customer is merged (the lead removes this branch):
-        # the tier's service level, and no action rather than an invented one.
-        log.warning(
-            "%s.allocation_plan_customer does not exist: %s has the tier's service level and an empty"
-            " primary_action", publish_schema, CRM_IMPORT_FILE,
-        )
-        query = sql.SQL(
-            """
-            select t.customer_id, t.value_tier, t.rfm_segment, p.service_level, null as primary_action
-            from {tiers} as t
-            left join {plan} as p on p.value_tier = t.value_tier and p.as_of_date = t.as_of_date
-            where t.as_of_date = %s
-            order by t.customer_id collate "C"
-            """
-        ).format(tiers=tiers, plan=sql.Identifier(publish_schema, "allocation_plan_tier"))
+    query = sql.SQL(
+        """
+        select t.customer_id, t.value_tier, t.rfm_segment, c.service_level, c.primary_action
+        from {tiers} as t
+        left join {plan} as c on c.customer_id = t.customer_id and c.as_of_date = t.as_of_date
+        where t.as_of_date = %s
+        order by t.customer_id collate "C"
+        """
+    ).format(
+        tiers=sql.Identifier(publish_schema, "customer_tiers"),
+        plan=sql.Identifier(publish_schema, "allocation_plan_customer"),
+    )
     return conn.execute(query, (as_of,)).fetchall()
 
 

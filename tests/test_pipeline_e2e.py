@@ -52,7 +52,9 @@ def query(url: str, q: str, *params) -> list[tuple]:
 
 
 def published(url: str) -> dict[str, list[tuple]]:
-    tables = ["fct_orders", "dim_customers", "customer_rfm", "customer_tiers", "allocation_plan_tier"]
+    tables = ["fct_orders", "dim_customers", "customer_rfm", "customer_tiers", "allocation_plan_tier",
+              "allocation_plan_customer", "customer_tier_history", "tier_migrations", "account_alerts",
+              "account_group_tiers"]
     return {t: query(url, f"select * from bi.{t} order by 1, 2") for t in tables}
 
 
@@ -170,9 +172,38 @@ def test_tiny_fixture_end_to_end_rerun_then_a_failed_night(run_env: dict[str, st
         url, "select count(*), count(*) filter (where not success) from bi.data_quality_results"
     )[0]
     assert checks > 20 and failed == 0
+    # the customer plan adds up to the tier plan, and so to the budget, to the cent
+    per_tier = query(
+        url,
+        "select value_tier, count(*), sum(allocated_budget), count(primary_action)"
+        " from bi.allocation_plan_customer where as_of_date = %s group by 1 order by 1",
+        AS_OF,
+    )
+    assert per_tier == [("high", 2, Decimal("600000.00"), 2), ("low", 5, Decimal("100000.00"), 5),
+                        ("medium", 3, Decimal("300000.00"), 3)]
+    # a first run: every customer is new in the migrations and in the history
+    migrations = query(
+        url,
+        "select from_tier, to_tier, customers from bi.tier_migrations"
+        " where as_of_date = %s and customers > 0 order by to_tier",
+        AS_OF,
+    )
+    assert migrations == [("new", "high", 2), ("new", "low", 5), ("new", "medium", 3)]
+    assert query(url, "select count(*), count(*) filter (where tier_change = 'new')"
+                      " from bi.customer_tier_history where as_of_date = %s", AS_OF) == [(10, 10)]
+
     exports = tmp_path / "exports" / AS_OF.isoformat()
-    for name in ("customer_tiers.csv", "customer_tiers.parquet", "allocation_plan_tier.csv"):
-        assert (exports / name).stat().st_size > 0
+    for name in ("customer_tiers.csv", "customer_tiers.parquet", "allocation_plan_tier.csv",
+                 "allocation_plan_customer.parquet", "data-docs/index.html", "dbt-docs/index.html"):
+        assert (exports / name).stat().st_size > 0, name
+    crm = (exports / "crm_import.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert crm[0] == "customer_id,value_tier,rfm_segment,service_level,primary_action"
+    expected_crm = [[cid, labels[1]] for cid, labels in sorted(EXPECTED_TIERS.items())]
+    assert [line.split(",")[:2] for line in crm[1:]] == expected_crm
+    report = (exports / "report.html").read_text(encoding="utf-8")
+    for chart in ("tier-mix", "whale-curve", "allocation", "quality"):
+        assert f'data-chart="{chart}"' in report, chart
+    assert 'href="data-docs/index.html"' in report and 'href="dbt-docs/index.html"' in report
 
     assert_bi_role_is_read_only(url)
 

@@ -117,8 +117,42 @@ def build_summary(
             sql.SQL(
                 """
                 select value_tier as tier, customers, allocated_budget, budget_per_customer, service_level,
-                       plan_period
+                       plan_period, plan_mode, expected_return
                 from {}.allocation_plan_tier where as_of_date = %s order by tier_rank
+                """
+            ).format(bi),
+            (as_of,),
+        ).fetchall()
+        movements = conn.execute(
+            sql.SQL(
+                """
+                select count(*) filter (where tier_change = 'up') as up,
+                       count(*) filter (where tier_change = 'down') as down,
+                       count(*) filter (where tier_change = 'new') as new,
+                       count(*) filter (where is_hysteresis_held) as held_by_hysteresis,
+                       count(*) filter (where is_override) as overrides,
+                       count(*) filter (where is_high_potential) as high_potential
+                from {}.customer_tiers where as_of_date = %s
+                """
+            ).format(bi),
+            (as_of,),
+        ).fetchone()
+        actions = conn.execute(
+            sql.SQL(
+                """
+                select primary_action as action, count(*) as customers
+                from {}.allocation_plan_customer where as_of_date = %s
+                group by 1 order by 2 desc, 1
+                """
+            ).format(bi),
+            (as_of,),
+        ).fetchall()
+        alerts = conn.execute(
+            sql.SQL(
+                """
+                select alert_type, count(*) as alerts
+                from {}.account_alerts where as_of_date = %s
+                group by 1 order by 2 desc, 1
                 """
             ).format(bi),
             (as_of,),
@@ -171,9 +205,14 @@ def build_summary(
                     round(_f(a["budget_per_customer"]), 2) if a["budget_per_customer"] is not None else None
                 ),
                 "service_level": a["service_level"],
+                "plan_mode": a["plan_mode"],
+                "expected_return": round(_f(a["expected_return"]), 2),
             }
             for a in allocation
         ],
+        "tier_movements": dict(movements) if movements else {},
+        "actions": [{"action": a["action"], "customers": a["customers"]} for a in actions],
+        "alerts": [dict(a) for a in alerts],
         "rejects_by_reason": [{"reason": r["reason"], "rows": r["rows"]} for r in rejects],
         "quality": dict(quality) if quality else {},
         "exports": exports,
@@ -225,6 +264,23 @@ def format_summary(s: dict) -> str:
         lines.append(
             f"    {a['tier']:<10}{a['budget']:>16,.2f}  ({per} per customer)  {a['service_level']}"
         )
+    if s["allocation"]:
+        ret = sum(a.get("expected_return") or 0 for a in s["allocation"])
+        lines.append(f"    {s['allocation'][0].get('plan_mode')} plan, expected return {ret:,.2f}")
+    if s.get("actions"):
+        lines.append("  actions: " + ", ".join(f"{a['action']} {a['customers']:,}" for a in s["actions"]))
+    m = s.get("tier_movements") or {}
+    if m:
+        lines.append(
+            f"  tier changes: {m['up']:,} up, {m['down']:,} down, {m['new']:,} new; "
+            f"{m['held_by_hysteresis']:,} held by hysteresis, {m['overrides']:,} overrides, "
+            f"{m['high_potential']:,} high potential"
+        )
+    alerts = s.get("alerts") or []
+    lines.append(
+        "  account alerts: "
+        + (", ".join(f"{a['alert_type']} {a['alerts']:,}" for a in alerts) or "none")
+    )
     q = s.get("quality", {})
     lines.append(
         f"  quality: {q.get('checks', 0)} checks, {q.get('failed_critical', 0)} critical failed, "

@@ -52,5 +52,12 @@ def test_report_step_writes_dbt_docs_and_exports(
     assert str(run_dir / "crm_import.csv") in summary["exports"]
     # the three tiers of make_bi, one customer each
     assert [(t["tier"], t["customers"]) for t in summary["tiers"]] == [("high", 1), ("medium", 1), ("low", 1)]
+    # and the night's movements, actions and alerts (make_bi's 2026-03-31 rows only)
+    assert summary["tier_movements"] == {"up": 1, "down": 0, "new": 1, "held_by_hysteresis": 1,
+                                         "overrides": 1, "high_potential": 1}
+    assert summary["actions"] == [{"action": "quarterly business review", "customers": 1},
+                                  {"action": 'win-back "comeback" offer', "customers": 1}]
+    assert summary["alerts"] == [{"alert_type": "credit", "alerts": 2},
+                                 {"alert_type": "churn_risk", "alerts": 1}]
     # the project's own target/ (Cosmos' manifest) is left alone
     assert (MANIFEST_PATH.stat().st_mtime_ns if MANIFEST_PATH.exists() else None) == manifest_before

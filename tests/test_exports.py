@@ -21,26 +21,33 @@ def make_bi(url: str) -> None:
         conn.execute("create schema bi")
         conn.execute(
             "create table bi.customer_tiers (customer_id text, as_of_date date, value_tier text,"
-            " rfm_segment text, value_tier_rank int, monetary numeric)"
+            " rfm_segment text, value_tier_rank int, monetary numeric, tier_change text,"
+            " is_hysteresis_held boolean, is_override boolean, is_high_potential boolean)"
         )
         conn.execute(
             "insert into bi.customer_tiers values"
-            " ('C02', '2026-03-31', 'low', 'Hibernating', 3, 10.5),"
-            " ('C01', '2026-03-31', 'high', 'Champions', 1, 900),"
-            " ('C,3', '2026-03-31', 'medium', 'Can''t Lose Them', 2, 300),"
-            " ('C01', '2026-03-30', 'low', 'Lost', 3, 0)"  # another night: not exported
+            " ('C02', '2026-03-31', 'low', 'Hibernating', 3, 10.5, 'same', true, false, false),"
+            " ('C01', '2026-03-31', 'high', 'Champions', 1, 900, 'up', false, true, false),"
+            " ('C,3', '2026-03-31', 'medium', 'Can''t Lose Them', 2, 300, 'new', false, false, true),"
+            # another night: not exported
+            " ('C01', '2026-03-30', 'low', 'Lost', 3, 0, 'down', false, false, false)"
+        )
+        conn.execute("create table bi.account_alerts (as_of_date date, alert_type text)")
+        conn.execute(
+            "insert into bi.account_alerts values ('2026-03-31', 'credit'), ('2026-03-31', 'churn_risk'),"
+            " ('2026-03-31', 'credit'), ('2026-03-30', 'credit')"
         )
         conn.execute(
             "create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,"
             " tier_rank int, service_level text, customers int, allocated_budget numeric,"
-            " budget_per_customer numeric)"
+            " budget_per_customer numeric, plan_mode text, expected_return numeric)"
         )
         conn.execute(
             "insert into bi.allocation_plan_tier values"
-            " ('high', '2026-03-31', '2026-04', 1, '专属客户经理', 1, 600, 600),"
-            " ('medium', '2026-03-31', '2026-04', 2, 'pooled sales team', 1, 300, 300),"
-            " ('low', '2026-03-31', '2026-04', 3, 'self-service', 1, 100, 100),"
-            " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 1, 600, 600)"
+            " ('high', '2026-03-31', '2026-04', 1, '专属客户经理', 1, 600, 600, 'policy', 900),"
+            " ('medium', '2026-03-31', '2026-04', 2, 'pooled sales team', 1, 300, 300, 'policy', 250.5),"
+            " ('low', '2026-03-31', '2026-04', 3, 'self-service', 1, 100, 100, 'policy', 0),"
+            " ('high', '2026-03-30', '2026-04', 1, 'yesterday''s level', 1, 600, 600, 'policy', 1)"
         )
         conn.execute(
             "create table bi.allocation_plan_customer (customer_id text, as_of_date date,"

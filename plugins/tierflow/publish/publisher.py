@@ -80,13 +80,26 @@ def _copy_comments(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
 
 
 def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str) -> int:
+    """Replace the rows of ``dst_schema.table`` with those of ``src_schema.table``.
+
+    The published table is kept (delete + insert), so BI views on it keep working. New
+    columns in the source are added to it (a release that adds columns does not disturb
+    BI); a column removed or retyped needs the table recreated, which a dependent view
+    prevents: that stops the publish and names the objects.
+    """
     src = sql.Identifier(src_schema, table)
     dst = sql.Identifier(dst_schema, table)
     src_cols = _columns(conn, src_schema, table)
     if not src_cols:
         raise PublishError(f"{src_schema}.{table} does not exist: did dbt build it?")
     dst_cols = _columns(conn, dst_schema, table)
-    if dst_cols != src_cols:
+    if dst_cols and set(dst_cols) <= set(src_cols):
+        for name, type_ in src_cols:
+            if (name, type_) not in dst_cols:
+                add = sql.SQL("alter table {} add column {} {}")  # type_: the catalog's own spelling
+                conn.execute(add.format(dst, sql.Identifier(name), sql.SQL(type_)))
+        conn.execute(sql.SQL("delete from {}").format(dst))
+    else:
         if dst_cols:
             try:
                 with conn.transaction():
@@ -96,9 +109,8 @@ def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
                     f"{dst_schema}.{table} changed shape but objects depend on it: {exc.diag.message_detail}"
                 ) from None
         conn.execute(sql.SQL("create table {} (like {} including defaults)").format(dst, src))
-    else:
-        conn.execute(sql.SQL("delete from {}").format(dst))
-    cur = conn.execute(sql.SQL("insert into {} select * from {}").format(dst, src))
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in src_cols)
+    cur = conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(dst, columns, columns, src))
     _copy_comments(conn, src_schema, dst_schema, table)
     return cur.rowcount
 

@@ -8,6 +8,7 @@ report is then opened in headless Chromium, which must draw every chart.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -40,16 +41,20 @@ NO_CHROMIUM = (
 #   shares: customers high 1/5 = 20.0%, medium 2/5 = 40.0%, low 40.0%;
 #           revenue high 6000/10000 = 60.0%, medium 3000 = 30.0%, low 1000 = 10.0%
 #   vs 11-19: high 1 - 2 = -1, medium 2 - 1 = +1, low 2 - 1 = +1
+# Tonight's changes (11-20 rows only): up 0; down 1 (c2); same 3 (c1, c3, c4); new 1 (c5);
+#   held by hysteresis 1 (c3); override 1 (c4); high potential 2 (c3, c5). The 11-19 rows
+#   (4 new, c3 high potential) must not count: new would be 5, high potential 3.
 TIERS = [
-    ("c1", PREV, "high", 1, 5000),
-    ("c2", PREV, "high", 1, 2500),
-    ("c3", PREV, "medium", 2, 900),
-    ("c4", PREV, "low", 3, 500),
-    ("c1", AS_OF, "high", 1, 6000),
-    ("c2", AS_OF, "medium", 2, 2000),
-    ("c3", AS_OF, "medium", 2, 1000),
-    ("c4", AS_OF, "low", 3, 600),
-    ("c5", AS_OF, "low", 3, 400),
+    # customer, as_of, tier, rank, monetary, tier_change, hysteresis held, override, high potential
+    ("c1", PREV, "high", 1, 5000, "new", False, False, False),
+    ("c2", PREV, "high", 1, 2500, "new", False, False, False),
+    ("c3", PREV, "medium", 2, 900, "new", False, False, True),
+    ("c4", PREV, "low", 3, 500, "new", False, False, False),
+    ("c1", AS_OF, "high", 1, 6000, "same", False, False, False),
+    ("c2", AS_OF, "medium", 2, 2000, "down", False, False, False),
+    ("c3", AS_OF, "medium", 2, 1000, "same", True, False, True),
+    ("c4", AS_OF, "low", 3, 600, "same", False, True, False),
+    ("c5", AS_OF, "low", 3, 400, "new", False, False, True),
 ]
 # Whale curve on 11-20: net contribution c1 5000, c2 2000, c3 1000, c4 -500, c5 -1500, total 6000
 #   cumulative 5000, 7000, 8000, 7500, 6000 -> shares .833333, 1.166667, 1.333333, 1.25, 1
@@ -74,11 +79,55 @@ MIGRATIONS = [
     ("low", "low", 1, 600),
 ]
 # Allocation: budget 1,000,000 split .6 / .3 / .1; per customer 600000/1, 300000/2, 100000/2;
-#   all: 1,000,000 / 5 = 200,000
+#   all: 1,000,000 / 5 = 200,000. Expected return (the sums of PLAN below): high 90000,
+#   medium 30000 + 30000 = 60000, low 2000 + 15000 = 17000, all 167000;
+#   ROI 90000/600000 = 15.0%, 60000/300000 = 20.0%, 17000/100000 = 17.0%, all 16.7%
 ALLOCATION = [
-    ("high", 1, "dedicated account manager", 1, 600000),
-    ("medium", 2, "pooled sales team", 2, 300000),
-    ("low", 3, "self-service", 2, 100000),
+    ("high", 1, "dedicated account manager", 1, 600000, 90000),
+    ("medium", 2, "pooled sales team", 2, 300000, 60000),
+    ("low", 3, "self-service", 2, 100000, 17000),
+]
+CREDIT_REASON = "High credit risk: overdue share 60.0% > 50% <review terms> & invoices"
+# Customer plan on 11-20 (policy mode, period 2026-11), budget and expected return:
+#   retain            c1 600000 / 90000                            -> 1, 600000, 90000, ROI 15.0%
+#   win back          c2 200000 / 30000                            -> 1, 200000, 30000, 15.0%
+#   convert potential c3 100000 / 30000, c5 60000 / 15000          -> 2, 160000, 45000,
+#                     45000 / 160000 = 0.28125 -> 28.1%
+#   credit review     c4  40000 /  2000                            -> 1,  40000,  2000,  5.0%
+#   all 5, 1,000,000, 167,000, 16.7%; by budget: c1, c2, c3, c5, c4.
+#   The 11-19 row (optimized mode) is another night's plan and must not show.
+PLAN = [
+    # customer, as_of, tier, action, reason, budget, expected return, mode
+    ("c1", AS_OF, "high", "retain", "Best tier: keep the relationship.", 600000, 90000, "policy"),
+    ("c2", AS_OF, "medium", "win back", "Declining medium-tier customer.", 200000, 30000, "policy"),
+    (
+        "c3",
+        AS_OF,
+        "medium",
+        "convert potential",
+        "High potential in the medium tier.",
+        100000,
+        30000,
+        "policy",
+    ),
+    ("c4", AS_OF, "low", "credit review", CREDIT_REASON, 40000, 2000, "policy"),
+    ("c5", AS_OF, "low", "convert potential", "High potential in the low tier.", 60000, 15000, "policy"),
+    ("c1", PREV, "high", "retain", "yesterday", 999, 1, "optimized"),
+]
+# Account alerts on 11-20 (the 11-19 one for Zed must not count):
+#   by type: churn_risk critical 1 (c1) + warning 1 (c3) = 2; revenue_drop warning 1 (c2);
+#            credit critical 1 (c1); tier_downgrade critical 1 (c2); all: critical 3, warning 2, 5
+#   by owner (most critical first): Amy 2 alerts, 2 critical, 0 warning, 1 customer (c1);
+#            Bob 2, 1, 1, 1 (c2); unassigned 1, 0, 1, 1 (c3); all 5, 3, 2
+#   critical, by owner, customer, type: Amy c1 churn risk, Amy c1 credit, Bob c2 tier downgrade
+ALERTS = [
+    # as_of, customer, name, tier, type, severity, owner, reason
+    (AS_OF, "c1", EVIL_NAME, "high", "churn_risk", "critical", "Amy", "no order for 70 days"),
+    (AS_OF, "c1", EVIL_NAME, "high", "credit", "critical", "Amy", "credit risk high <60%>"),
+    (AS_OF, "c2", "Beta GmbH", "medium", "tier_downgrade", "critical", "Bob", "fell from high"),
+    (AS_OF, "c2", "Beta GmbH", "medium", "revenue_drop", "warning", "Bob", "revenue -60%"),
+    (AS_OF, "c3", None, "medium", "churn_risk", "warning", "unassigned", "no order for 50 days"),
+    (PREV, "c4", "Delta", "low", "credit", "critical", "Zed", "yesterday"),
 ]
 # Sales KPIs, two segments. R = covered x active rate x revenue per active.
 #   East/online  Sep C 10 A 4 R 4000 (.4, 1000); Oct C 12 A 6 R 7200 (.5, 1200):
@@ -146,14 +195,22 @@ def build_published_tables(url: str) -> None:
             create schema bi;
             create table bi.dim_customers (customer_id text, customer_name text);
             create table bi.customer_tiers (customer_id text, as_of_date date, value_tier text,
-                value_tier_rank integer, monetary numeric);
+                value_tier_rank integer, monetary numeric, tier_change text, is_hysteresis_held boolean,
+                is_override boolean, is_high_potential boolean);
             create table bi.customer_profitability (customer_id text, as_of_date date,
                 contribution_rank bigint, net_contribution numeric, cumulative_contribution_share numeric,
                 is_loss_making boolean);
             create table bi.tier_migrations (as_of_date date, from_tier text, to_tier text,
                 customers bigint, revenue_in_window numeric);
             create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,
-                tier_rank integer, service_level text, customers bigint, allocated_budget numeric);
+                tier_rank integer, service_level text, customers bigint, allocated_budget numeric,
+                expected_return numeric, plan_mode text);
+            create table bi.allocation_plan_customer (customer_id text, as_of_date date, plan_period text,
+                value_tier text, primary_action text, action_reason text, allocated_budget numeric,
+                expected_return numeric, plan_mode text);
+            create table bi.account_alerts (as_of_date date, alert_id text, customer_id text,
+                customer_name text, value_tier text, alert_type text, severity text, owner text, reason text,
+                metric_value numeric, threshold numeric);
             create table bi.sales_kpis (month_start_date date, region text, channel text, as_of_date date,
                 is_complete_month boolean, covered_customers bigint, active_customers bigint, orders bigint,
                 revenue numeric, previous_revenue numeric, revenue_change numeric,
@@ -167,7 +224,9 @@ def build_published_tables(url: str) -> None:
                 "insert into bi.dim_customers values (%s, %s)",
                 [("c1", EVIL_NAME), ("c2", "Beta GmbH"), ("c3", None), ("c4", "Delta"), ("c5", "Eps")],
             )
-            cur.executemany("insert into bi.customer_tiers values (%s, %s, %s, %s, %s)", TIERS)
+            cur.executemany(
+                "insert into bi.customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", TIERS
+            )
             cur.executemany(
                 "insert into bi.customer_profitability values (%s, %s, %s, %s, %s, %s)",
                 [(c, AS_OF, rank, net, share, net < 0) for c, rank, net, share in PROFIT],
@@ -177,8 +236,17 @@ def build_published_tables(url: str) -> None:
                 [(AS_OF, *m) for m in MIGRATIONS],
             )
             cur.executemany(
-                "insert into bi.allocation_plan_tier values (%s, %s, 'month', %s, %s, %s, %s)",
-                [(t, AS_OF, rank, level, n, budget) for t, rank, level, n, budget in ALLOCATION],
+                "insert into bi.allocation_plan_tier"
+                " values (%s, %s, '2026-11', %s, %s, %s, %s, %s, 'policy')",
+                [(t, AS_OF, *rest) for t, *rest in ALLOCATION],
+            )
+            cur.executemany(
+                "insert into bi.allocation_plan_customer values (%s, %s, '2026-11', %s, %s, %s, %s, %s, %s)",
+                PLAN,
+            )
+            cur.executemany(
+                "insert into bi.account_alerts values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1, 1)",
+                [(a, f"{a}:{t}:{c}", c, n, tier, t, sev, o, r) for a, c, n, tier, t, sev, o, r in ALERTS],
             )
             cur.executemany(
                 "insert into bi.sales_kpis values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
@@ -252,6 +320,13 @@ class _Tables(HTMLParser):
             self.style += data
 
 
+def text_of(page: str, line: str) -> str:
+    """The text of the element with data-line="<line>", tags dropped, entities decoded."""
+    found = re.search(rf'<p[^>]* data-line="{line}"[^>]*>(.*?)</p>', page, re.S)
+    assert found, f'no data-line="{line}" in the report'
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
+
+
 def parse(page: str) -> _Tables:
     p = _Tables()
     p.feed(page)
@@ -323,7 +398,10 @@ def probe_in_browser(report: Path, tmp_path: Path) -> dict:
 # Data marks expected per chart, from the rows above:
 #   tier-mix 3 tiers x 2 series; tier-trend 2 dates x 3 tiers; whale-curve 1 curve + 2 marked
 #   points; tier-migrations 4 from-rows (new, high, medium, low) x 3 to-columns;
-#   allocation 3 tiers x 2 series; kpi-decomposition the change + 3 effects; quality: raw.erp_orders passed,
+#   allocation 3 tiers x 2 series; actions 4 actions x 3 series (customers, budget, expected return);
+#   alerts: churn_risk critical + warning, revenue_drop warning, credit critical, tier_downgrade
+#   critical = 5 segments (zero segments are not drawn);
+#   kpi-decomposition the change + 3 effects; quality: raw.erp_orders passed,
 #   marts.customer_tiers passed and failed (warning), zero segments are not drawn; rejects 3 reasons
 EXPECTED_MARKS = {
     "tier-mix": 6,
@@ -331,6 +409,8 @@ EXPECTED_MARKS = {
     "whale-curve": 3,
     "tier-migrations": 12,
     "allocation": 6,
+    "actions": 12,
+    "alerts": 5,
     "kpi-decomposition": 4,
     "quality": 3,
     "rejects": 3,
@@ -369,11 +449,89 @@ def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_pa
         ["moved down", "1", "20.0%", "2,000.00"],
         ["all", "5", "100.0%", "10,000.00"],
     ]
+    assert text_of(page, "tier-changes") == (
+        "Tonight: 0 moved up 1 moved down 3 kept their tier 1 new customer 1 held in its tier by "
+        "hysteresis 1 tier set by a manual override 2 high-potential customers"
+    )
     assert t["allocation"][1:] == [
-        ["high", "dedicated account manager", "1", "600,000.00", "60.0%", "600,000.00"],
-        ["medium", "pooled sales team", "2", "300,000.00", "30.0%", "150,000.00"],
-        ["low", "self-service", "2", "100,000.00", "10.0%", "50,000.00"],
-        ["all", "", "5", "1,000,000.00", "100.0%", "200,000.00"],
+        ["high", "dedicated account manager", "1", "600,000.00", "60.0%", "600,000.00", "90,000.00", "15.0%"],
+        ["medium", "pooled sales team", "2", "300,000.00", "30.0%", "150,000.00", "60,000.00", "20.0%"],
+        ["low", "self-service", "2", "100,000.00", "10.0%", "50,000.00", "17,000.00", "17.0%"],
+        ["all", "", "5", "1,000,000.00", "100.0%", "200,000.00", "167,000.00", "16.7%"],
+    ]
+    assert text_of(page, "allocation") == (
+        "Plan period 2026-11 · plan mode policy · total expected return 167,000.00 on a budget of "
+        "1,000,000.00 (ROI 16.7%)"
+    )
+    assert t["actions"][1:] == [
+        ["retain", "1", "600,000.00", "90,000.00", "15.0%"],
+        ["win back", "1", "200,000.00", "30,000.00", "15.0%"],
+        ["convert potential", "2", "160,000.00", "45,000.00", "28.1%"],
+        ["credit review", "1", "40,000.00", "2,000.00", "5.0%"],
+        ["all", "5", "1,000,000.00", "167,000.00", "16.7%"],
+    ]
+    assert text_of(page, "plan") == "Plan mode policy · plan period 2026-11"
+    assert t["top-budget"][1:] == [
+        [
+            "1",
+            "c1",
+            EVIL_NAME,
+            "high",
+            "600,000.00",
+            "90,000.00",
+            "retain",
+            "Best tier: keep the relationship.",
+        ],
+        [
+            "2",
+            "c2",
+            "Beta GmbH",
+            "medium",
+            "200,000.00",
+            "30,000.00",
+            "win back",
+            "Declining medium-tier customer.",
+        ],
+        [
+            "3",
+            "c3",
+            "",
+            "medium",
+            "100,000.00",
+            "30,000.00",
+            "convert potential",
+            "High potential in the medium tier.",
+        ],
+        [
+            "4",
+            "c5",
+            "Eps",
+            "low",
+            "60,000.00",
+            "15,000.00",
+            "convert potential",
+            "High potential in the low tier.",
+        ],
+        ["5", "c4", "Delta", "low", "40,000.00", "2,000.00", "credit review", CREDIT_REASON],
+    ]
+    assert t["alerts-by-type"] == [
+        ["alert type", "critical", "warning", "all"],
+        ["churn risk", "1", "1", "2"],
+        ["revenue drop", "0", "1", "1"],
+        ["credit", "1", "0", "1"],
+        ["tier downgrade", "1", "0", "1"],
+        ["all", "3", "2", "5"],
+    ]
+    assert t["alerts-by-owner"][1:] == [
+        ["Amy", "2", "2", "0", "1"],
+        ["Bob", "2", "1", "1", "1"],
+        ["unassigned", "1", "0", "1", "1"],
+        ["all", "5", "3", "2", ""],
+    ]
+    assert t["alerts-critical"][1:] == [
+        ["Amy", "c1", EVIL_NAME, "high", "churn risk", "no order for 70 days"],
+        ["Amy", "c1", EVIL_NAME, "high", "credit", "credit risk high <60%>"],
+        ["Bob", "c2", "Beta GmbH", "medium", "tier downgrade", "fell from high"],
     ]
     # newest month first; Nov: covered 17, active 5 (29.4%), 4000 / 5 = 800, change -5600 =
     # 0 - 4800 - 800
@@ -434,6 +592,7 @@ def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_pa
     ]
     # texts from data are escaped: the name and reasons appear only as text
     assert "<script>" not in page and "<img" not in page and "<i>" not in page
+    assert "<review terms>" not in page and "<60%>" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; Söhne" in page
     hrefs = [v for tag, k, v in parsed.attrs if tag == "a" and k == "href" and not v.startswith("#")]
     assert hrefs == list(LINKS.values())

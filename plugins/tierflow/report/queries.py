@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from tierflow.settings import META_SCHEMA
 
 NEW_TIER = "new"  # how tier_migrations' from_tier null (no previous tier) is shown
+CRITICAL = "critical"  # account_alerts.severity of the alerts listed one by one
 
 
 def _num(value: Any) -> float:
@@ -72,6 +73,43 @@ class SalesMonth:
     revenue_per_active_effect: float | None
     new_customers: int
     churned_customers: int
+
+
+@dataclass
+class TierChanges:
+    """The night's tier changes (customer_tiers on as_of): tier_change and the flags."""
+
+    up: int = 0
+    down: int = 0
+    same: int = 0
+    new: int = 0
+    held_by_hysteresis: int = 0
+    overrides: int = 0
+    high_potential: int = 0
+
+
+@dataclass
+class ActionRow:
+    action: str
+    customers: int
+    budget: float
+    expected_return: float
+
+
+@dataclass
+class Actions:
+    by_action: list[ActionRow]  # most budget first
+    plan_modes: list[str]
+    plan_periods: list[str]
+    top: list[dict[str, Any]]  # the customers with the most budget, with action and reason
+
+
+@dataclass
+class Alerts:
+    counts: dict[tuple[str, str], int]  # (alert_type, severity) -> alerts
+    owners: list[dict[str, Any]]  # owner, alerts, critical, other, customers; most critical first
+    critical: list[dict[str, Any]]  # the first critical alerts by owner, customer, type
+    critical_total: int
 
 
 @dataclass
@@ -140,6 +178,36 @@ def read_tier_mix(conn: psycopg.Connection, bi: str, as_of: date, ranks: dict[st
     )
 
 
+def read_tier_changes(conn: psycopg.Connection, bi: str, as_of: date) -> TierChanges | Missing:
+    if not _exists(conn, bi, "customer_tiers"):
+        return Missing(f"{bi}.customer_tiers")
+    r = conn.execute(
+        sql.SQL(
+            """
+            select count(*) filter (where tier_change = 'up') as up,
+                   count(*) filter (where tier_change = 'down') as down,
+                   count(*) filter (where tier_change = 'same') as same,
+                   count(*) filter (where tier_change = 'new') as new,
+                   count(*) filter (where is_hysteresis_held) as held_by_hysteresis,
+                   count(*) filter (where is_override) as overrides,
+                   count(*) filter (where is_high_potential) as high_potential
+            from {} where as_of_date = %s
+            """
+        ).format(sql.Identifier(bi, "customer_tiers")),
+        (as_of,),
+    ).fetchone()
+    return TierChanges(**{k: int(v) for k, v in r.items()})
+
+
+def _customer_names(conn: psycopg.Connection, bi: str, alias: str) -> tuple[sql.Composable, sql.Composable]:
+    """The select expression and join that add dim_customers' customer_name (null without it)."""
+    if not _exists(conn, bi, "dim_customers"):
+        return sql.SQL("null::text"), sql.SQL("")
+    return sql.SQL("d.customer_name"), sql.SQL("left join {} d on d.customer_id = {}.customer_id").format(
+        sql.Identifier(bi, "dim_customers"), sql.Identifier(alias)
+    )
+
+
 def read_whale_curve(conn: psycopg.Connection, bi: str, as_of: date) -> WhaleCurve | Missing:
     if not _exists(conn, bi, "customer_profitability"):
         return Missing(f"{bi}.customer_profitability")
@@ -153,13 +221,7 @@ def read_whale_curve(conn: psycopg.Connection, bi: str, as_of: date) -> WhaleCur
         ).format(table),
         (as_of,),
     ).fetchall()
-    names = sql.SQL("null::text")
-    join = sql.SQL("")
-    if _exists(conn, bi, "dim_customers"):
-        names = sql.SQL("d.customer_name")
-        join = sql.SQL("left join {} d on d.customer_id = p.customer_id").format(
-            sql.Identifier(bi, "dim_customers")
-        )
+    names, join = _customer_names(conn, bi, "p")
     top = conn.execute(
         sql.SQL(
             """
@@ -228,13 +290,104 @@ def read_allocation(conn: psycopg.Connection, bi: str, as_of: date) -> list[dict
         for r in conn.execute(
             sql.SQL(
                 """
-                select value_tier, tier_rank, plan_period, service_level, customers, allocated_budget
+                select value_tier, tier_rank, plan_period, service_level, customers, allocated_budget,
+                       expected_return, plan_mode
                 from {} where as_of_date = %s order by tier_rank, value_tier
                 """
             ).format(sql.Identifier(bi, "allocation_plan_tier")),
             (as_of,),
         )
     ]
+
+
+def read_actions(conn: psycopg.Connection, bi: str, as_of: date, top: int) -> Actions | Missing:
+    """allocation_plan_customer per primary action, and the ``top`` customers by budget."""
+    if not _exists(conn, bi, "allocation_plan_customer"):
+        return Missing(f"{bi}.allocation_plan_customer")
+    table = sql.Identifier(bi, "allocation_plan_customer")
+    rows = conn.execute(
+        sql.SQL(
+            """
+            select primary_action, count(*) as customers, coalesce(sum(allocated_budget), 0) as budget,
+                   coalesce(sum(expected_return), 0) as expected_return,
+                   array_agg(distinct plan_mode order by plan_mode) as modes,
+                   array_agg(distinct plan_period order by plan_period) as periods
+            from {} where as_of_date = %s
+            group by primary_action
+            order by budget desc, customers desc, primary_action
+            """
+        ).format(table),
+        (as_of,),
+    ).fetchall()
+    names, join = _customer_names(conn, bi, "c")
+    best = conn.execute(
+        sql.SQL(
+            """
+            select c.customer_id, {names} as customer_name, c.value_tier, c.allocated_budget,
+                   c.expected_return, c.primary_action, c.action_reason
+            from {table} c {join}
+            where c.as_of_date = %s
+            order by c.allocated_budget desc, c.customer_id
+            limit %s
+            """
+        ).format(names=names, table=table, join=join),
+        (as_of, top),
+    ).fetchall()
+    return Actions(
+        by_action=[
+            ActionRow(r["primary_action"], int(r["customers"]), _num(r["budget"]), _num(r["expected_return"]))
+            for r in rows
+        ],
+        plan_modes=sorted({m for r in rows for m in r["modes"] if m is not None}),
+        plan_periods=sorted({p for r in rows for p in r["periods"] if p is not None}),
+        top=[dict(r) for r in best],
+    )
+
+
+def read_alerts(conn: psycopg.Connection, bi: str, as_of: date, critical_listed: int) -> Alerts | Missing:
+    """account_alerts of as_of counted in SQL (a big customer base can raise thousands), and
+    the first ``critical_listed`` critical alerts by owner."""
+    if not _exists(conn, bi, "account_alerts"):
+        return Missing(f"{bi}.account_alerts")
+    table = sql.Identifier(bi, "account_alerts")
+    owner = sql.SQL("coalesce(nullif(trim(owner), ''), 'unassigned')")
+    counts = conn.execute(
+        sql.SQL(
+            "select alert_type, severity, count(*) as n from {} where as_of_date = %s group by 1, 2"
+        ).format(table),
+        (as_of,),
+    ).fetchall()
+    owners = conn.execute(
+        sql.SQL(
+            """
+            select {owner} as owner, count(*) as alerts,
+                   count(*) filter (where severity = %s) as critical,
+                   count(*) filter (where severity is distinct from %s) as other,
+                   count(distinct customer_id) as customers
+            from {table} where as_of_date = %s
+            group by 1
+            order by critical desc, alerts desc, owner
+            """
+        ).format(owner=owner, table=table),
+        (CRITICAL, CRITICAL, as_of),
+    ).fetchall()
+    critical = conn.execute(
+        sql.SQL(
+            """
+            select {owner} as owner, customer_id, customer_name, value_tier, alert_type, reason
+            from {table} where as_of_date = %s and severity = %s
+            order by owner, customer_id, alert_type
+            limit %s
+            """
+        ).format(owner=owner, table=table),
+        (as_of, CRITICAL, critical_listed),
+    ).fetchall()
+    return Alerts(
+        counts={(r["alert_type"], r["severity"]): int(r["n"]) for r in counts},
+        owners=[dict(r) for r in owners],
+        critical=[dict(r) for r in critical],
+        critical_total=sum(int(r["n"]) for r in counts if r["severity"] == CRITICAL),
+    )
 
 
 def read_sales_kpis(conn: psycopg.Connection, bi: str, as_of: date) -> list[SalesMonth] | Missing:
@@ -361,15 +514,25 @@ class ReportData:
     run: dict[str, Any] | None
     ranks: dict[str, int]
     tier_mix: TierMix | Missing
+    tier_changes: TierChanges | Missing
     whale: WhaleCurve | Missing
     migrations: Migrations | Missing
     allocation: list[dict[str, Any]] | Missing
+    actions: Actions | Missing
+    alerts: Alerts | Missing
     sales: list[SalesMonth] | Missing
     quality: list[dict[str, Any]] | Missing
     rejects: Rejects | Missing
 
 
-def read_report_data(url: str, publish_schema: str, as_of: date, run_id: str) -> ReportData:
+def read_report_data(
+    url: str,
+    publish_schema: str,
+    as_of: date,
+    run_id: str,
+    top_customers: int = 10,
+    critical_listed: int = 50,
+) -> ReportData:
     with psycopg.connect(url, row_factory=dict_row) as conn:
         # one snapshot for every section, so the report never mixes two publishes
         conn.execute("set transaction isolation level repeatable read, read only")
@@ -381,9 +544,12 @@ def read_report_data(url: str, publish_schema: str, as_of: date, run_id: str) ->
             run=read_run(conn, run_id),
             ranks=ranks,
             tier_mix=read_tier_mix(conn, publish_schema, as_of, ranks),
+            tier_changes=read_tier_changes(conn, publish_schema, as_of),
             whale=read_whale_curve(conn, publish_schema, as_of),
             migrations=read_migrations(conn, publish_schema, as_of, ranks),
             allocation=read_allocation(conn, publish_schema, as_of),
+            actions=read_actions(conn, publish_schema, as_of, top_customers),
+            alerts=read_alerts(conn, publish_schema, as_of, critical_listed),
             sales=read_sales_kpis(conn, publish_schema, as_of),
             quality=read_quality(conn, publish_schema, run_id),
             rejects=read_rejects(conn, run_id),

@@ -12,11 +12,15 @@ from urllib.parse import urlsplit
 
 from tierflow.report import svg
 from tierflow.report.queries import (
+    CRITICAL,
     NEW_TIER,
+    Actions,
+    Alerts,
     Missing,
     Rejects,
     ReportData,
     SalesMonth,
+    TierChanges,
     TierMix,
     WhaleCurve,
     read_report_data,
@@ -26,10 +30,15 @@ from tierflow.report.svg import esc
 TIER_COLORS = ("#1f4e79", "#2e86c1", "#85c1e9", "#5d6d7e", "#a9cce3", "#d4ac0d", "#7d3c98")
 NEW_COLOR = "#9ca3af"
 PASS, WARN, FAIL = "#1e8449", "#d68910", "#c0392b"
-CUSTOMERS_COLOR, MONEY_COLOR = "#2e86c1", "#1f4e79"
+CUSTOMERS_COLOR, MONEY_COLOR, RETURN_COLOR = "#2e86c1", "#1f4e79", "#17a589"
+OTHER_SEVERITY = "#5d6d7e"
+# account_alerts.alert_type in the order the report shows them (others after, by name)
+ALERT_TYPES = ("churn_risk", "revenue_drop", "credit", "tier_downgrade")
 MAX_CURVE_POINTS = 600
 MAX_REASONS_CHARTED = 10
 MAX_REJECT_ROWS = 25
+TOP_CUSTOMERS = 10  # customers with the most budget listed in the Actions section
+MAX_CRITICAL_LISTED = 50
 
 CSS = """
 :root { color-scheme: light; }
@@ -64,6 +73,8 @@ tr.total td { font-weight: 600; border-top: 2px solid #d1d5db; }
 .note { background: #fef9c3; border-left: 4px solid #d4ac0d; padding: 8px 12px; margin: 8px 0; }
 .bad { color: #c0392b; font-weight: 600; }
 .good { color: #1e8449; font-weight: 600; }
+p.changes span { margin-right: 14px; white-space: nowrap; }
+p.changes b { font-variant-numeric: tabular-nums; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
 details { margin-top: 8px; }
 td.wrap { max-width: 420px; overflow-wrap: anywhere; }
@@ -102,6 +113,11 @@ def fmt_signed(v: float | None, fmt: Callable[[float], str] = fmt_money) -> str:
 
 def _share(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
+
+
+def fmt_roi(expected_return: float, budget: float) -> str:
+    """Expected return per unit of budget, as a percentage; "–" without budget."""
+    return fmt_pct(expected_return / budget) if budget else "–"
 
 
 # -- html helpers ------------------------------------------------------------------------
@@ -245,6 +261,8 @@ def tier_mix_section(d: ReportData) -> str:
             fmt_pct,
             axis_fmt=fmt_pct_axis,
         )
+        if isinstance(d.tier_changes, TierChanges):
+            parts.append(tier_changes_line(d.tier_changes))
         parts.append(row(chart, mix_table))
     labels = [x.isoformat() for x in m.dates]
     trend = svg.stacked_columns(
@@ -272,6 +290,24 @@ def tier_mix_section(d: ReportData) -> str:
     more = f" (the last {len(recent)} of {len(m.dates)} dates)" if len(recent) < len(m.dates) else ""
     parts.append(row(trend, f"<p>Customers per tier{esc(more)}:</p>{trend_table}"))
     return section("tiers", "Tier mix", intro, "".join(parts))
+
+
+def tier_changes_line(c: TierChanges) -> str:
+    """One line with the night's tier changes (customer_tiers.tier_change and the flags)."""
+
+    def plural(n: int, one: str, many: str) -> str:
+        return f"<span><b>{esc(fmt_int(n))}</b> {esc(one if n == 1 else many)}</span>"
+
+    items = [
+        plural(c.up, "moved up", "moved up"),
+        plural(c.down, "moved down", "moved down"),
+        plural(c.same, "kept its tier", "kept their tier"),
+        plural(c.new, "new customer", "new customers"),
+        plural(c.held_by_hysteresis, "held in its tier by hysteresis", "held in their tier by hysteresis"),
+        plural(c.overrides, "tier set by a manual override", "tiers set by a manual override"),
+        plural(c.high_potential, "high-potential customer", "high-potential customers"),
+    ]
+    return f'<p class="changes" data-line="tier-changes">Tonight: {"".join(items)}</p>'
 
 
 def _share_at(points: Sequence[tuple[int, float]], customer_share: float) -> tuple[int, float]:
@@ -412,7 +448,8 @@ def migrations_section(d: ReportData) -> str:
 def allocation_section(d: ReportData) -> str:
     intro = (
         "The sales and service budget of the plan period, by value tier, next to each tier's share "
-        "of customers."
+        "of customers, and the incremental contribution the plan expects from it (response curves "
+        "in the config)."
     )
     a = d.allocation
     if isinstance(a, Missing):
@@ -422,6 +459,7 @@ def allocation_section(d: ReportData) -> str:
             "allocation", "Allocation by tier", intro, note(f"No allocation plan for {d.as_of.isoformat()}.")
         )
     budget = sum(float(r["allocated_budget"]) for r in a)
+    returns = sum(float(r["expected_return"] or 0) for r in a)
     customers = sum(int(r["customers"]) for r in a)
     tiers = [r["value_tier"] for r in a]
     chart = svg.hbars(
@@ -443,15 +481,27 @@ def allocation_section(d: ReportData) -> str:
             fmt_money(float(r["allocated_budget"])),
             fmt_pct(_share(float(r["allocated_budget"]), budget)),
             fmt_money(float(r["allocated_budget"]) / int(r["customers"])) if r["customers"] else "–",
+            fmt_money(float(r["expected_return"] or 0)),
+            fmt_roi(float(r["expected_return"] or 0), float(r["allocated_budget"])),
         ]
         for r in a
     ]
     periods = sorted({str(r["plan_period"]) for r in a})
+    modes = sorted({str(r["plan_mode"]) for r in a if r["plan_mode"] is not None})
     tbl = table(
         "allocation",
-        ["tier", "service level", "customers", "budget", "budget share", "per customer"],
+        [
+            "tier",
+            "service level",
+            "customers",
+            "budget",
+            "budget share",
+            "per customer",
+            "expected return",
+            "ROI",
+        ],
         rows,
-        numeric=(2, 3, 4, 5),
+        numeric=(2, 3, 4, 5, 6, 7),
         total=[
             "all",
             "",
@@ -459,15 +509,210 @@ def allocation_section(d: ReportData) -> str:
             fmt_money(budget),
             fmt_pct(1 if budget else 0),
             fmt_money(budget / customers) if customers else "–",
+            fmt_money(returns),
+            fmt_roi(returns, budget),
         ],
         wrap=(1,),
     )
-    return section(
-        "allocation",
-        "Allocation by tier",
-        intro,
-        row(chart, f"<p>Plan period: {esc(', '.join(periods))}</p>{tbl}"),
+    head = (
+        f'<p data-line="allocation">Plan period {esc(", ".join(periods))} · plan mode '
+        f"{esc(', '.join(modes) or '–')} · total expected return <b>{esc(fmt_money(returns))}</b> "
+        f"on a budget of {esc(fmt_money(budget))} (ROI {esc(fmt_roi(returns, budget))})</p>"
     )
+    return section("allocation", "Allocation by tier", intro, head + row(chart) + tbl)
+
+
+def actions_section(d: ReportData) -> str:
+    intro = (
+        "What the sales teams are asked to do with each customer (allocation_plan_customer): the "
+        "primary action, with its customers, budget and expected return, and the customers who get "
+        "the most budget with the reason for their action. ROI = expected return / budget."
+    )
+    title = "Actions"
+    a = d.actions
+    if isinstance(a, Missing):
+        return section("actions", title, intro, missing(a))
+    if not a.by_action:
+        return section("actions", title, intro, note(f"No customer plan for {d.as_of.isoformat()}."))
+    assert isinstance(a, Actions)
+    names = [r.action for r in a.by_action]
+    n_all = sum(r.customers for r in a.by_action)
+    budget = sum(r.budget for r in a.by_action)
+    returns = sum(r.expected_return for r in a.by_action)
+    chart = svg.hbars(
+        "actions",
+        "Customers, budget and expected return by primary action",
+        names,
+        [
+            ("share of customers", CUSTOMERS_COLOR, [_share(r.customers, n_all) for r in a.by_action]),
+            ("share of budget", MONEY_COLOR, [_share(r.budget, budget) for r in a.by_action]),
+            (
+                "share of expected return",
+                RETURN_COLOR,
+                [_share(r.expected_return, returns) for r in a.by_action],
+            ),
+        ],
+        fmt_pct,
+        axis_fmt=fmt_pct_axis,
+    )
+    tbl = table(
+        "actions",
+        ["primary action", "customers", "budget", "expected return", "ROI"],
+        [
+            [
+                r.action,
+                fmt_int(r.customers),
+                fmt_money(r.budget),
+                fmt_money(r.expected_return),
+                fmt_roi(r.expected_return, r.budget),
+            ]
+            for r in a.by_action
+        ],
+        numeric=(1, 2, 3, 4),
+        total=["all", fmt_int(n_all), fmt_money(budget), fmt_money(returns), fmt_roi(returns, budget)],
+    )
+    head = (
+        f'<p data-line="plan">Plan mode <b>{esc(", ".join(a.plan_modes) or "–")}</b> · plan period '
+        f"{esc(', '.join(a.plan_periods) or '–')}</p>"
+    )
+    top = table(
+        "top-budget",
+        ["#", "customer", "name", "tier", "budget", "expected return", "action", "reason"],
+        [
+            [
+                fmt_int(i),
+                t["customer_id"],
+                t["customer_name"] or "",
+                t["value_tier"],
+                fmt_money(float(t["allocated_budget"])),
+                fmt_money(float(t["expected_return"] or 0)),
+                t["primary_action"],
+                t["action_reason"],
+            ]
+            for i, t in enumerate(a.top, start=1)
+        ],
+        numeric=(0, 4, 5),
+        wrap=(2, 7),
+        nowrap=(6,),
+    )
+    count = len(a.top)
+    return section(
+        "actions",
+        title,
+        intro,
+        head
+        + row(chart, tbl)
+        + f"<p>The {esc(fmt_int(count))} customer{'s' if count != 1 else ''} with the most budget:</p>"
+        + top,
+    )
+
+
+def _alert_label(alert_type: str) -> str:
+    return alert_type.replace("_", " ")
+
+
+def alerts_section(d: ReportData) -> str:
+    intro = (
+        "Customers someone must act on tonight (account_alerts): churn risk against the customer's own "
+        "gap between orders, a sharp revenue drop, high credit risk, a fall from the top tier. Critical "
+        "= a top-tier customer or a top-tier downgrade. The owner is the account manager."
+    )
+    title = "Account alerts"
+    al = d.alerts
+    if isinstance(al, Missing):
+        return section("alerts", title, intro, missing(al))
+    assert isinstance(al, Alerts)
+    if not al.counts:
+        return section(
+            "alerts",
+            title,
+            intro,
+            note(f"No account alerts for {d.as_of.isoformat()}: no customer needs an owner's attention."),
+        )
+    known = [t for t in ALERT_TYPES if any(k[0] == t for k in al.counts)]
+    types = known + sorted({t for t, _ in al.counts} - set(known))
+    severities = [CRITICAL, "warning"]
+    severities += sorted({s for _, s in al.counts} - set(severities))
+    colors = {CRITICAL: FAIL, "warning": WARN}
+    chart = svg.hbars(
+        "alerts",
+        "Alerts by type and severity",
+        [_alert_label(t) for t in types],
+        [(s, colors.get(s, OTHER_SEVERITY), [al.counts.get((t, s), 0) for t in types]) for s in severities],
+        fmt_int,
+        stacked=True,
+        integer=True,
+    )
+    by_type = table(
+        "alerts-by-type",
+        ["alert type", *severities, "all"],
+        [
+            [
+                _alert_label(t),
+                *(fmt_int(al.counts.get((t, s), 0)) for s in severities),
+                fmt_int(sum(al.counts.get((t, s), 0) for s in severities)),
+            ]
+            for t in types
+        ],
+        numeric=tuple(range(1, len(severities) + 2)),
+        total=[
+            "all",
+            *(fmt_int(sum(n for (_, s2), n in al.counts.items() if s2 == s)) for s in severities),
+            fmt_int(sum(al.counts.values())),
+        ],
+    )
+    owners = table(
+        "alerts-by-owner",
+        # severity is critical or warning (the mart's accepted values): "warning" = not critical
+        ["owner", "alerts", "critical", "warning", "customers"],
+        [
+            [
+                o["owner"],
+                fmt_int(o["alerts"]),
+                fmt_int(o["critical"]),
+                fmt_int(o["other"]),
+                fmt_int(o["customers"]),
+            ]
+            for o in al.owners
+        ],
+        numeric=(1, 2, 3, 4),
+        total=[
+            "all",
+            fmt_int(sum(o["alerts"] for o in al.owners)),
+            fmt_int(sum(o["critical"] for o in al.owners)),
+            fmt_int(sum(o["other"] for o in al.owners)),
+            "",
+        ],
+        wrap=(0,),
+    )
+    body = row(chart, by_type) + "<p>Alerts per owner:</p>" + owners
+    if al.critical:
+        body += f'<p class="bad">{esc(fmt_int(al.critical_total))} critical alerts:</p>'
+        body += table(
+            "alerts-critical",
+            ["owner", "customer", "name", "tier", "alert", "reason"],
+            [
+                [
+                    c["owner"],
+                    c["customer_id"],
+                    c["customer_name"] or "",
+                    c["value_tier"] or "",
+                    _alert_label(c["alert_type"]),
+                    c["reason"] or "",
+                ]
+                for c in al.critical
+            ],
+            wrap=(0, 2, 5),
+            nowrap=(4,),
+        )
+        if al.critical_total > len(al.critical):
+            body += (
+                f"<p>… and {esc(fmt_int(al.critical_total - len(al.critical)))} more critical alerts in "
+                f"{esc(d.publish_schema)}.account_alerts.</p>"
+            )
+    else:
+        body += '<p class="good">No critical alerts.</p>'
+    return section("alerts", title, intro, body)
 
 
 def _decomposed_month(months: Sequence[SalesMonth]) -> SalesMonth | None:
@@ -729,6 +974,12 @@ def _tiles(d: ReportData) -> str:
         tiles.append((fmt_money(d.whale.total_contribution), "net contribution"))
     if isinstance(d.allocation, list) and d.allocation:
         tiles.append((fmt_money(sum(float(r["allocated_budget"]) for r in d.allocation)), "budget allocated"))
+        tiles.append(
+            (fmt_money(sum(float(r["expected_return"] or 0) for r in d.allocation)), "expected return")
+        )
+    if isinstance(d.alerts, Alerts):
+        n = sum(d.alerts.counts.values())
+        tiles.append((fmt_int(n), f"account alerts ({fmt_int(d.alerts.critical_total)} critical)"))
     if isinstance(d.quality, list) and d.quality:
         failed = sum(1 for r in d.quality if not r["success"])
         tiles.append(
@@ -759,6 +1010,8 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
             ("whale", "Whale curve"),
             ("migrations", "Migrations"),
             ("allocation", "Allocation"),
+            ("actions", "Actions"),
+            ("alerts", "Alerts"),
             ("kpis", "Sales KPIs"),
             ("quality", "Quality"),
             ("rejects", "Rejects"),
@@ -769,6 +1022,8 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
         whale_section(d),
         migrations_section(d),
         allocation_section(d),
+        actions_section(d),
+        alerts_section(d),
         sales_section(d),
         quality_section(d),
         rejects_section(d),
@@ -809,7 +1064,7 @@ def render_report(
     """Write the run report for ``as_of`` / ``run_id`` to ``out_path`` (replaced atomically)."""
     links = dict(links or {})
     _check_links(links)  # before touching the warehouse
-    data = read_report_data(url, publish_schema, as_of, run_id)
+    data = read_report_data(url, publish_schema, as_of, run_id, TOP_CUSTOMERS, MAX_CRITICAL_LISTED)
     page = build_html(data, links)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

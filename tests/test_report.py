@@ -118,7 +118,7 @@ PLAN = [
 #   by type: churn_risk critical 1 (c1) + warning 1 (c3) = 2; revenue_drop warning 1 (c2);
 #            credit critical 1 (c1); tier_downgrade critical 1 (c2); all: critical 3, warning 2, 5
 #   by owner (most critical first): Amy 2 alerts, 2 critical, 0 warning, 1 customer (c1);
-#            Bob 2, 1, 1, 1 (c2); unassigned 1, 0, 1, 1 (c3); all 5, 3, 2
+#            Bob 2, 1, 1, 1 (c2); unassigned 1, 0, 1, 1 (c3); all 5, 3, 2, 3 customers
 #   critical, by owner, customer, type: Amy c1 churn risk, Amy c1 credit, Bob c2 tier downgrade
 ALERTS = [
     # as_of, customer, name, tier, type, severity, owner, reason
@@ -526,7 +526,7 @@ def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_pa
         ["Amy", "2", "2", "0", "1"],
         ["Bob", "2", "1", "1", "1"],
         ["unassigned", "1", "0", "1", "1"],
-        ["all", "5", "3", "2", ""],
+        ["all", "5", "3", "2", "3"],
     ]
     assert t["alerts-critical"][1:] == [
         ["Amy", "c1", EVIL_NAME, "high", "churn risk", "no order for 70 days"],
@@ -630,6 +630,57 @@ def test_report_without_previous_run_or_migrations_table(warehouse_url: str, tmp
         conn.execute("drop table bi.tier_migrations")
     page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "b.html").read_text(encoding="utf-8")
     assert "Table bi.tier_migrations does not exist in the warehouse (not published yet)" in page
+
+
+def test_report_top_budget_and_critical_lists_are_cut_and_empty_or_missing_tables_say_so(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    build_published_tables(warehouse_url)
+    with psycopg.connect(warehouse_url) as conn:
+        # 8 more planned customers at 45,000: by budget c1 600000, c2 200000, c3 100000, c5 60000,
+        # then x01..x08 at 45000 (ties by customer id), c4 40000 -> the top 10 end with x06
+        conn.cursor().executemany(
+            "insert into bi.allocation_plan_customer values (%s, %s, '2026-11', 'low', 'develop', 'r', 45000,"
+            " 0, 'policy')",
+            [(f"x{i:02}", AS_OF) for i in range(1, 9)],
+        )
+        # 60 more critical alerts for Zoe: 3 + 60 = 63 critical; the first 50 by owner, customer
+        # and type are Amy's 2, Bob's 1 and z01..z47 -> "... and 63 - 50 = 13 more"
+        conn.execute(
+            "insert into bi.account_alerts select %s, 'id' || g, 'z' || lpad(g::text, 2, '0'), 'Z', 'high',"
+            " 'churn_risk', 'critical', 'Zoe', 'gone', 1, 1 from generate_series(1, 60) g",
+            (AS_OF,),
+        )
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "a.html").read_text(encoding="utf-8")
+    t = parse(page).tables
+    assert [r[1] for r in t["top-budget"][1:]] == ["c1", "c2", "c3", "c5", *(f"x{i:02}" for i in range(1, 7))]
+    assert "The 10 customers with the most budget:" in page
+    critical = t["alerts-critical"][1:]
+    assert len(critical) == 50 and critical[3][:2] == ["Zoe", "z01"] and critical[-1][:2] == ["Zoe", "z47"]
+    assert "63 critical alerts:" in page and "… and 13 more critical alerts in bi.account_alerts." in page
+    assert t["alerts-by-owner"][1] == ["Zoe", "60", "60", "0", "60"]
+
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("delete from bi.account_alerts where severity = 'critical'")
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "No critical alerts." in page and 'data-table="alerts-critical"' not in page
+    assert parse(page).tables["alerts-by-type"][-1] == ["all", "0", "2", "2"]
+
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("delete from bi.account_alerts")
+        conn.execute("delete from bi.allocation_plan_customer")
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "No account alerts for 2026-11-20: no customer needs an owner&#x27;s attention." in page
+    assert "No customer plan for 2026-11-20." in page
+    assert 'data-chart="alerts"' not in page and 'data-chart="actions"' not in page
+    assert 'data-table="alerts-by-owner"' not in page and 'data-table="top-budget"' not in page
+
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("drop table bi.account_alerts; drop table bi.allocation_plan_customer")
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "d.html").read_text(encoding="utf-8")
+    assert "Table bi.account_alerts does not exist in the warehouse (not published yet)" in page
+    assert "Table bi.allocation_plan_customer does not exist in the warehouse (not published yet)" in page
+    assert 'data-chart="allocation"' in page  # the tier plan is still shown
 
 
 def test_report_refuses_absolute_links(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ header nav a { color: #fff; margin-right: 18px; font-weight: 600; }
 header nav { margin-top: 8px; }
 main { max-width: 1180px; margin: 0 auto; padding: 16px 24px 40px; }
 .tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0 16px; }
-.tile { background: #fff; border-radius: 8px; padding: 10px 16px; min-width: 160px;
+.tile { background: #fff; border-radius: 8px; padding: 10px 14px; min-width: 128px;
         box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .tile b { display: block; font-size: 20px; }
 .tile span { color: #6b7280; font-size: 12px; }
@@ -307,7 +307,8 @@ def tier_changes_line(c: TierChanges) -> str:
         plural(c.overrides, "tier set by a manual override", "tiers set by a manual override"),
         plural(c.high_potential, "high-potential customer", "high-potential customers"),
     ]
-    return f'<p class="changes" data-line="tier-changes">Tonight: {"".join(items)}</p>'
+    # the spaces between the items are where the line may wrap
+    return f'<p class="changes" data-line="tier-changes">Tonight: {" ".join(items)}</p>'
 
 
 def _share_at(points: Sequence[tuple[int, float]], customer_share: float) -> tuple[int, float]:
@@ -681,7 +682,8 @@ def alerts_section(d: ReportData) -> str:
             fmt_int(sum(o["alerts"] for o in al.owners)),
             fmt_int(sum(o["critical"] for o in al.owners)),
             fmt_int(sum(o["other"] for o in al.owners)),
-            "",
+            # a customer has one owner (its account manager), so the owners' customers add up
+            fmt_int(sum(o["customers"] for o in al.owners)),
         ],
         wrap=(0,),
     )

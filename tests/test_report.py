@@ -611,9 +611,9 @@ def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_pa
         assert c["marks"] == marks, f"{name}: {c['marks']} data marks drawn, expected {marks}"
         assert c["texts"] >= 3, f"{name}: only {c['texts']} labels drawn"
     shot = tmp_path / "report.png"
-    chromium(f"--screenshot={shot}", "--window-size=1280,4000", out.as_uri(), profile=tmp_path / "profile")
-    # a blank 1280 x 4000 page is ~23 KB as PNG, this report ~370 KB; to look at it:
-    # pytest tests/test_report.py --basetemp=/tmp/rt, then open /tmp/rt/*current/report.png
+    chromium(f"--screenshot={shot}", "--window-size=1280,6400", out.as_uri(), profile=tmp_path / "profile")
+    # the report is ~6,300 px tall; a blank 1280 x 6400 page is ~37 KB as PNG, this report ~640 KB;
+    # to look at it: pytest tests/test_report.py --basetemp=/tmp/rt, then open /tmp/rt/*current/report.png
     assert shot.stat().st_size > 100_000, f"the screenshot is (nearly) blank: {shot.stat().st_size} bytes"
 
 

@@ -52,8 +52,8 @@ header .meta { opacity: .9; }
 header nav a { color: #fff; margin-right: 18px; font-weight: 600; }
 header nav { margin-top: 8px; }
 main { max-width: 1180px; margin: 0 auto; padding: 16px 24px 40px; }
-.tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0 16px; }
-.tile { background: #fff; border-radius: 8px; padding: 10px 14px; min-width: 128px;
+.tiles { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 16px; }
+.tile { background: #fff; border-radius: 8px; padding: 10px 12px; min-width: 120px;
         box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .tile b { display: block; font-size: 20px; }
 .tile span { color: #6b7280; font-size: 12px; }
@@ -981,7 +981,7 @@ def _tiles(d: ReportData) -> str:
         )
     if isinstance(d.alerts, Alerts):
         n = sum(d.alerts.counts.values())
-        tiles.append((fmt_int(n), f"account alerts ({fmt_int(d.alerts.critical_total)} critical)"))
+        tiles.append((fmt_int(n), f"account alerts, {fmt_int(d.alerts.critical_total)} critical"))
     if isinstance(d.quality, list) and d.quality:
         failed = sum(1 for r in d.quality if not r["success"])
         tiles.append(

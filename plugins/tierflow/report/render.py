@@ -533,9 +533,9 @@ def actions_section(d: ReportData) -> str:
     a = d.actions
     if isinstance(a, Missing):
         return section("actions", title, intro, missing(a))
+    assert isinstance(a, Actions)
     if not a.by_action:
         return section("actions", title, intro, note(f"No customer plan for {d.as_of.isoformat()}."))
-    assert isinstance(a, Actions)
     names = [r.action for r in a.by_action]
     n_all = sum(r.customers for r in a.by_action)
     budget = sum(r.budget for r in a.by_action)

@@ -201,7 +201,7 @@ def test_tiny_fixture_end_to_end_rerun_then_a_failed_night(run_env: dict[str, st
     expected_crm = [[cid, labels[1]] for cid, labels in sorted(EXPECTED_TIERS.items())]
     assert [line.split(",")[:2] for line in crm[1:]] == expected_crm
     report = (exports / "report.html").read_text(encoding="utf-8")
-    for chart in ("tier-mix", "whale-curve", "allocation", "quality"):
+    for chart in ("tier-mix", "whale-curve", "allocation", "actions", "quality"):
         assert f'data-chart="{chart}"' in report, chart
     assert 'href="data-docs/index.html"' in report and 'href="dbt-docs/index.html"' in report
 

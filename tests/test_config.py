@@ -143,13 +143,23 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         lambda d: d["ingest"].update(missing_required_entity="ignore"),
-        ["ingest.missing_required_entity", "'fail'", "'warn'", "'ignore'"],
+        ["ingest.missing_required_entity", "'fail'", "'warn'", "'wait'", "'ignore'"],
         id="bad-literal",
     ),
     pytest.param(
         lambda d: d["ingest"].update(expected_daily=["erp/order"]),
         ["ingest", "expected_daily", "erp/order", "erp/orders"],
         id="unknown-expected-entity",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(wait_timeout_minutes=0),
+        ["ingest.wait_timeout_minutes", "greater than 0", "0"],
+        id="zero-wait-timeout",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(wait_poll_seconds="often"),
+        ["ingest.wait_poll_seconds", "number", "often"],
+        id="wait-poll-not-a-number",
     ),
 ]
 

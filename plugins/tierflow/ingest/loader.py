@@ -32,6 +32,7 @@ from psycopg import sql
 from tierflow.config import TierflowConfig
 from tierflow.ingest.bulk import UseRowPath, load_csv
 from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, REQUIRED_ENTITIES, Column, Entity
+from tierflow.ingest.fast import UseSqlPath, load_csv_fast
 from tierflow.ingest.readers import FileProblem, file_format, open_records
 from tierflow.ingest.schema import ensure_schema
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
@@ -310,9 +311,14 @@ def _load_file(
     result = FileResult(lf.relpath, entity.path, lf.business_date)
     encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
     if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
+        args = (conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
+                cfg.base_currency, cfg.ingest.max_future_days)
         try:
-            bulk = load_csv(conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
-                            cfg.base_currency, cfg.ingest.max_future_days)
+            try:
+                bulk = load_csv_fast(*args)
+            except UseSqlPath as why:
+                log.info("%s: loading set-based in SQL: %s", lf.relpath, why)
+                bulk = load_csv(*args)
         except UseRowPath as why:
             log.info("%s: loading row by row: %s", lf.relpath, why)
         else:

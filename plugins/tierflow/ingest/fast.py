@@ -486,25 +486,27 @@ class _File:
         block.encoded = self._encode(rb, good, info, block.recs) if ok.any() else None
         return block
 
-    def commit(self, block: _Block) -> bytes:
+    def commit(self, block: _Block) -> list[memoryview | bytes]:
         """In file order: drop repeated keys (held for the exact check), count, and return
-        the block's COPY rows."""
+        the block's COPY rows (views on Arrow's buffers: no copy)."""
         self.slow_rows += int((~block.ok).sum())
         if self.slow_rows > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         self.rejects.extend(block.rejects)
         keep = self._first_seen(block)
         fast = keep & block.ok
-        out = b""
+        out: list[memoryview | bytes] = []
         if block.encoded is not None and fast.any():
             joined = block.encoded if fast.all() else block.encoded.filter(pa.array(fast))
             bufs = joined.buffers()
             offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
-            out = bytes(memoryview(bufs[2])[offs[0]:offs[-1]])
+            out.append(memoryview(bufs[2])[offs[0]:offs[-1]])
         rows = [self._encode_row(int(block.recs[i]), record, row)
                 for i, record, row in block.slow_rows if keep[i]]
+        if rows:
+            out.append(b"".join(rows))
         self.loaded += int(fast.sum()) + len(rows)
-        return out + b"".join(rows)
+        return out
 
     def _currency_ok(self, rb: pa.RecordBatch, info: dict[str, object]) -> np.ndarray:
         e = self.entity
@@ -731,7 +733,7 @@ class _Sender:
 
     def __init__(self, copy: psycopg.Copy, depth: int = 3) -> None:
         self.copy = copy
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.queue: queue.Queue[memoryview | bytes | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="tierflow-copy", daemon=True)
         self.thread.start()
@@ -745,11 +747,15 @@ class _Sender:
             while self.queue.get() is not None:
                 pass
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: memoryview | bytes) -> None:
         if self.error is not None:
             raise self.error
         if data:
             self.queue.put(data)
+
+    def send_all(self, parts: list[memoryview | bytes]) -> None:
+        for part in parts:
+            self.send(part)
 
     def close(self) -> None:
         self.queue.put(None)
@@ -846,9 +852,9 @@ def load_csv_fast(
                             pending.append(pool.submit(f.check_chunk, chunk, lines, rows_in + 1))
                             rows_in += lines
                             if len(pending) >= 2:
-                                sender.send(f.commit(pending.popleft().result()))
+                                sender.send_all(f.commit(pending.popleft().result()))
                         while pending:
-                            sender.send(f.commit(pending.popleft().result()))
+                            sender.send_all(f.commit(pending.popleft().result()))
                     sender.send(TRAILER)
                 finally:
                     sender.close()

@@ -252,10 +252,13 @@ class _SeenKeys:
         first[maybe] = found
         return first
 
-    def add(self, h: np.ndarray, recs: np.ndarray) -> None:
+    def add(self, h: np.ndarray, recs: np.ndarray, presorted: bool = False) -> None:
         self.map[h >> np.uint64(64 - self.BITS)] = 1
-        order = np.argsort(h)
-        self.runs.append((h[order], recs[order].astype(np.int32)))
+        if presorted:
+            self.runs.append((h, recs.astype(np.int32)))
+        else:
+            order = np.argsort(h)
+            self.runs.append((h[order], recs[order].astype(np.int32)))
         # four runs of about one size become one: each hash is copied log4(blocks) times
         while len(self.runs) >= 4 and self.runs[-4][0].size <= 2 * self.runs[-1][0].size:
             last = self.runs[-4:]
@@ -569,7 +572,7 @@ class _File:
         first_pos = pos[np.maximum.accumulate(np.where(group_first, np.arange(hs.size), 0))]
         earlier = self.seen.lookup(hs)
         new = group_first & (earlier == 0)
-        self.seen.add(hs[new], block.recs[pos[new]])
+        self.seen.add(hs[new], block.recs[pos[new]], presorted=True)
         repeat = np.flatnonzero(~new)
         if repeat.size:
             slow_record = {i: record for i, record, _ in block.slow_rows}

@@ -38,6 +38,7 @@ instants, so this path runs only when the session's TimeZone is UTC (elsewhere: 
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import logging
 import queue
@@ -227,20 +228,20 @@ class _SeenKeys:
     """Hashes of the keys of the rows loaded so far with their first record.
 
     A byte map indexed by the hash's top bits answers "certainly not seen" for most rows
-    (32 MB; at 5 million keys one row in seven needs the real lookup); the hashes themselves
+    (up to 32 MB, sized by the file; at 5 million keys one row in seven needs the real
+    lookup); the hashes themselves
     are kept in sorted runs, four runs of about one size merged into one. 12 bytes per row
     plus the map."""
 
-    BITS = 25
-
-    def __init__(self) -> None:
-        self.map = np.zeros(1 << self.BITS, dtype=np.uint8)
+    def __init__(self, expected_rows: int = 1 << 22) -> None:
+        self.bits = int(min(25, max(12, np.ceil(np.log2(max(expected_rows, 1) * 8)))))
+        self.map = np.zeros(1 << self.bits, dtype=np.uint8)
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, first record)
 
     def lookup(self, h: np.ndarray) -> np.ndarray:
         """The first record with each hash, or 0 when unseen."""
         first = np.zeros(h.size, dtype=np.int64)
-        maybe = np.flatnonzero(self.map[h >> np.uint64(64 - self.BITS)])
+        maybe = np.flatnonzero(self.map[h >> np.uint64(64 - self.bits)])
         if maybe.size == 0:
             return first
         hm = h[maybe]
@@ -253,7 +254,7 @@ class _SeenKeys:
         return first
 
     def add(self, h: np.ndarray, recs: np.ndarray, presorted: bool = False) -> None:
-        self.map[h >> np.uint64(64 - self.BITS)] = 1
+        self.map[h >> np.uint64(64 - self.bits)] = 1
         if presorted:
             self.runs.append((h, recs.astype(np.int32)))
         else:
@@ -371,7 +372,7 @@ class _ValidateLookups:
 
 class _File:
     def __init__(self, conn: psycopg.Connection, entity: Entity, columns: list[str], base: str,
-                 business_date: date, max_future_days: int, load_id: int) -> None:
+                 business_date: date, max_future_days: int, load_id: int, expected_rows: int) -> None:
         self.entity = entity
         self.columns = columns
         self.names = [f"c{i}" for i in range(len(columns))]
@@ -394,7 +395,7 @@ class _File:
                 "select currency, min(rate_date) from {}.erp__fx_rates group by currency"
             ).format(sql.Identifier(RAW_SCHEMA))).fetchall())
         self.lookups = _ValidateLookups(base, self.keysets, self.first_rate)
-        self.seen = _SeenKeys()
+        self.seen = _SeenKeys(expected_rows)
         self.held: list[_Held] = []
         self.rejects: list[tuple[int, str, str]] = []
         self.slow_rows = 0
@@ -808,6 +809,29 @@ def _parse(chunk: bytes, lines: int, names: list[str]) -> pa.RecordBatch:
         {c: pa.array([], pa.string()) for c in names})
 
 
+def _stream(f: _File, copy: psycopg.Copy, chunks) -> int:
+    """COPY the good rows of every block: two blocks are parsed and checked at once (in
+    threads), they are committed in file order, and a thread sends while the next ones
+    are checked. Returns the number of records."""
+    rows_in = 0
+    sender = _Sender(copy)
+    try:
+        sender.send(SIGNATURE)
+        with ThreadPoolExecutor(2, thread_name_prefix="tierflow-check") as pool:
+            pending: deque[Future[_Block]] = deque()
+            for chunk, lines in chunks:
+                pending.append(pool.submit(f.check_chunk, chunk, lines, rows_in + 1))
+                rows_in += lines
+                if len(pending) >= 2:
+                    sender.send_all(f.commit(pending.popleft().result()))
+            while pending:
+                sender.send_all(f.commit(pending.popleft().result()))
+        sender.send(TRAILER)
+    finally:
+        sender.close()
+    return rows_in
+
+
 def load_csv_fast(
     conn: psycopg.Connection,
     path: Path,
@@ -840,27 +864,25 @@ def load_csv_fast(
     rows_in = 0
     try:
         with conn.transaction():
-            f = _File(conn, entity, columns, base_currency, business_date, max_future_days, load_id)
+            # rows to expect, for sizing: ~20 bytes a row at least, a csv.gz ~5 times smaller
+            size = path.stat().st_size * (5 if path.name.lower().endswith(".gz") else 1)
+            f = _File(conn, entity, columns, base_currency, business_date, max_future_days, load_id,
+                      size // 20)
             table = sql.SQL("copy {}.{} ({}) from stdin (format binary)").format(
                 sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
                 sql.SQL(", ").join(map(sql.Identifier, f.copy_columns)))
+            chunks = _chunks(path, len(header_bytes))
+            head = list(itertools.islice(chunks, 2))
             with conn.cursor() as cur, cur.copy(table) as copy:
-                sender = _Sender(copy)
-                try:
-                    sender.send(SIGNATURE)
-                    # two blocks are parsed and checked at once; they are committed in file order
-                    with ThreadPoolExecutor(2, thread_name_prefix="tierflow-check") as pool:
-                        pending: deque[Future[_Block]] = deque()
-                        for chunk, lines in _chunks(path, len(header_bytes)):
-                            pending.append(pool.submit(f.check_chunk, chunk, lines, rows_in + 1))
-                            rows_in += lines
-                            if len(pending) >= 2:
-                                sender.send_all(f.commit(pending.popleft().result()))
-                        while pending:
-                            sender.send_all(f.commit(pending.popleft().result()))
-                    sender.send(TRAILER)
-                finally:
-                    sender.close()
+                if len(head) < 2:  # one block: threads would cost more than they save
+                    copy.write(SIGNATURE)
+                    for chunk, lines in head:
+                        for part in f.commit(f.check_chunk(chunk, lines, 1)):
+                            copy.write(part)
+                        rows_in = lines
+                    copy.write(TRAILER)
+                else:
+                    rows_in = _stream(f, copy, itertools.chain(head, chunks))
             held = f.resolve_held(path, len(header_bytes))
             if held:
                 with conn.cursor() as cur, cur.copy(table) as copy:

@@ -131,9 +131,15 @@ def with_bulk_min(cfg: TierflowConfig, size: int) -> TierflowConfig:
     return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"bulk_min_bytes": size})})
 
 
+@pytest.mark.parametrize("block", [None, 4096], ids=["one-block", "many-blocks-in-threads"])
 def test_fast_path_loads_and_rejects_exactly_what_the_row_path_does(
-    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, block: int | None,
 ) -> None:
+    from tierflow.ingest import fast
+
+    if block:  # the order lines file (~75 kB) becomes ~18 blocks, checked two at a time
+        monkeypatch.setattr(fast, "BLOCK", block)
     landing = tmp_path / "landing"
     tricky_landing(landing)
 
@@ -204,3 +210,22 @@ def test_seen_keys_give_the_first_record_of_a_hash() -> None:
     probe = np.array([0, 25, 59, 60], dtype=np.uint64) << np.uint64(40)
     # hash 25 was the 26th added (record 26); 60 was never added
     assert seen.lookup(probe).tolist() == [1, 26, 60, 0]
+
+
+def test_too_many_odd_rows_go_to_the_set_based_path_with_the_same_result(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tierflow.ingest import fast
+
+    landing = tmp_path / "landing"
+    tricky_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 10**12))  # row by row
+    by_row = snapshot(warehouse_url)
+    reset(warehouse_url)
+    monkeypatch.setattr(fast, "SLOW_ROWS_LIMIT", 5)  # every file but fx_rates has more odd rows
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 0))
+
+    assert caplog.text.count("more than 5 rows need checking one by one") == 4
+    assert snapshot(warehouse_url) == by_row

@@ -2,12 +2,12 @@
 
 Why: the set-based path (``bulk.py``) reads every value twice (COPY into a text staging
 table, then a cast in SQL) and writes the raw table with ``insert ... select``; measured, it
-reached 0.22 x psql's plain ``\\copy``. Here the file is read once, by pyarrow's streaming CSV
-reader in blocks of a few MB, on the Python side; the rows that are plainly good are checked
-with vectorised kernels and encoded straight into PostgreSQL's binary COPY format, which the
-server stores with less work than it spends parsing CSV text. While the server's COPY (one
-core) stores one block, Python (the other core) parses and checks the next: psycopg's queued
-writer sends from a thread.
+reached 0.22 x psql's plain ``\\copy``. Here the file is read once, in blocks of ~2 MB cut at
+newlines, parsed by pyarrow's CSV parser on the Python side; the rows that are plainly good
+are checked with vectorised kernels and encoded straight into PostgreSQL's binary COPY
+format, which the server stores with less work than it spends parsing CSV text. Two blocks
+are parsed and checked at once in threads (the kernels release the GIL), committed in file
+order, and a third thread sends the COPY data while the server (one core) stores it.
 
 Exactly the row path's rules, by construction: the vectorised checks only *accept* values
 in narrow, unambiguous shapes (``123.45``, ``2026-03-01T08:00:00``, an id found in the set
@@ -16,18 +16,21 @@ space at an edge, ``1e3``, ``2.0`` in an int column, a bad date, an unknown key,
 date, a missing value, ...) goes through ``loader._validate_row`` itself, the row path's
 own code, which gives the reject reason or the parsed row. So reasons and counts are the
 row path's; only speed differs. Rare rows cost a Python call each; a file with very many
-(``SLOW_ROWS_LIMIT``) goes back to the set-based path, which is faster for such files.
+(``SLOW_ROWS_LIMIT``, counting held-back repeats too) goes back to the set-based path,
+which is faster for such files and bounds the memory they would take here.
 
 Duplicate keys within a file: a 64-bit hash of each good row's key goes into sorted runs
-(numpy), 16 bytes per row. A row whose hash was seen before is held back, not loaded; at the
+(numpy) with its record number, 12 bytes per row, behind a byte map that answers "not seen"
+for most rows. A row whose hash was seen before is held back, not loaded; at the
 end the held rows are compared exactly (parsed key tuples, like the row path) with the
 first row of their hash, read again from the file, so a hash collision can never reject a
-good row. Foreign keys: the loaded keys are fetched once per file and looked up through a
-sorted hash array with an exact byte comparison.
+good row. Foreign keys: the loaded keys are fetched once per file (one ``string_agg``) and
+looked up through sorted hashes, bucketed by their top bits, each hit confirmed by comparing
+the strings.
 
-Line numbers: record n is line n + 1. The reader counts the file's newlines; if they do
-not match the records (quoted newlines, blank lines), everything done is rolled back to
-the savepoint and the file goes to the row path, which reports each record's first line.
+Line numbers: record n is line n + 1. Each block's newlines are counted; if they do not
+match its records (quoted newlines, blank lines), everything done is rolled back to the
+savepoint and the file goes to the row path, which reports each record's first line.
 Anything pyarrow refuses (wrong field count, invalid UTF-8, ...) goes to the set-based path,
 which gives the exact reject or error the row path always gave.
 
@@ -67,7 +70,7 @@ from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 log = logging.getLogger(__name__)
 
-BLOCK = 2 << 20  # bytes of CSV per parsed block (~40,000 order lines); the reader reads ahead
+BLOCK = 2 << 20  # bytes of CSV per parsed block (~40,000 order lines)
 SLOW_ROWS_LIMIT = 100_000  # rows needing Python per file before the set-based path is cheaper
 UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "universal", "etc/universal", "zulu", "etc/zulu",
              "uct", "etc/uct", "greenwich", "etc/greenwich", "gmt0", "etc/gmt0", "gmt+0", "gmt-0",
@@ -494,7 +497,7 @@ class _File:
         """In file order: drop repeated keys (held for the exact check), count, and return
         the block's COPY rows (views on Arrow's buffers: no copy)."""
         self.slow_rows += int((~block.ok).sum())
-        if self.slow_rows > SLOW_ROWS_LIMIT:
+        if self.slow_rows + len(self.held) > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         self.rejects.extend(block.rejects)
         keep = self._first_seen(block)

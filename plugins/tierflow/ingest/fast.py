@@ -101,7 +101,7 @@ class _Block:
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
     positions: np.ndarray | None = None  # rows that passed, in file order
     hashes: np.ndarray | None = None  # their key hashes
-    encoded: pa.Array | None = None  # every row as a binary COPY row
+    encoded: pa.Array | None = None  # the ok rows as binary COPY rows
 
 
 @dataclass
@@ -490,7 +490,9 @@ class _File:
                 else:
                     block.slow_rows.append((int(i), record, row))
         block.positions, block.hashes = self._key_hashes(rb, ok, block.slow_rows)
-        block.encoded = self._encode(rb, good, info, block.recs) if ok.any() else None
+        if ok.any():  # drop the rows that are not plainly good here, in parallel
+            encoded = self._encode(rb, good, info, block.recs)
+            block.encoded = encoded if ok.all() else encoded.filter(pa.array(ok))
         return block
 
     def commit(self, block: _Block) -> list[memoryview | bytes]:
@@ -504,7 +506,9 @@ class _File:
         fast = keep & block.ok
         out: list[memoryview | bytes] = []
         if block.encoded is not None and fast.any():
-            joined = block.encoded if fast.all() else block.encoded.filter(pa.array(fast))
+            # block.encoded holds the ok rows only; drop the held-back repeats among them
+            joined = block.encoded if fast.sum() == len(block.encoded) else block.encoded.filter(
+                pa.array(fast[block.ok]))
             bufs = joined.buffers()
             offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
             out.append(memoryview(bufs[2])[offs[0]:offs[-1]])
@@ -543,7 +547,8 @@ class _File:
 
     def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in the block of the rows that passed, in file order; their key hashes)."""
+        """(positions in the block of the rows that passed, their key hashes), sorted by hash
+        and then file order. Done here, in the checking threads, to spare the ordered commit."""
         e = self.entity
         fast_idx = np.flatnonzero(ok)
         idx = np.concatenate([fast_idx, np.array([i for i, _, _ in slow_rows], dtype=np.int64)])
@@ -561,7 +566,9 @@ class _File:
             keys = pa.concat_arrays([keys, slow_keys])
         h, _, _ = _hash(keys)
         by_rec = np.argsort(idx, kind="stable")
-        return idx[by_rec], h[by_rec]
+        idx, h = idx[by_rec], h[by_rec]
+        order = np.argsort(h, kind="stable")  # by hash, then file order
+        return idx[order], h[order]
 
     def _first_seen(self, block: _Block) -> np.ndarray:
         """Per row of the block: False for a row whose key hash was seen on an earlier row that
@@ -569,8 +576,7 @@ class _File:
         keep = np.ones(block.ok.size, dtype=bool)
         if block.positions.size == 0:
             return keep
-        order = np.argsort(block.hashes, kind="stable")  # by hash, then file order
-        hs, pos = block.hashes[order], block.positions[order]
+        hs, pos = block.hashes, block.positions  # sorted by hash, then file order
         group_first = np.ones(hs.size, dtype=bool)
         group_first[1:] = hs[1:] != hs[:-1]
         first_pos = pos[np.maximum.accumulate(np.where(group_first, np.arange(hs.size), 0))]

@@ -164,6 +164,16 @@ def _hash(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarr
     return h, words, lens
 
 
+def _key_hash(columns: list[pa.Array]) -> np.ndarray:
+    """One 64-bit hash per row of the values of the key columns (as text)."""
+    h = _hash(columns[0])[0]
+    with np.errstate(over="ignore"):
+        for col in columns[1:]:
+            h = h * np.uint64(0x9E3779B97F4A7C15) ^ _hash(col)[0]
+            h ^= h >> np.uint64(29)
+    return h
+
+
 class KeySet:
     """The loaded values of one referenced column, for exact vectorised membership tests:
     sorted 64-bit hashes of the keys; a hash hit is confirmed by comparing the strings."""
@@ -554,17 +564,10 @@ class _File:
         idx = np.concatenate([fast_idx, np.array([i for i, _, _ in slow_rows], dtype=np.int64)])
         if idx.size == 0:
             return idx, np.zeros(0, dtype=np.uint64)
-        if len(e.key) == 1:
-            keys = rb.column(self.pos[e.key[0]])
-        else:
-            keys = pc.binary_join_element_wise(*(rb.column(self.pos[k]) for k in e.key), "\x00")
-        if fast_idx.size < ok.size:
-            keys = keys.take(pa.array(fast_idx))
+        h = _key_hash([rb.column(self.pos[k]) for k in e.key])[fast_idx]
         if slow_rows:
-            slow_keys = pa.array(["\x00".join(_canonical(row[k]) for k in e.key) for _, _, row in slow_rows],
-                                 pa.string())
-            keys = pa.concat_arrays([keys, slow_keys])
-        h, _, _ = _hash(keys)
+            slow = [pa.array([_canonical(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
+            h = np.concatenate([h, _key_hash(slow)])
         by_rec = np.argsort(idx, kind="stable")
         idx, h = idx[by_rec], h[by_rec]
         order = np.argsort(h, kind="stable")  # by hash, then file order

@@ -605,14 +605,22 @@ class _File:
         """Every row of the block as a binary COPY row (bad values replaced by harmless ones:
         those rows are dropped in ``commit``)."""
         n = rb.num_rows
-        fields: list[object] = [pa.scalar(self.prefix, pa.binary())]
-        fields.append(_int4_fields((recs + 1).astype(np.int32)))
+        # each row starts with the same bytes (field count, _load_id, _business_date), then
+        # _line_number and _extra (NULL when the file has no unknown columns): one fixed-width
+        # field for all of them unless _extra varies
+        head = [("pre", "u1", (len(self.prefix),)), ("len", ">i4"), ("line", ">i4")]
+        if not self.extras:
+            head.append(("extra", ">i4"))
+        out = np.empty(n, dtype=head)
+        out["pre"] = np.frombuffer(self.prefix, dtype=np.uint8)
+        out["len"], out["line"] = 4, recs + 1
+        if not self.extras:
+            out["extra"] = -1
+        fields: list[object] = [_binary(out, n)]
         if self.extras:
             rows = rb.select([self.pos[c] for c in self.extras]).to_pylist()
             fields.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
                                     for r in rows], pa.binary()))
-        else:
-            fields.append(pa.scalar(NULL, pa.binary()))
         for col in self.present:
             a = rb.column(self.pos[col.name])
             fields.append(self._encode_column(col, a, good[col.name], info[col.name], n))

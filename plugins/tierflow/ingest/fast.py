@@ -40,6 +40,7 @@ instants, so this path runs only when the session's TimeZone is UTC (elsewhere: 
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import itertools
 import json
@@ -413,8 +414,7 @@ class _File:
         self.rejects: list[tuple[int, str, str]] = []
         self.slow_rows = 0
         self.loaded = 0
-        # the fields every row starts with: field count, _load_id, _business_date, _extra
-        # (null unless the file has unknown columns)
+        # the bytes every row starts with: its field count, _load_id and _business_date
         self.nfields = 4 + len(self.present)
         self.prefix = (struct.pack(">h", self.nfields) + struct.pack(">iq", 8, load_id)
                        + struct.pack(">ii", 4, business_date.toordinal() - date(2000, 1, 1).toordinal()))
@@ -684,12 +684,13 @@ class _File:
         from tierflow.ingest.loader import RowProblem, _validate_row
 
         e = self.entity
-        firsts = {h.first_rec for h in self.held}
+        firsts = sorted({h.first_rec for h in self.held})
         seen: dict[tuple, int] = {}
         rec = 0
         for chunk, lines in _chunks(path, header_len):
             rb = _parse(chunk, lines, self.names)
-            for r in sorted(r for r in firsts if rec < r <= rec + rb.num_rows):
+            lo, hi = bisect.bisect_right(firsts, rec), bisect.bisect_right(firsts, rec + rb.num_rows)
+            for r in firsts[lo:hi]:
                 values = rb.slice(r - rec - 1, 1).to_pylist()[0]
                 record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
                 try:
@@ -701,7 +702,7 @@ class _File:
         out: list[bytes] = []
         for held in sorted(self.held, key=lambda h: h.rec):
             row, _ = self._validate(held.rec, held.record)
-            if row is None:  # cannot happen: it passed before; _validate recorded why anyway
+            if row is None:  # cannot happen: it passed the same checks before
                 continue
             key = tuple(row[k] for k in e.key)
             if key in seen:

@@ -229,3 +229,23 @@ def test_too_many_odd_rows_go_to_the_set_based_path_with_the_same_result(
 
     assert caplog.text.count("more than 5 rows need checking one by one") == 4
     assert snapshot(warehouse_url) == by_row
+
+
+def test_bom_crlf_and_no_final_newline_read_alike(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    landing = tmp_path / "landing"
+    tricky_landing(landing)
+    path = landing / f"crm/customers/{DAY}/c.csv"
+    text = path.read_text(encoding="utf-8").rstrip("\n").replace("\n", "\r\n")
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # BOM, CRLF, no newline at the end
+
+    run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 10**12))
+    by_row = snapshot(warehouse_url)
+    reset(warehouse_url)
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 0))
+
+    assert "row by row" not in caplog.text and "set-based in SQL" not in caplog.text
+    assert snapshot(warehouse_url) == by_row
+    assert by_row["audit"][1][:2] == (f"crm/customers/{DAY}/c.csv", 302)

@@ -149,7 +149,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         lambda d: d["ingest"].update(missing_required_entity="ignore"),
-        ["ingest.missing_required_entity", "'fail'", "'warn'", "'ignore'"],
+        ["ingest.missing_required_entity", "'fail'", "'warn'", "'wait'", "'ignore'"],
         id="bad-literal",
     ),
     pytest.param(
@@ -245,6 +245,16 @@ BAD_CONFIGS = [
         lambda d: d["notifications"].update(recipients={"王芳": "wang.fang"}),
         ["notifications", "recipients.王芳: not an e-mail address", "'wang.fang'"],
         id="notifications-bad-recipient",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(wait_timeout_minutes=0),
+        ["ingest.wait_timeout_minutes", "greater than 0", "0"],
+        id="zero-wait-timeout",
+    ),
+    pytest.param(
+        lambda d: d["ingest"].update(wait_poll_seconds="often"),
+        ["ingest.wait_poll_seconds", "number", "often"],
+        id="wait-poll-not-a-number",
     ),
 ]
 

@@ -28,8 +28,12 @@ class _Strict(BaseModel):
 class IngestConfig(_Strict):
     encodings: dict[str, str] = Field(default_factory=dict)
     max_future_days: int = Field(1, ge=0)
-    missing_required_entity: Literal["fail", "warn"] = "warn"
+    missing_required_entity: Literal["fail", "warn", "wait"] = "warn"
     expected_daily: list[str] = Field(default_factory=lambda: ["erp/orders", "erp/order_lines"])
+    # missing_required_entity: wait -- how long to wait for the as-of date folder of each
+    # expected entity, and how often to look (fractions allowed: 0.5 minutes, 0.2 seconds)
+    wait_timeout_minutes: float = Field(60.0, gt=0)
+    wait_poll_seconds: float = Field(30.0, gt=0)
     # CSV files at least this big are checked set-based in SQL after a plain COPY; smaller
     # ones row by row in Python, which costs less per file (thousands of small daily deltas).
     bulk_min_bytes: int = Field(262_144, ge=0)

@@ -229,12 +229,14 @@ class _Sql:
                 bad,
             ))
         elif col.type in ("date", "timestamp"):
-            # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026'
+            # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026',
+            # and hour 24 ('2026-03-01T24:00:00', the next midnight), which Python refuses
             pg_type = "timestamp" if col.type == "date" else "timestamptz"
             out.append((
                 sql.SQL(
-                    "not (case when {t} like '____-__-__' or {t} like '____-__-__T%'"
-                    " or {t} like '____-__-__ %' then pg_input_is_valid({t}, {ty}) else false end)"
+                    "not (case when {t} like '____-__-__' or (({t} like '____-__-__T%'"
+                    " or {t} like '____-__-__ %') and substr({t}, 12, 2) <> '24')"
+                    " then pg_input_is_valid({t}, {ty}) else false end)"
                 ).format(t=t, ty=_lit(pg_type)),
                 bad,
             ))

@@ -32,6 +32,7 @@ from psycopg import sql
 from tierflow.config import TierflowConfig
 from tierflow.ingest.bulk import UseRowPath, load_csv
 from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, REQUIRED_ENTITIES, Column, Entity
+from tierflow.ingest.fast import UseSqlPath, load_csv_fast
 from tierflow.ingest.readers import FileProblem, file_format, open_records
 from tierflow.ingest.schema import ensure_schema
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
@@ -310,9 +311,14 @@ def _load_file(
     result = FileResult(lf.relpath, entity.path, lf.business_date)
     encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
     if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
+        args = (conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
+                cfg.base_currency, cfg.ingest.max_future_days)
         try:
-            bulk = load_csv(conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
-                            cfg.base_currency, cfg.ingest.max_future_days)
+            try:
+                bulk = load_csv_fast(*args)
+            except UseSqlPath as why:
+                log.info("%s: loading set-based in SQL: %s", lf.relpath, why)
+                bulk = load_csv(*args)
         except UseRowPath as why:
             log.info("%s: loading row by row: %s", lf.relpath, why)
         else:
@@ -448,6 +454,8 @@ def run_ingest(
     content, loaded again. Stops at the first file that cannot be read (IngestError).
     """
     report = IngestReport(as_of)
+    if cfg.ingest.missing_required_entity == "wait":
+        report.warnings.extend(wait_for_expected(landing, as_of, cfg))
     files, problems = discover(landing, as_of)
     report.warnings.extend(problems)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -498,6 +506,52 @@ def run_ingest(
             )
         _check_required_entities(conn, files, as_of, cfg, report)
     return report
+
+
+def _delivered(landing: Path, entity_path: str, day: date) -> bool:
+    """The entity's date folder exists and holds at least one file (hidden ones do not count:
+    a writer may still be filling ``.orders.csv.tmp``)."""
+    entity = BY_PATH[entity_path]
+    folder = landing / entity.system / entity.name / day.isoformat()
+    try:
+        return any(not f.name.startswith(".") and f.is_file() for f in folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def wait_for_expected(landing: Path, as_of: date, cfg: TierflowConfig) -> list[str]:
+    """``missing_required_entity: wait``: poll until every expected entity's ``as_of`` date
+    folder holds a file, or fail after ``wait_timeout_minutes`` naming what is still missing.
+
+    Returns notes for the run summary (which entities were waited for, and how long).
+    """
+    if not landing.is_dir():
+        raise IngestError(f"landing folder {landing} does not exist (set TIERFLOW_LANDING)")
+    timeout = cfg.ingest.wait_timeout_minutes * 60
+    poll = cfg.ingest.wait_poll_seconds
+    started = time.monotonic()
+    missing = [e for e in cfg.ingest.expected_daily if not _delivered(landing, e, as_of)]
+    waited_for = list(missing)
+    while missing:
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            raise IngestError(
+                f"no {', '.join(missing)} file in the {as_of} date folder after waiting "
+                f"{_duration(waited)} (ingest.missing_required_entity: wait, "
+                f"wait_timeout_minutes: {cfg.ingest.wait_timeout_minutes:g})"
+            )
+        log.info("waiting for %s in the %s date folder (%s so far)", ", ".join(missing), as_of,
+                 _duration(waited))
+        time.sleep(min(poll, max(timeout - waited, 0.0)))
+        missing = [e for e in missing if not _delivered(landing, e, as_of)]
+    if not waited_for:
+        return []
+    waited = _duration(time.monotonic() - started)
+    return [f"waited {waited} for {', '.join(waited_for)} in the {as_of} date folder"]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _finish_audit(conn: psycopg.Connection, load_id: int, res: FileResult) -> None:

@@ -32,10 +32,16 @@ def make_bi(url: str) -> None:
             # another night: not exported
             " ('C01', '2026-03-30', 'low', 'Lost', 3, 0, 'down', false, false, false)"
         )
-        conn.execute("create table bi.account_alerts (as_of_date date, alert_type text)")
         conn.execute(
-            "insert into bi.account_alerts values ('2026-03-31', 'credit'), ('2026-03-31', 'churn_risk'),"
-            " ('2026-03-31', 'credit'), ('2026-03-30', 'credit')"
+            "create table bi.account_alerts (as_of_date date, alert_id text, customer_id text,"
+            " customer_name text, value_tier text, alert_type text, severity text, owner text, reason text)"
+        )
+        conn.execute(
+            "insert into bi.account_alerts values"
+            " ('2026-03-31', 'a1', 'C01', 'Contoso', 'high', 'credit', 'critical', 'Wang Fang', 'overdue'),"
+            " ('2026-03-31', 'a2', 'C01', 'Contoso', 'high', 'churn_risk', 'critical', 'Wang Fang', 'quiet'),"
+            " ('2026-03-31', 'a3', 'C,3', 'C3 Ltd', 'medium', 'credit', 'warning', 'unassigned', 'overdue'),"
+            " ('2026-03-30', 'a4', 'C01', 'Contoso', 'low', 'credit', 'warning', 'Wang Fang', 'old')"
         )
         conn.execute(
             "create table bi.allocation_plan_tier (value_tier text, as_of_date date, plan_period text,"
@@ -51,13 +57,17 @@ def make_bi(url: str) -> None:
         )
         conn.execute(
             "create table bi.allocation_plan_customer (customer_id text, as_of_date date,"
-            " value_tier text, service_level text, primary_action text)"
+            " value_tier text, service_level text, primary_action text, plan_period text, plan_mode text,"
+            " allocated_budget numeric, expected_return numeric, action_reason text)"
         )
         conn.execute(
             "insert into bi.allocation_plan_customer values"
-            " ('C01', '2026-03-31', 'high', '专属客户经理', 'quarterly business review'),"
-            " ('C02', '2026-03-31', 'low', 'self-service', 'win-back \"comeback\" offer'),"
-            " ('C01', '2026-03-30', 'low', 'self-service', 'yesterday''s action')"
+            " ('C01', '2026-03-31', 'high', '专属客户经理', 'quarterly business review', '2026-04',"
+            " 'policy', 600, 900, 'top customer'),"
+            " ('C02', '2026-03-31', 'low', 'self-service', 'win-back \"comeback\" offer', '2026-04',"
+            " 'policy', 100, 0, 'no order for 200 days'),"
+            " ('C01', '2026-03-30', 'low', 'self-service', 'yesterday''s action', '2026-04', 'policy', 1, 1,"
+            " 'old')"
             # C,3 has no per-customer plan row: its service level and action stay empty
         )
 

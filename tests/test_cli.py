@@ -72,3 +72,21 @@ def test_demo_writes_the_landing_layout(tmp_path: Path) -> None:
     again = tierflow("demo", "--if-absent", "--landing", str(landing),
                      env=clean_env(TIERFLOW_HOME=str(tmp_path)))
     assert again.returncode == 0 and "already" in again.stdout
+
+
+def test_failure_reason_tells_whether_bi_was_published(warehouse_url: str) -> None:
+    """A run that failed after publish (report, notify) must not claim nothing was published."""
+    import psycopg
+    from tierflow.cli import _failure_reason
+    from tierflow.ingest.schema import ensure_schema
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+        conn.execute(
+            "insert into tierflow_meta.runs (run_id, as_of_date, status, error, published_at) values"
+            " ('r1', '2026-03-31', 'failed', 'ingest: no such file', null),"
+            " ('r2', '2026-03-31', 'failed', 'notify: bi.account_alerts is missing', now())"
+        )
+    assert _failure_reason("r1", warehouse_url) == ("ingest: no such file", False)
+    assert _failure_reason("r2", warehouse_url) == ("notify: bi.account_alerts is missing", True)
+    assert _failure_reason("r3", warehouse_url) == ("", False)

@@ -160,8 +160,9 @@ def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
     return ok, dr.run_id
 
 
-def _failure_reason(run_id: str, url: str) -> str:
-    """The one-sentence reason a step recorded in tierflow_meta.runs ('' if none was)."""
+def _failure_reason(run_id: str, url: str) -> tuple[str, bool]:
+    """The one-sentence reason a step recorded in tierflow_meta.runs ('' if none was), and
+    whether the run had published to bi before it failed (a report or notify step)."""
     import psycopg
     from psycopg import sql
 
@@ -170,12 +171,14 @@ def _failure_reason(run_id: str, url: str) -> str:
     try:
         with psycopg.connect(url) as conn:
             row = conn.execute(
-                sql.SQL("select error from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
+                sql.SQL("select error, published_at is not null from {}.runs where run_id = %s").format(
+                    sql.Identifier(META_SCHEMA)
+                ),
                 (run_id,),
             ).fetchone()
     except psycopg.Error:  # the warehouse itself may be what failed
-        return ""
-    return (row[0] or "") if row else ""
+        return "", False
+    return ((row[0] or ""), bool(row[1])) if row else ("", False)
 
 
 def _failed_tasks(dag, run_id: str) -> list[str]:
@@ -215,10 +218,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
         elapsed = time.monotonic() - started
         if not ok:
             failed = _failed_tasks(dag, run_id)
-            reason = _failure_reason(run_id, url)
+            reason, published = _failure_reason(run_id, url)
             print(f"[{i}/{len(dates)}] {as_of} FAILED after {elapsed:.0f}s", flush=True)
+            outcome = (
+                "its tables were published to bi, then a later step failed"
+                if published
+                else "nothing was published for it (bi keeps the last good run)"
+            )
             _die(
-                f"run for {as_of} failed; nothing was published for it (bi keeps the last good run).\n"
+                f"run for {as_of} failed; {outcome}.\n"
                 f"  failed tasks: {', '.join(failed) or 'unknown'}\n"
                 + (f"  reason: {reason}\n" if reason else "  (see the task log above)\n")
             )

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from tierflow.config import TierflowConfig
 from tierflow.ingest import IngestError, run_ingest
-from tierflow.ingest.fast import KeySet, _SeenKeys
+from tierflow.ingest.fast import KeySet, _KeyRuns
 
 DAY = "2026-03-01"
 AS_OF = date(2026, 3, 1)
@@ -200,16 +200,22 @@ def test_key_set_is_exact() -> None:
     assert "K4" in keys and "K5" not in keys
 
 
-def test_seen_keys_give_the_first_record_of_a_hash() -> None:
+def test_key_runs_return_the_records_of_every_repeated_hash() -> None:
     import numpy as np
 
-    seen = _SeenKeys()
-    for block in range(6):  # six blocks of hashes 10*block .. 10*block+9, records 1..60
-        h = np.arange(10 * block, 10 * block + 10, dtype=np.uint64) << np.uint64(40)
-        seen.add(h, np.arange(10 * block + 1, 10 * block + 11))
-    probe = np.array([0, 25, 59, 60], dtype=np.uint64) << np.uint64(40)
-    # hash 25 was the 26th added (record 26); 60 was never added
-    assert seen.lookup(probe).tolist() == [1, 26, 60, 0]
+    runs = _KeyRuns(expected_rows=4 * _KeyRuns.PART_ROWS)  # 4 parts: by the hash's top 2 bits
+    top = np.uint64(1) << np.uint64(62)  # hashes 0..9 in part 0, top + 5 in part 1
+    for block in range(6):  # six blocks of hashes 0..9 (block 0) or 10*block..10*block+9, records 1..60
+        h = np.arange(10 * block, 10 * block + 10, dtype=np.uint64)
+        if block == 3:  # records 31-40: hashes 0..9 again
+            h = np.arange(10, dtype=np.uint64)
+        runs.add(h, np.arange(10 * block + 1, 10 * block + 11))
+    runs.add(np.array([top + np.uint64(5), top + np.uint64(5)], dtype=np.uint64), np.array([61, 62]))
+    runs.add(np.array([np.uint64(25), top + np.uint64(5)], dtype=np.uint64), np.array([63, 64]))
+    # part 0: hash k (0..9) on record k+1 and k+31; hash 25 on records 26 and 63
+    # part 1: hash top+5 on records 61, 62, 64
+    assert [r.tolist() for r in runs.repeats()] == [[*range(1, 11), 26, *range(31, 41), 63], [61, 62, 64]]
+    assert runs.count == 64
 
 
 def test_too_many_odd_rows_go_to_the_set_based_path_with_the_same_result(

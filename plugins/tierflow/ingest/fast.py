@@ -47,9 +47,11 @@ import json
 import logging
 import queue
 import struct
+import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -103,15 +105,6 @@ class _Block:
     positions: np.ndarray | None = None  # rows that passed, in file order
     hashes: np.ndarray | None = None  # their key hashes
     encoded: pa.Array | None = None  # the ok rows as binary COPY rows
-
-
-@dataclass
-class _Held:
-    """A row whose key hash was seen before: compared exactly at the end of the file."""
-
-    rec: int
-    record: dict
-    first_rec: int
 
 
 # -- fixed-width views and hashes of string arrays ------------------------------------------------
@@ -238,49 +231,69 @@ class KeySet:
         return bool(self.contains(pa.array([str(value)], pa.string()))[0])
 
 
-class _SeenKeys:
-    """Hashes of the keys of the rows loaded so far with their first record.
+class _KeyRuns:
+    """The key hashes of the rows loaded so far with their record numbers, spilled to temp
+    files: memory does not grow with the file.
 
-    A byte map indexed by the hash's top bits answers "certainly not seen" for most rows
-    (up to 32 MB, sized by the file; at 5 million keys one row in seven needs the real
-    lookup); the hashes themselves
-    are kept in sorted runs, four runs of about one size merged into one. 12 bytes per row
-    plus the map."""
+    Each block's (hash, record) pairs go, 12 bytes each, to one of ``parts`` temp files by
+    the hash's top bits (sized so a part holds about ``PART_ROWS`` pairs). At the end of the
+    file each part is read back alone and sorted: equal hashes in it are the only possible
+    duplicate keys. The page cache, not the loader, holds the files."""
 
-    def __init__(self, expected_rows: int = 1 << 22) -> None:
-        self.bits = int(min(25, max(12, np.ceil(np.log2(max(expected_rows, 1) * 8)))))
-        self.map = np.zeros(1 << self.bits, dtype=np.uint8)
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, first record)
+    PART_ROWS = 1 << 17
+    DTYPE = np.dtype([("h", "<u8"), ("rec", "<i4")])
 
-    def lookup(self, h: np.ndarray) -> np.ndarray:
-        """The first record with each hash, or 0 when unseen."""
-        first = np.zeros(h.size, dtype=np.int64)
-        maybe = np.flatnonzero(self.map[h >> np.uint64(64 - self.bits)])
-        if maybe.size == 0:
-            return first
-        hm = h[maybe]
-        found = np.zeros(maybe.size, dtype=np.int64)
-        for rh, rrec in self.runs:
-            pos = np.minimum(np.searchsorted(rh, hm), rh.size - 1)
-            hit = (rh[pos] == hm) & (found == 0)
-            found[hit] = rrec[pos[hit]]
-        first[maybe] = found
-        return first
+    def __init__(self, expected_rows: int) -> None:
+        parts = 1
+        while parts < 256 and parts * self.PART_ROWS < expected_rows:
+            parts *= 2
+        self.bits = parts.bit_length() - 1
+        self.files: list[tempfile._TemporaryFileWrapper | None] = [None] * parts
+        self.count = 0
 
-    def add(self, h: np.ndarray, recs: np.ndarray, presorted: bool = False) -> None:
-        self.map[h >> np.uint64(64 - self.bits)] = 1
-        if presorted:
-            self.runs.append((h, recs.astype(np.int32)))
+    def add(self, h: np.ndarray, recs: np.ndarray) -> None:
+        """Hashes sorted ascending (then by record) with their record numbers."""
+        if h.size == 0:
+            return
+        pairs = np.empty(h.size, dtype=self.DTYPE)
+        pairs["h"], pairs["rec"] = h, recs
+        self.count += h.size
+        if self.bits == 0:
+            bounds = [0, h.size]
         else:
-            order = np.argsort(h)
-            self.runs.append((h[order], recs[order].astype(np.int32)))
-        # four runs of about one size become one: each hash is copied log4(blocks) times
-        while len(self.runs) >= 4 and self.runs[-4][0].size <= 2 * self.runs[-1][0].size:
-            last = self.runs[-4:]
-            del self.runs[-4:]
-            hh = np.concatenate([r[0] for r in last])
-            order = np.argsort(hh, kind="stable")  # a merge of sorted runs
-            self.runs.append((hh[order], np.concatenate([r[1] for r in last])[order]))
+            tops = np.arange(len(self.files) + 1, dtype=np.uint64) << np.uint64(64 - self.bits)
+            bounds = np.searchsorted(h, tops[:-1]).tolist() + [h.size]
+        for part, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            if hi > lo:
+                fh = self.files[part]
+                if fh is None:
+                    fh = self.files[part] = tempfile.TemporaryFile(prefix="tierflow-keys-")
+                fh.write(pairs[lo:hi].tobytes())
+
+    def repeats(self) -> Iterator[np.ndarray]:
+        """Per part, the records (in file order) of every hash seen more than once."""
+        for part, fh in enumerate(self.files):
+            if fh is None:
+                continue
+            fh.seek(0)
+            pairs = np.frombuffer(fh.read(), dtype=self.DTYPE)
+            fh.close()
+            self.files[part] = None
+            h = pairs["h"]
+            order = np.argsort(h, kind="stable")  # appended in file order: stays so per hash
+            hs = h[order]
+            same = hs[1:] == hs[:-1]
+            if not same.any():
+                continue
+            dup = np.zeros(hs.size, dtype=bool)
+            dup[1:] |= same
+            dup[:-1] |= same
+            yield np.sort(pairs["rec"][order[dup]])
+
+    def close(self) -> None:
+        for fh in self.files:
+            if fh is not None:
+                fh.close()
 
 
 # -- binary COPY encodings --------------------------------------------------------------------
@@ -397,6 +410,7 @@ class _File:
         self.base = base
         self.business_date = business_date
         self.max_future_days = max_future_days
+        self.load_id = load_id
         self.limit_days = business_date.toordinal() - date(1970, 1, 1).toordinal() + max_future_days
         self.keysets: dict[str, KeySet] = {}
         for fk in entity.foreign_keys:
@@ -409,8 +423,7 @@ class _File:
                 "select currency, min(rate_date) from {}.erp__fx_rates group by currency"
             ).format(sql.Identifier(RAW_SCHEMA))).fetchall())
         self.lookups = _ValidateLookups(base, self.keysets, self.first_rate)
-        self.seen = _SeenKeys(expected_rows)
-        self.held: list[_Held] = []
+        self.keys = _KeyRuns(expected_rows)
         self.rejects: list[tuple[int, str, str]] = []
         self.slow_rows = 0
         self.loaded = 0
@@ -506,27 +519,23 @@ class _File:
         return block
 
     def commit(self, block: _Block) -> list[memoryview | bytes]:
-        """In file order: drop repeated keys (held for the exact check), count, and return
-        the block's COPY rows (views on Arrow's buffers: no copy)."""
+        """In file order: spill the key hashes (duplicates are found at the end of the file),
+        count, and return the block's COPY rows (views on Arrow's buffers: no copy)."""
         self.slow_rows += int((~block.ok).sum())
-        if self.slow_rows + len(self.held) > SLOW_ROWS_LIMIT:
+        if self.slow_rows > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         self.rejects.extend(block.rejects)
-        keep = self._first_seen(block)
-        fast = keep & block.ok
+        self.keys.add(block.hashes, block.recs[block.positions])
         out: list[memoryview | bytes] = []
-        if block.encoded is not None and fast.any():
-            # block.encoded holds the ok rows only; drop the held-back repeats among them
-            joined = block.encoded if fast.sum() == len(block.encoded) else block.encoded.filter(
-                pa.array(fast[block.ok]))
+        if block.encoded is not None and len(block.encoded):
+            joined = block.encoded
             bufs = joined.buffers()
             offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
             out.append(memoryview(bufs[2])[offs[0]:offs[-1]])
-        rows = [self._encode_row(int(block.recs[i]), record, row)
-                for i, record, row in block.slow_rows if keep[i]]
+        rows = [self._encode_row(int(block.recs[i]), record, row) for i, record, row in block.slow_rows]
         if rows:
             out.append(b"".join(rows))
-        self.loaded += int(fast.sum()) + len(rows)
+        self.loaded += len(block.positions)
         return out
 
     def _currency_ok(self, rb: pa.RecordBatch, info: dict[str, object]) -> np.ndarray:
@@ -572,33 +581,6 @@ class _File:
         idx, h = idx[by_rec], h[by_rec]
         order = np.argsort(h, kind="stable")  # by hash, then file order
         return idx[order], h[order]
-
-    def _first_seen(self, block: _Block) -> np.ndarray:
-        """Per row of the block: False for a row whose key hash was seen on an earlier row that
-        passed the checks (it is held back for an exact comparison); True otherwise."""
-        keep = np.ones(block.ok.size, dtype=bool)
-        if block.positions.size == 0:
-            return keep
-        hs, pos = block.hashes, block.positions  # sorted by hash, then file order
-        group_first = np.ones(hs.size, dtype=bool)
-        group_first[1:] = hs[1:] != hs[:-1]
-        first_pos = pos[np.maximum.accumulate(np.where(group_first, np.arange(hs.size), 0))]
-        earlier = self.seen.lookup(hs)
-        new = group_first & (earlier == 0)
-        self.seen.add(hs[new], block.recs[pos[new]], presorted=True)
-        repeat = np.flatnonzero(~new)
-        if repeat.size:
-            slow_record = {i: record for i, record, _ in block.slow_rows}
-            for j in repeat:
-                i = int(pos[j])
-                keep[i] = False
-                record = slow_record.get(i)
-                if record is None:
-                    values = block.rb.slice(i, 1).to_pylist()[0]
-                    record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
-                first = int(earlier[j]) if earlier[j] else int(block.recs[first_pos[j]])
-                self.held.append(_Held(int(block.recs[i]), record, first))
-        return keep
 
     def _encode(self, rb: pa.RecordBatch, good: dict[str, np.ndarray], info: dict, recs: np.ndarray
                 ) -> pa.Array:
@@ -675,47 +657,60 @@ class _File:
         return (self.prefix + struct.pack(">ii", 4, rec + 1) + extra
                 + b"".join(_dump_value(c, row[c.name]) for c in self.present))
 
-    # -- held-back repeats ---------------------------------------------------------------------
-    def resolve_held(self, path: Path, header_len: int) -> bytes:
-        """Compare the held rows exactly with earlier rows of the same key hash (the row path's
-        parsed key tuples); reject true duplicates, return the others as COPY rows."""
-        if not self.held:
-            return b""
+    # -- duplicate keys ----------------------------------------------------------------------
+    def remove_repeats(self, conn: psycopg.Connection, path: Path, header_len: int) -> None:
+        """Rows whose key hash was seen more than once: compare them exactly (the row path's
+        parsed key tuples) in file order; a true repeat becomes a reject naming the first line
+        and its row, loaded already, is deleted again (same transaction). A hash collision
+        keeps its row."""
         from tierflow.ingest.loader import RowProblem, _validate_row
 
+        candidates: list[int] = []
+        try:
+            for recs in self.keys.repeats():
+                candidates.extend(recs.tolist())
+                if len(candidates) > SLOW_ROWS_LIMIT:
+                    raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
+        finally:
+            self.keys.close()
+        if not candidates:
+            return
         e = self.entity
-        firsts = sorted({h.first_rec for h in self.held})
+        candidates.sort()
         seen: dict[tuple, int] = {}
+        repeats: list[int] = []
         rec = 0
         for chunk, lines in _chunks(path, header_len):
             rb = _parse(chunk, lines, self.names)
-            lo, hi = bisect.bisect_right(firsts, rec), bisect.bisect_right(firsts, rec + rb.num_rows)
-            for r in firsts[lo:hi]:
+            lo = bisect.bisect_left(candidates, rec + 1)
+            hi = bisect.bisect_right(candidates, rec + rb.num_rows)
+            for r in candidates[lo:hi]:
                 values = rb.slice(r - rec - 1, 1).to_pylist()[0]
                 record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
                 try:
                     row = _validate_row(e, record, self.lookups, self.business_date, self.max_future_days)
                 except RowProblem:  # cannot happen: it was loaded
                     continue
-                seen.setdefault(tuple(row[k] for k in e.key), r + 1)
-            rec += rb.num_rows
-        out: list[bytes] = []
-        for held in sorted(self.held, key=lambda h: h.rec):
-            row, _ = self._validate(held.rec, held.record)
-            if row is None:  # cannot happen: it passed the same checks before
-                continue
-            key = tuple(row[k] for k in e.key)
-            if key in seen:
+                key = tuple(row[k] for k in e.key)
+                if key not in seen:
+                    seen[key] = r + 1
+                    continue
+                repeats.append(r + 1)
                 self.rejects.append((
-                    held.rec + 1, _raw_json_of(held.record),
+                    r + 1, _raw_json_of(record),
                     f"duplicate key ({', '.join(e.key)}) = {key if len(key) > 1 else key[0]!r} "
                     f"also on line {seen[key]} of this file",
                 ))
-                continue
-            seen[key] = held.rec + 1
-            out.append(self._encode_row(held.rec, held.record, row))
-            self.loaded += 1
-        return b"".join(out)
+            rec += rb.num_rows
+            if hi == len(candidates):
+                break
+        if repeats:
+            table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(e.raw_table))
+            cur = conn.execute(sql.SQL("delete from {} where _load_id = %s and _line_number = any(%s)"
+                                       ).format(table), (self.load_id, repeats))
+            if cur.rowcount != len(repeats):
+                raise AssertionError(f"deleted {cur.rowcount} repeated rows, expected {len(repeats)}")
+            self.loaded -= len(repeats)
 
 
 def _raw_json_of(record: dict) -> str:
@@ -904,10 +899,7 @@ def load_csv_fast(
                     copy.write(TRAILER)
                 else:
                     rows_in = _stream(f, copy, itertools.chain(head, chunks))
-            held = f.resolve_held(path, len(header_bytes))
-            if held:
-                with conn.cursor() as cur, cur.copy(table) as copy:
-                    copy.write(SIGNATURE + held + TRAILER)
+            f.remove_repeats(conn, path, len(header_bytes))
             if f.rejects:
                 with conn.cursor() as cur, cur.copy(sql.SQL(
                     "copy {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record,"

@@ -180,14 +180,23 @@ class KeySet:
         self.size = len(keys)
         if self.size <= self.SMALL:
             return
-        h, _, _ = _hash(keys)
-        self.order = np.argsort(h)
-        self.h = h[self.order]
-        # where each run of keys with the same top hash bits starts: about one key per run,
+        # hashed a slice at a time (the hash's work arrays are ~40 bytes a key), then the
+        # keys themselves sorted by hash: ~25 bytes a key stay (the strings, hash, bucket start)
+        h = np.empty(self.size, dtype=np.uint64)
+        step = 1 << 16
+        for lo in range(0, self.size, step):
+            h[lo:lo + step] = _hash(keys.slice(lo, step))[0]
+        order = np.argsort(h)
+        self.h = h[order]
+        del h
+        self.array = keys.take(pa.array(order))
+        del order, keys
+        # where each run of keys with the same top hash bits starts: one or two keys per run,
         # so a lookup is one or two probes instead of a binary search over all keys
-        bits = max(1, int(np.ceil(np.log2(self.size))))
+        bits = max(1, int(np.log2(self.size)))
         self.shift = np.uint64(64 - bits)
-        self.start = np.searchsorted(self.h >> self.shift, np.arange((1 << bits) + 1, dtype=np.uint64))
+        bounds = np.arange(1 << bits, dtype=np.uint64) << self.shift
+        self.start = np.append(np.searchsorted(self.h, bounds), self.size).astype(np.int32)
 
     def contains(self, values: pa.Array) -> np.ndarray:
         n = len(values)
@@ -209,15 +218,15 @@ class KeySet:
         pos_c = pos
         hit = np.flatnonzero(found)
         if hit.size == n:
-            same = pc.equal(values, self.array.take(pa.array(self.order[pos])))
+            same = pc.equal(values, self.array.take(pa.array(pos)))
         else:
-            same = pc.equal(values.take(pa.array(hit)), self.array.take(pa.array(self.order[pos[hit]])))
+            same = pc.equal(values.take(pa.array(hit)), self.array.take(pa.array(pos[hit])))
         found[hit] = same.to_numpy(zero_copy_only=False)
         # another key with the same hash may follow (a collision): compare those one by one
         for i in hit[~found[hit]]:
             p = pos_c[i] + 1
             while p < self.h.size and self.h[p] == h[i]:
-                if self.array[int(self.order[p])].as_py() == values[int(i)].as_py():
+                if self.array[int(p)].as_py() == values[int(i)].as_py():
                     found[i] = True
                     break
                 p += 1
@@ -732,14 +741,20 @@ def _fetch_keys(conn: psycopg.Connection, entity: Entity, column: str) -> KeySet
     million keys arrive in 0.15 s where a row per key takes seconds."""
     col = sql.Identifier(column)
     table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table))
-    joined, clash = conn.execute(sql.SQL(
-        "select string_agg({c}, chr(31)), coalesce(bool_or(strpos({c}, chr(31)) > 0), false)"
-        " from {t} where {c} is not null"
-    ).format(c=col, t=table)).fetchone()
+    # as bytes (a binary bytea result): no Python str of every key, no copy into Arrow
+    with conn.cursor(binary=True) as cur:
+        joined, clash = cur.execute(sql.SQL(
+            "select convert_to(string_agg({c}, chr(31)), 'UTF8'),"
+            " coalesce(bool_or(strpos({c}, chr(31)) > 0), false) from {t} where {c} is not null"
+        ).format(c=col, t=table)).fetchone()
     if joined is None:
         return KeySet(pa.array([], pa.string()))
     if not clash:
-        return KeySet(pc.split_pattern(pa.array([joined], pa.string()), "\x1f").flatten())
+        one = pa.BinaryArray.from_buffers(pa.binary(), 1, [
+            None, pa.py_buffer(np.array([0, len(joined)], dtype=np.int32)), pa.py_buffer(joined)])
+        keys = pc.split_pattern(one, b"\x1f").flatten().cast(pa.string())
+        del one, joined
+        return KeySet(keys)
     # a key holds the separator: the slower way, as an array
     (keys,) = conn.execute(sql.SQL("select array_agg({c}) from {t} where {c} is not null").format(
         c=col, t=table)).fetchone()

@@ -289,11 +289,12 @@ class _KeyRuns:
             fh.close()
             self.files[part] = None
             h = pairs["h"]
-            order = np.argsort(h, kind="stable")  # appended in file order: stays so per hash
+            hs = np.sort(h)  # the usual answer, "no repeats", with the cheapest sort
+            if not (hs[1:] == hs[:-1]).any():
+                continue
+            order = np.argsort(h, kind="stable")
             hs = h[order]
             same = hs[1:] == hs[:-1]
-            if not same.any():
-                continue
             dup = np.zeros(hs.size, dtype=bool)
             dup[1:] |= same
             dup[:-1] |= same

@@ -391,15 +391,26 @@ def _jsonb_field(obj: dict) -> bytes:
 
 
 # -- the per-file loader -------------------------------------------------------------------------
+class _Recorder:
+    """Stands in for a key set: notes every value asked about and says it is there."""
+
+    def __init__(self) -> None:
+        self.asked: set[object] = set()
+
+    def __contains__(self, value: object) -> bool:
+        self.asked.add(value)
+        return True
+
+
 class _ValidateLookups:
     """What ``loader._validate_row`` asks of its lookups, answered from this file's key sets."""
 
-    def __init__(self, base: str, keysets: dict[str, KeySet], first_rate: dict[str, date]) -> None:
+    def __init__(self, base: str, keysets: dict[str, object], first_rate: dict[str, date]) -> None:
         self.base = base
         self._keysets = keysets
         self._first_rate = first_rate
 
-    def keys(self, entity: Entity, column: str) -> KeySet:
+    def keys(self, entity: Entity, column: str) -> object:
         return self._keysets[f"{entity.path}.{column}"]
 
     def has_rate(self, currency: str, on: date) -> bool:
@@ -515,18 +526,42 @@ class _File:
         if slow.size > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         if slow.size:
-            for i, values in zip(slow, rb.take(pa.array(slow)).to_pylist(), strict=True):
-                record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
-                row, reject = self._validate(int(block.recs[i]), record)
+            records = [{c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
+                       for values in rb.take(pa.array(slow)).to_pylist()]
+            lookups = self._answered_lookups(records)
+            for i, record in zip(slow, records, strict=True):
+                row, reject = self._validate(int(block.recs[i]), record, lookups)
                 if row is None:
                     block.rejects.append(reject)
                 else:
                     block.slow_rows.append((int(i), record, row))
         block.positions, block.hashes = self._key_hashes(rb, ok, block.slow_rows)
-        if ok.any():  # drop the rows that are not plainly good here, in parallel
-            encoded = self._encode(rb, good, info, block.recs)
-            block.encoded = encoded if ok.all() else encoded.filter(pa.array(ok))
+        if ok.any():  # every row; commit sends the runs of plainly good ones
+            block.encoded = self._encode(rb, good, info, block.recs)
         return block
+
+    def _answered_lookups(self, records: list[dict]) -> _ValidateLookups:
+        """Lookups for ``_validate_row`` on these records whose key-set answers were fetched
+        in one vectorised call per set: the row path's checks run twice, once to learn which
+        keys they ask about (answering "found" to get past every key check), once for real."""
+        from tierflow.ingest.loader import RowProblem, _validate_row
+
+        large = {name: ks for name, ks in self.keysets.items() if ks.size > KeySet.SMALL}
+        if not large or len(records) < 4:
+            return self.lookups
+        asked = {name: _Recorder() for name in large}
+        probe = _ValidateLookups(self.base, {**self.keysets, **asked}, self.first_rate)
+        for record in records:
+            try:
+                _validate_row(self.entity, record, probe, self.business_date, self.max_future_days)
+            except RowProblem:
+                pass
+        answered: dict[str, object] = dict(self.keysets)
+        for name, recorder in asked.items():
+            values = list(recorder.asked)
+            hits = large[name].contains(pa.array([str(v) for v in values], pa.string())) if values else []
+            answered[name] = {v for v, hit in zip(values, hits, strict=True) if hit}
+        return _ValidateLookups(self.base, answered, self.first_rate)
 
     def commit(self, block: _Block) -> list[memoryview | bytes]:
         """In file order: spill the key hashes (duplicates are found at the end of the file),
@@ -537,11 +572,15 @@ class _File:
         self.rejects.extend(block.rejects)
         self.keys.add(block.hashes, block.recs[block.positions])
         out: list[memoryview | bytes] = []
-        if block.encoded is not None and len(block.encoded):
+        if block.encoded is not None:
+            # the runs of plainly good rows, as views on the encoded block (no copy)
             joined = block.encoded
             bufs = joined.buffers()
             offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
-            out.append(memoryview(bufs[2])[offs[0]:offs[-1]])
+            data = memoryview(bufs[2])
+            edge = np.flatnonzero(np.diff(np.concatenate(([False], block.ok, [False])).astype(np.int8)))
+            for lo, hi in edge.reshape(-1, 2).tolist():
+                out.append(data[offs[lo]:offs[hi]])
         rows = [self._encode_row(int(block.recs[i]), record, row) for i, record, row in block.slow_rows]
         if rows:
             out.append(b"".join(rows))
@@ -564,12 +603,13 @@ class _File:
             ok |= has & (first[pos] <= on_days)
         return ok
 
-    def _validate(self, rec: int, record: dict) -> tuple[dict | None, tuple[int, str, str] | None]:
+    def _validate(self, rec: int, record: dict, lookups: _ValidateLookups | None = None
+                  ) -> tuple[dict | None, tuple[int, str, str] | None]:
         """The row path's checks: (parsed row, None) or (None, the reject)."""
         from tierflow.ingest.loader import RowProblem, _raw_json, _validate_row  # loader imports us
 
         try:
-            return _validate_row(self.entity, record, self.lookups, self.business_date,
+            return _validate_row(self.entity, record, lookups or self.lookups, self.business_date,
                                  self.max_future_days), None
         except RowProblem as exc:
             return None, (rec + 1, _raw_json(record), str(exc))

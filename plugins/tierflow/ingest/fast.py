@@ -310,8 +310,9 @@ class _KeyRuns:
 def _binary(chunks: np.ndarray, n: int) -> pa.Array:
     """A numpy structured array of n fixed-width encoded fields, as an Arrow binary array."""
     width = chunks.dtype.itemsize
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(chunks)])
-    return fixed.cast(pa.binary())
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
+                                                        pa.py_buffer(np.ascontiguousarray(chunks))])
 
 
 def _nullable(is_null: np.ndarray, encoded: pa.Array) -> pa.Array:
@@ -655,10 +656,15 @@ class _File:
                                     for r in rows], pa.binary()))
         for col in self.present:
             a = rb.column(self.pos[col.name])
-            fields.append(self._encode_column(col, a, good[col.name], info[col.name], n))
+            encoded = self._encode_column(col, a, good[col.name], info[col.name], n)
+            if isinstance(encoded, tuple):  # a text's length and bytes: joined once, below
+                fields.extend(encoded)
+            else:
+                fields.append(encoded)
         return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
 
-    def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int) -> pa.Array:
+    def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int
+                       ) -> pa.Array | tuple[pa.Array, pa.Array]:
         empty = info if col.type not in ("date", "timestamp") else None
         if col.type in ("date", "timestamp"):
             is_null = _lengths(a) == 0
@@ -671,7 +677,9 @@ class _File:
             return _nullable(is_null, _binary(out, n))
         is_null = empty
         if col.type == "text":
-            lens = pc.binary_length(a).to_numpy(zero_copy_only=False).astype(">i4")
+            lens = _lengths(a).astype(">i4")
+            if not is_null.any():
+                return _binary(lens, n), a.cast(pa.binary())
             encoded = pc.binary_join_element_wise(_binary(lens, n), a.cast(pa.binary()), b"")
             return _nullable(is_null, encoded)
         # a value the checks refused is replaced by one that encodes: its row is not kept

@@ -261,7 +261,7 @@ class _KeyRuns:
         self.count = 0
 
     def add(self, h: np.ndarray, recs: np.ndarray) -> None:
-        """Hashes sorted ascending (then by record) with their record numbers."""
+        """Hashes, ordered by their top ``bits`` bits (their part), with their record numbers."""
         if h.size == 0:
             return
         pairs = np.empty(h.size, dtype=self.DTYPE)
@@ -270,8 +270,8 @@ class _KeyRuns:
         if self.bits == 0:
             bounds = [0, h.size]
         else:
-            tops = np.arange(len(self.files) + 1, dtype=np.uint64) << np.uint64(64 - self.bits)
-            bounds = np.searchsorted(h, tops[:-1]).tolist() + [h.size]
+            parts = (h >> np.uint64(64 - self.bits)).astype(np.uint16)
+            bounds = np.searchsorted(parts, np.arange(len(self.files) + 1)).tolist()
         for part, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi > lo:
                 fh = self.files[part]
@@ -292,7 +292,7 @@ class _KeyRuns:
             hs = np.sort(h)  # the usual answer, "no repeats", with the cheapest sort
             if not (hs[1:] == hs[:-1]).any():
                 continue
-            order = np.argsort(h, kind="stable")
+            order = np.argsort(h)
             hs = h[order]
             same = hs[1:] == hs[:-1]
             dup = np.zeros(hs.size, dtype=bool)
@@ -617,8 +617,9 @@ class _File:
 
     def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in the block of the rows that passed, their key hashes), sorted by hash
-        and then file order. Done here, in the checking threads, to spare the ordered commit."""
+        """(positions in the block of the rows that passed, their key hashes), in the order of
+        the parts ``_KeyRuns`` spills them to (the hash's top bits). Done here, in the checking
+        threads, to spare the ordered commit."""
         e = self.entity
         fast_idx = np.flatnonzero(ok)
         idx = np.concatenate([fast_idx, np.array([i for i, _, _ in slow_rows], dtype=np.int64)])
@@ -628,10 +629,10 @@ class _File:
         if slow_rows:
             slow = [pa.array([_canonical(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
             h = np.concatenate([h, _key_hash(slow)])
-        by_rec = np.argsort(idx, kind="stable")
-        idx, h = idx[by_rec], h[by_rec]
-        order = np.argsort(h, kind="stable")  # by hash, then file order
-        return idx[order], h[order]
+        if self.keys.bits:  # a radix sort of small integers
+            order = np.argsort((h >> np.uint64(64 - self.keys.bits)).astype(np.uint16), kind="stable")
+            idx, h = idx[order], h[order]
+        return idx, h
 
     def _encode(self, rb: pa.RecordBatch, good: dict[str, np.ndarray], info: dict, recs: np.ndarray
                 ) -> pa.Array:

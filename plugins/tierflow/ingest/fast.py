@@ -322,10 +322,43 @@ def _nullable(is_null: np.ndarray, encoded: pa.Array) -> pa.Array:
     return pc.if_else(pa.array(is_null), pa.scalar(NULL, pa.binary()), encoded)
 
 
-def _int4_fields(values: np.ndarray) -> pa.Array:
-    out = np.empty(values.size, dtype=[("len", ">i4"), ("v", ">i4")])
-    out["len"], out["v"] = 4, values
-    return _binary(out, values.size)
+def _fixed_or_nullable(is_null: np.ndarray, out: np.ndarray) -> np.ndarray | pa.Array:
+    """Fixed-width encoded fields as they are (joined with their neighbours by numpy), or,
+    when some value is empty, as binary fields with the NULL field there."""
+    if not is_null.any():
+        return out
+    return _nullable(is_null, _binary(out, out.size))
+
+
+def _join_pieces(pieces: list[np.ndarray | pa.Array], n: int) -> pa.Array:
+    """The rows of a block from its pieces: runs of fixed-width pieces (numpy arrays of n
+    items) are laid side by side by numpy, and the rest joined per row by one Arrow kernel.
+    A block whose fields are all of fixed width (no NULL, ids of one length) needs no join."""
+    fields: list[pa.Array] = []
+    run: list[np.ndarray] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        if len(run) == 1:
+            fields.append(_binary(run[0], n))
+        else:
+            row = np.empty(n, dtype=[(f"f{i}", f"V{p.dtype.itemsize}") for i, p in enumerate(run)])
+            for i, p in enumerate(run):
+                row[f"f{i}"] = np.ascontiguousarray(p).view(f"V{p.dtype.itemsize}")
+            fields.append(_binary(row, n))
+        run.clear()
+
+    for piece in pieces:
+        if isinstance(piece, np.ndarray):
+            run.append(piece)
+        else:
+            flush()
+            fields.append(piece)
+    flush()
+    if len(fields) == 1:
+        return fields[0]
+    return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -650,22 +683,20 @@ class _File:
         out["len"], out["line"] = 4, recs + 1
         if not self.extras:
             out["extra"] = -1
-        fields: list[object] = [_binary(out, n)]
+        pieces: list[np.ndarray | pa.Array] = [out]
         if self.extras:
             rows = rb.select([self.pos[c] for c in self.extras]).to_pylist()
-            fields.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
+            pieces.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
                                     for r in rows], pa.binary()))
         for col in self.present:
             a = rb.column(self.pos[col.name])
-            encoded = self._encode_column(col, a, good[col.name], info[col.name], n)
-            if isinstance(encoded, tuple):  # a text's length and bytes: joined once, below
-                fields.extend(encoded)
-            else:
-                fields.append(encoded)
-        return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
+            pieces.extend(self._encode_column(col, a, good[col.name], info[col.name], n))
+        return _join_pieces(pieces, n)
 
     def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int
-                       ) -> pa.Array | tuple[pa.Array, pa.Array]:
+                       ) -> list[np.ndarray | pa.Array]:
+        """The column's encoded fields as pieces for ``_join_pieces``: a numpy array of n
+        fixed-width fields, or a binary array (a NULL somewhere, text of varying length)."""
         empty = info if col.type not in ("date", "timestamp") else None
         if col.type in ("date", "timestamp"):
             is_null = _lengths(a) == 0
@@ -675,14 +706,20 @@ class _File:
             else:
                 out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i8")])
                 out["len"], out["v"] = 8, (info - PG_EPOCH_DAYS * 86400) * 1_000_000
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         is_null = empty
         if col.type == "text":
             lens = _lengths(a).astype(">i4")
             if not is_null.any():
-                return _binary(lens, n), a.cast(pa.binary())
+                width = int(lens[0]) if n else 0
+                if n and width and (lens == width).all():  # ids of one length: fixed width
+                    bufs = a.buffers()
+                    start = int(np.frombuffer(bufs[1], dtype=np.int32, count=1, offset=a.offset * 4)[0])
+                    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:start + n * width]
+                    return [lens, data.view(f"V{width}")]
+                return [lens, a.cast(pa.binary())]
             encoded = pc.binary_join_element_wise(_binary(lens, n), a.cast(pa.binary()), b"")
-            return _nullable(is_null, encoded)
+            return [_nullable(is_null, encoded)]
         # a value the checks refused is replaced by one that encodes: its row is not kept
         valid = good & ~empty
         plain = a if valid.all() else pc.if_else(pa.array(valid), a, "0")
@@ -690,10 +727,11 @@ class _File:
             true = pc.is_in(plain, value_set=pa.array(list(TRUE), pa.string())).to_numpy(zero_copy_only=False)
             out = np.empty(n, dtype=[("len", ">i4"), ("v", "u1")])
             out["len"], out["v"] = 1, true
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         if col.type == "int":
-            return _nullable(is_null, _int4_fields(
-                pc.cast(plain, pa.int32()).to_numpy(zero_copy_only=False)))
+            out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i4")])
+            out["len"], out["v"] = 4, pc.cast(plain, pa.int32()).to_numpy(zero_copy_only=False)
+            return [_fixed_or_nullable(is_null, out)]
         if col.type == "numeric":
             # at most 15 significant digits: the nearest float64 times 10^6, rounded, is the
             # exact value in millionths (the error stays below 0.25)
@@ -708,7 +746,7 @@ class _File:
             g = out["g"]
             g[:, 0], g[:, 1], g[:, 2] = ip // 10**8, ip // 10**4 % 10**4, ip % 10**4
             g[:, 3], g[:, 4] = fp // 100, fp % 100 * 100
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         raise AssertionError(col.type)
 
     def _encode_row(self, rec: int, record: dict, row: dict) -> bytes:

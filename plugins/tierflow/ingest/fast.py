@@ -16,17 +16,18 @@ space at an edge, ``1e3``, ``2.0`` in an int column, a bad date, an unknown key,
 date, a missing value, ...) goes through ``loader._validate_row`` itself, the row path's
 own code, which gives the reject reason or the parsed row. So reasons and counts are the
 row path's; only speed differs. Rare rows cost a Python call each; a file with very many
-(``SLOW_ROWS_LIMIT``, counting held-back repeats too) goes back to the set-based path,
+(``SLOW_ROWS_LIMIT``, or as many rows sharing a key hash) goes back to the set-based path,
 which is faster for such files and bounds the memory they would take here.
 
-Duplicate keys within a file: a 64-bit hash of each good row's key goes into sorted runs
-(numpy) with its record number, 12 bytes per row, behind a byte map that answers "not seen"
-for most rows. A row whose hash was seen before is held back, not loaded; at the
-end the held rows are compared exactly (parsed key tuples, like the row path) with the
-first row of their hash, read again from the file, so a hash collision can never reject a
-good row. Foreign keys: the loaded keys are fetched once per file (one ``string_agg``) and
-looked up through sorted hashes, bucketed by their top bits, each hit confirmed by comparing
-the strings.
+Duplicate keys within a file, in bounded memory: each loaded row's 64-bit key hash and record
+number (12 bytes) go to one of up to 256 temp files chosen by the hash's top bits, and rows
+are loaded at once. At the end each file is read back alone and sorted; the rows of a
+repeated hash are read again from the file and compared exactly (parsed key tuples, like the
+row path) in file order: a true repeat becomes a reject naming the first line and its row is
+deleted again (same transaction), so a hash collision can never reject a good row. Foreign
+keys: the loaded keys are fetched once per file (one ``string_agg``, as bytes) and looked up
+through sorted hashes, bucketed by their top bits, each hit confirmed by comparing the
+strings.
 
 Line numbers: record n is line n + 1. Each block's newlines are counted; if they do not
 match its records (quoted newlines, blank lines), everything done is rolled back to the
@@ -980,6 +981,7 @@ def load_csv_fast(
     if any(c not in columns for c in entity.required_columns):
         raise UseSqlPath("required column missing")
     started = time.perf_counter()
+    f: _File | None = None
     rows_in = 0
     try:
         with conn.transaction():
@@ -1012,6 +1014,9 @@ def load_csv_fast(
                         copy.write_row([load_id, relpath, entity.path, business_date, line, raw, reason])
     except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError, OSError, EOFError) as exc:
         raise UseSqlPath(f"pyarrow could not read it: {str(exc).splitlines()[0]}") from None
+    finally:
+        if f is not None:  # a hand-back in mid-file: the key-hash temp files go at once
+            f.keys.close()
     log.debug("%s: %d rows in %.2fs (%d checked one by one)", relpath, rows_in,
               time.perf_counter() - started, f.slow_rows)
     return BulkResult(rows_in, f.loaded, len(f.rejects), f.extras)

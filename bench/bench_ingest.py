@@ -55,10 +55,13 @@ PLAIN_DDL = (
 
 
 # -- data -------------------------------------------------------------------------------------
-def generate(landing: Path, rows: int, seed: int = 7) -> tuple[Path, int]:
-    """Write the landing folder; return (order_lines path, number of bad lines)."""
+def generate(landing: Path, rows: int, seed: int = 7, orders: int | None = None) -> tuple[Path, int]:
+    """Write the landing folder; return (order_lines path, number of bad lines). ``orders``:
+    how many orders the lines refer to (default: one per 5 lines); fewer orders keep the
+    referenced key set the same size while the file grows."""
     rng = random.Random(seed)
-    orders = max(1, -(-rows // LINES_PER_ORDER))
+    orders = orders or max(1, -(-rows // LINES_PER_ORDER))
+    per_order = max(LINES_PER_ORDER, -(-rows // orders))
 
     def out(entity: str, when: date, name: str) -> Path:
         path = landing / entity / when.isoformat() / name
@@ -81,7 +84,7 @@ def generate(landing: Path, rows: int, seed: int = 7) -> tuple[Path, int]:
         )
     # the set-up day needs one order line too: ingest fails while a required entity was never seen
     with open(out("erp/order_lines", SETUP_DAY, "order_lines.csv"), "w", newline="") as fh:
-        fh.write(LINES_HEADER + f"O{0:08d},{LINES_PER_ORDER + 1},P{0:05d},1,1.00,,,{TS}\n")
+        fh.write(LINES_HEADER + f"O{0:08d},{per_order + 1},P{0:05d},1,1.00,,,{TS}\n")
     path = out("erp/order_lines", LINES_DAY, "order_lines.csv")
     bad = 0
     kinds = ("negative", "not-a-number", "unknown-product")
@@ -89,7 +92,7 @@ def generate(landing: Path, rows: int, seed: int = 7) -> tuple[Path, int]:
         fh.write(LINES_HEADER)
         buf: list[str] = []
         for n in range(rows):
-            order, line = divmod(n, LINES_PER_ORDER)
+            order, line = divmod(n, per_order)
             qty = str(rng.randint(1, 40))
             product = f"P{rng.randrange(PRODUCTS):05d}"
             cost = "" if n % 3 else f"{rng.randint(1, 400)}.25"
@@ -207,6 +210,8 @@ def server_url() -> tuple[str, object | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000, help="order lines to generate")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="orders the lines refer to (default: rows / 5)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and database")
     args = parser.parse_args()
 
@@ -216,7 +221,7 @@ def main() -> None:
     landing = work / "landing"
     shutil.rmtree(landing, ignore_errors=True)
     t0 = time.perf_counter()
-    lines_path, bad = generate(landing, args.rows)
+    lines_path, bad = generate(landing, args.rows, orders=args.orders)
     size_mb = lines_path.stat().st_size / 1e6
     print(f"generated {args.rows:,} order lines ({size_mb:,.0f} MB, {bad:,} bad) "
           f"in {time.perf_counter() - t0:.1f}s under {landing}")

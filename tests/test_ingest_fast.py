@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from tierflow.config import TierflowConfig
 from tierflow.ingest import IngestError, run_ingest
-from tierflow.ingest.fast import KeySet, _SeenKeys
+from tierflow.ingest.fast import KeySet, _KeyRuns
 
 DAY = "2026-03-01"
 AS_OF = date(2026, 3, 1)
@@ -40,11 +40,13 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     path.write_text(out.getvalue(), encoding="utf-8")
 
 
-def tricky_landing(landing: Path, seed: int = 3) -> None:
+def tricky_landing(landing: Path, seed: int = 3, pad: bool = False) -> None:
     """Rows of plain values (the fast path's own encodings: 0 to 6 decimals, 9-digit
     integers, both timestamp separators, every bool word, ...) where about one row in three
-    has one value the two paths could read apart."""
+    has one value the two paths could read apart. ``pad``: ids zero-padded to one length
+    (K007, O0042, P07), which the fast path encodes as fixed-width fields."""
     rng = random.Random(seed)
+    k_, o_, p_ = (("K{:03d}", "O{:04d}", "P{:02d}") if pad else ("K{}", "O{}", "P{}"))
     pick = rng.choice
 
     def row(plain: list[list[str]], tricky: list[list[str]]) -> list[str]:
@@ -72,31 +74,33 @@ def tricky_landing(landing: Path, seed: int = 3) -> None:
     bad_names = [" Bob ", "\u00a0Li\u3000", "  ", "\tTab"]
     write_csv(landing / f"erp/fx_rates/{DAY}/fx.csv", ["rate_date", "currency", "rate_to_base"],
               [["2026-01-01", "EUR", "7.8"], ["2026-02-20", "gbp", "9.1"], ["2026-02-21", "USD", "-1"]])
-    customers = [[f"K{k}"] + row([names, ["b2b", "b2c", ""], nums, ints, dates, ts, bools],
+    customers = [[k_.format(k)] + row([names, ["b2b", "b2c", ""], nums, ints, dates, ts, bools],
                                  [bad_names, ["B2C", " b2b", "x"], bad_nums, bad_ints, bad_dates, bad_ts,
                                   bad_bools]) for k in range(1, 301)]
-    customers[49][0] = " K50 "
-    customers.append(["K1", "again", "b2b", "", "", "2025-01-15", TS, ""])  # duplicate of line 2
+    customers[49][0] = f" {k_.format(50)} "
+    customers.append([k_.format(1), "again", "b2b", "", "", "2025-01-15", TS, ""])  # duplicate of line 2
     customers.append(["", "nobody", "", "", "", "2025-01-15", TS, ""])  # missing id
     write_csv(landing / f"crm/customers/{DAY}/c.csv",
               ["customer_id", "customer_name", "customer_type", "credit_limit", "payment_terms_days",
                "created_at", "updated_at", "is_active"], customers)
     # columns in another order than the contract's; "Note" is an unknown, extra column
     write_csv(landing / f"erp/products/{DAY}/p.csv", ["updated_at", "Note", "product_id", "standard_cost"],
-              [[TS, f"n{p}", f"P{p}", pick(["6", "6.25", "-1", "x", "1e2", "0.5"])] for p in range(1, 21)])
-    orders = [[f"O{o}"] + row(
-        [[f"K{k}" for k in range(1, 301)], ["2026-02-20", "2026-02-25", "2026-03-02"],
+              [[TS, f"n{p}", p_.format(p), pick(["6", "6.25", "-1", "x", "1e2", "0.5"])]
+               for p in range(1, 21)])
+    orders = [[o_.format(o)] + row(
+        [[k_.format(k) for k in range(1, 301)], ["2026-02-20", "2026-02-25", "2026-03-02"],
          ["completed", "pending", "returned"], ["CNY", "EUR", "GBP"], ts],
-        [[" K7", "K999", "K50", ""], ["2025-12-31", "2026-03-09", "2026-02-30", ""],
+        [[" " + k_.format(7), "K999", k_.format(50), ""], ["2025-12-31", "2026-03-09", "2026-02-30", ""],
          ["Completed", "lost"], ["cny", "USD", "XX", " CNY", "C1Y"], bad_ts]) for o in range(1, 401)]
     write_csv(landing / f"erp/orders/{DAY}/o.csv",
               ["order_id", "customer_id", "order_date", "status", "currency", "updated_at"], orders)
     lines = []
     for n in range(1, 1501):
-        order = f"O{rng.randint(1, 400) if n % 50 else 999}"
+        order = o_.format(rng.randint(1, 400) if n % 50 else 999)
         lines.append([order] + row(
-            [[str(n % 9 + 1)], [f"P{p}" for p in range(1, 21)], nums[:-1], nums[:-1], nums, nums, ts],
-            [["1.0", "01", "2", "x"], [" P3", "P99", ""], bad_nums, bad_nums, ["-1"], ["-1"], bad_ts]))
+            [[str(n % 9 + 1)], [p_.format(p) for p in range(1, 21)], nums[:-1], nums[:-1], nums, nums, ts],
+            [["1.0", "01", "2", "x"], [" " + p_.format(3), "P99", ""], bad_nums, bad_nums, ["-1"], ["-1"],
+             bad_ts]))
     write_csv(landing / f"erp/order_lines/{DAY}/l.csv",
               ["order_id", "line_number", "product_id", "quantity", "unit_price", "discount_amount",
                "unit_cost", "updated_at"], lines)
@@ -165,6 +169,38 @@ def test_fast_path_loads_and_rejects_exactly_what_the_row_path_does(
     assert fast["erp__fx_rates"][1][:3] == (date(2026, 2, 20), "GBP", Decimal("9.1"))
 
 
+def test_fast_path_with_ids_of_one_length_matches_the_row_path(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ids of one length (K007, O0042, P07) in blocks without an odd id are encoded as fixed-width
+    fields laid side by side by numpy; blocks with one (" K007", "K999") join per row."""
+    from tierflow.ingest import fast
+
+    monkeypatch.setattr(fast, "BLOCK", 4096)
+    joins: list[int] = []
+    real_join = fast._join_pieces
+    monkeypatch.setattr(fast, "_join_pieces", lambda pieces, n: joins.append(
+        sum(not isinstance(p, fast.np.ndarray) for p in pieces)) or real_join(pieces, n))
+    landing = tmp_path / "landing"
+    tricky_landing(landing, pad=True)
+
+    run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 10**12))  # row by row
+    by_row = snapshot(warehouse_url)
+    reset(warehouse_url)
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 0))
+    fast_rows = snapshot(warehouse_url)
+
+    assert "row by row" not in caplog.text and "set-based in SQL" not in caplog.text
+    for table in (*ENTITIES, "rejects", "audit"):
+        assert fast_rows[table] == by_row[table], table
+    assert [a[1] for a in fast_rows["audit"]] == [3, 302, 20, 400, 1500]
+    # blocks with no variable-width piece at all (every field fixed) and blocks with some
+    assert 0 in joins and any(j > 0 for j in joins), joins
+    assert fast_rows["crm__customers"][0][0] == "K001"
+
+
 def test_duplicate_in_another_block_and_hash_collision_free_check(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,16 +236,22 @@ def test_key_set_is_exact() -> None:
     assert "K4" in keys and "K5" not in keys
 
 
-def test_seen_keys_give_the_first_record_of_a_hash() -> None:
+def test_key_runs_return_the_records_of_every_repeated_hash() -> None:
     import numpy as np
 
-    seen = _SeenKeys()
-    for block in range(6):  # six blocks of hashes 10*block .. 10*block+9, records 1..60
-        h = np.arange(10 * block, 10 * block + 10, dtype=np.uint64) << np.uint64(40)
-        seen.add(h, np.arange(10 * block + 1, 10 * block + 11))
-    probe = np.array([0, 25, 59, 60], dtype=np.uint64) << np.uint64(40)
-    # hash 25 was the 26th added (record 26); 60 was never added
-    assert seen.lookup(probe).tolist() == [1, 26, 60, 0]
+    runs = _KeyRuns(expected_rows=4 * _KeyRuns.PART_ROWS)  # 4 parts: by the hash's top 2 bits
+    top = np.uint64(1) << np.uint64(62)  # hashes 0..9 in part 0, top + 5 in part 1
+    for block in range(6):  # six blocks of hashes 0..9 (block 0) or 10*block..10*block+9, records 1..60
+        h = np.arange(10 * block, 10 * block + 10, dtype=np.uint64)
+        if block == 3:  # records 31-40: hashes 0..9 again
+            h = np.arange(10, dtype=np.uint64)
+        runs.add(h, np.arange(10 * block + 1, 10 * block + 11))
+    runs.add(np.array([top + np.uint64(5), top + np.uint64(5)], dtype=np.uint64), np.array([61, 62]))
+    runs.add(np.array([np.uint64(25), top + np.uint64(5)], dtype=np.uint64), np.array([63, 64]))
+    # part 0: hash k (0..9) on record k+1 and k+31; hash 25 on records 26 and 63
+    # part 1: hash top+5 on records 61, 62, 64
+    assert [r.tolist() for r in runs.repeats()] == [[*range(1, 11), 26, *range(31, 41), 63], [61, 62, 64]]
+    assert runs.count == 64
 
 
 def test_too_many_odd_rows_go_to_the_set_based_path_with_the_same_result(

@@ -16,17 +16,18 @@ space at an edge, ``1e3``, ``2.0`` in an int column, a bad date, an unknown key,
 date, a missing value, ...) goes through ``loader._validate_row`` itself, the row path's
 own code, which gives the reject reason or the parsed row. So reasons and counts are the
 row path's; only speed differs. Rare rows cost a Python call each; a file with very many
-(``SLOW_ROWS_LIMIT``, counting held-back repeats too) goes back to the set-based path,
+(``SLOW_ROWS_LIMIT``, or as many rows sharing a key hash) goes back to the set-based path,
 which is faster for such files and bounds the memory they would take here.
 
-Duplicate keys within a file: a 64-bit hash of each good row's key goes into sorted runs
-(numpy) with its record number, 12 bytes per row, behind a byte map that answers "not seen"
-for most rows. A row whose hash was seen before is held back, not loaded; at the
-end the held rows are compared exactly (parsed key tuples, like the row path) with the
-first row of their hash, read again from the file, so a hash collision can never reject a
-good row. Foreign keys: the loaded keys are fetched once per file (one ``string_agg``) and
-looked up through sorted hashes, bucketed by their top bits, each hit confirmed by comparing
-the strings.
+Duplicate keys within a file, in bounded memory: each loaded row's 64-bit key hash and record
+number (12 bytes) go to one of up to 256 temp files chosen by the hash's top bits, and rows
+are loaded at once. At the end each file is read back alone and sorted; the rows of a
+repeated hash are read again from the file and compared exactly (parsed key tuples, like the
+row path) in file order: a true repeat becomes a reject naming the first line and its row is
+deleted again (same transaction), so a hash collision can never reject a good row. Foreign
+keys: the loaded keys are fetched once per file (one ``string_agg``, as bytes) and looked up
+through sorted hashes, bucketed by their top bits, each hit confirmed by comparing the
+strings.
 
 Line numbers: record n is line n + 1. Each block's newlines are counted; if they do not
 match its records (quoted newlines, blank lines), everything done is rolled back to the
@@ -47,9 +48,11 @@ import json
 import logging
 import queue
 import struct
+import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -103,15 +106,6 @@ class _Block:
     positions: np.ndarray | None = None  # rows that passed, in file order
     hashes: np.ndarray | None = None  # their key hashes
     encoded: pa.Array | None = None  # the ok rows as binary COPY rows
-
-
-@dataclass
-class _Held:
-    """A row whose key hash was seen before: compared exactly at the end of the file."""
-
-    rec: int
-    record: dict
-    first_rec: int
 
 
 # -- fixed-width views and hashes of string arrays ------------------------------------------------
@@ -187,14 +181,23 @@ class KeySet:
         self.size = len(keys)
         if self.size <= self.SMALL:
             return
-        h, _, _ = _hash(keys)
-        self.order = np.argsort(h)
-        self.h = h[self.order]
-        # where each run of keys with the same top hash bits starts: about one key per run,
+        # hashed a slice at a time (the hash's work arrays are ~40 bytes a key), then the
+        # keys themselves sorted by hash: ~25 bytes a key stay (the strings, hash, bucket start)
+        h = np.empty(self.size, dtype=np.uint64)
+        step = 1 << 16
+        for lo in range(0, self.size, step):
+            h[lo:lo + step] = _hash(keys.slice(lo, step))[0]
+        order = np.argsort(h)
+        self.h = h[order]
+        del h
+        self.array = keys.take(pa.array(order))
+        del order, keys
+        # where each run of keys with the same top hash bits starts: one or two keys per run,
         # so a lookup is one or two probes instead of a binary search over all keys
-        bits = max(1, int(np.ceil(np.log2(self.size))))
+        bits = max(1, int(np.log2(self.size)))
         self.shift = np.uint64(64 - bits)
-        self.start = np.searchsorted(self.h >> self.shift, np.arange((1 << bits) + 1, dtype=np.uint64))
+        bounds = np.arange(1 << bits, dtype=np.uint64) << self.shift
+        self.start = np.append(np.searchsorted(self.h, bounds), self.size).astype(np.int32)
 
     def contains(self, values: pa.Array) -> np.ndarray:
         n = len(values)
@@ -216,15 +219,15 @@ class KeySet:
         pos_c = pos
         hit = np.flatnonzero(found)
         if hit.size == n:
-            same = pc.equal(values, self.array.take(pa.array(self.order[pos])))
+            same = pc.equal(values, self.array.take(pa.array(pos)))
         else:
-            same = pc.equal(values.take(pa.array(hit)), self.array.take(pa.array(self.order[pos[hit]])))
+            same = pc.equal(values.take(pa.array(hit)), self.array.take(pa.array(pos[hit])))
         found[hit] = same.to_numpy(zero_copy_only=False)
         # another key with the same hash may follow (a collision): compare those one by one
         for i in hit[~found[hit]]:
             p = pos_c[i] + 1
             while p < self.h.size and self.h[p] == h[i]:
-                if self.array[int(self.order[p])].as_py() == values[int(i)].as_py():
+                if self.array[int(p)].as_py() == values[int(i)].as_py():
                     found[i] = True
                     break
                 p += 1
@@ -238,57 +241,79 @@ class KeySet:
         return bool(self.contains(pa.array([str(value)], pa.string()))[0])
 
 
-class _SeenKeys:
-    """Hashes of the keys of the rows loaded so far with their first record.
+class _KeyRuns:
+    """The key hashes of the rows loaded so far with their record numbers, spilled to temp
+    files: memory does not grow with the file.
 
-    A byte map indexed by the hash's top bits answers "certainly not seen" for most rows
-    (up to 32 MB, sized by the file; at 5 million keys one row in seven needs the real
-    lookup); the hashes themselves
-    are kept in sorted runs, four runs of about one size merged into one. 12 bytes per row
-    plus the map."""
+    Each block's (hash, record) pairs go, 12 bytes each, to one of ``parts`` temp files by
+    the hash's top bits (sized so a part holds about ``PART_ROWS`` pairs). At the end of the
+    file each part is read back alone and sorted: equal hashes in it are the only possible
+    duplicate keys. The page cache, not the loader, holds the files."""
 
-    def __init__(self, expected_rows: int = 1 << 22) -> None:
-        self.bits = int(min(25, max(12, np.ceil(np.log2(max(expected_rows, 1) * 8)))))
-        self.map = np.zeros(1 << self.bits, dtype=np.uint8)
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, first record)
+    PART_ROWS = 1 << 17
+    DTYPE = np.dtype([("h", "<u8"), ("rec", "<i4")])
 
-    def lookup(self, h: np.ndarray) -> np.ndarray:
-        """The first record with each hash, or 0 when unseen."""
-        first = np.zeros(h.size, dtype=np.int64)
-        maybe = np.flatnonzero(self.map[h >> np.uint64(64 - self.bits)])
-        if maybe.size == 0:
-            return first
-        hm = h[maybe]
-        found = np.zeros(maybe.size, dtype=np.int64)
-        for rh, rrec in self.runs:
-            pos = np.minimum(np.searchsorted(rh, hm), rh.size - 1)
-            hit = (rh[pos] == hm) & (found == 0)
-            found[hit] = rrec[pos[hit]]
-        first[maybe] = found
-        return first
+    def __init__(self, expected_rows: int) -> None:
+        parts = 1
+        while parts < 256 and parts * self.PART_ROWS < expected_rows:
+            parts *= 2
+        self.bits = parts.bit_length() - 1
+        self.files: list[tempfile._TemporaryFileWrapper | None] = [None] * parts
+        self.count = 0
 
-    def add(self, h: np.ndarray, recs: np.ndarray, presorted: bool = False) -> None:
-        self.map[h >> np.uint64(64 - self.bits)] = 1
-        if presorted:
-            self.runs.append((h, recs.astype(np.int32)))
+    def add(self, h: np.ndarray, recs: np.ndarray) -> None:
+        """Hashes, ordered by their top ``bits`` bits (their part), with their record numbers."""
+        if h.size == 0:
+            return
+        pairs = np.empty(h.size, dtype=self.DTYPE)
+        pairs["h"], pairs["rec"] = h, recs
+        self.count += h.size
+        if self.bits == 0:
+            bounds = [0, h.size]
         else:
+            parts = (h >> np.uint64(64 - self.bits)).astype(np.uint16)
+            bounds = np.searchsorted(parts, np.arange(len(self.files) + 1)).tolist()
+        for part, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            if hi > lo:
+                fh = self.files[part]
+                if fh is None:
+                    fh = self.files[part] = tempfile.TemporaryFile(prefix="tierflow-keys-")
+                fh.write(pairs[lo:hi].tobytes())
+
+    def repeats(self) -> Iterator[np.ndarray]:
+        """Per part, the records (in file order) of every hash seen more than once."""
+        for part, fh in enumerate(self.files):
+            if fh is None:
+                continue
+            fh.seek(0)
+            pairs = np.frombuffer(fh.read(), dtype=self.DTYPE)
+            fh.close()
+            self.files[part] = None
+            h = pairs["h"]
+            hs = np.sort(h)  # the usual answer, "no repeats", with the cheapest sort
+            if not (hs[1:] == hs[:-1]).any():
+                continue
             order = np.argsort(h)
-            self.runs.append((h[order], recs[order].astype(np.int32)))
-        # four runs of about one size become one: each hash is copied log4(blocks) times
-        while len(self.runs) >= 4 and self.runs[-4][0].size <= 2 * self.runs[-1][0].size:
-            last = self.runs[-4:]
-            del self.runs[-4:]
-            hh = np.concatenate([r[0] for r in last])
-            order = np.argsort(hh, kind="stable")  # a merge of sorted runs
-            self.runs.append((hh[order], np.concatenate([r[1] for r in last])[order]))
+            hs = h[order]
+            same = hs[1:] == hs[:-1]
+            dup = np.zeros(hs.size, dtype=bool)
+            dup[1:] |= same
+            dup[:-1] |= same
+            yield np.sort(pairs["rec"][order[dup]])
+
+    def close(self) -> None:
+        for fh in self.files:
+            if fh is not None:
+                fh.close()
 
 
 # -- binary COPY encodings --------------------------------------------------------------------
 def _binary(chunks: np.ndarray, n: int) -> pa.Array:
     """A numpy structured array of n fixed-width encoded fields, as an Arrow binary array."""
     width = chunks.dtype.itemsize
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(chunks)])
-    return fixed.cast(pa.binary())
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
+                                                        pa.py_buffer(np.ascontiguousarray(chunks))])
 
 
 def _nullable(is_null: np.ndarray, encoded: pa.Array) -> pa.Array:
@@ -298,10 +323,43 @@ def _nullable(is_null: np.ndarray, encoded: pa.Array) -> pa.Array:
     return pc.if_else(pa.array(is_null), pa.scalar(NULL, pa.binary()), encoded)
 
 
-def _int4_fields(values: np.ndarray) -> pa.Array:
-    out = np.empty(values.size, dtype=[("len", ">i4"), ("v", ">i4")])
-    out["len"], out["v"] = 4, values
-    return _binary(out, values.size)
+def _fixed_or_nullable(is_null: np.ndarray, out: np.ndarray) -> np.ndarray | pa.Array:
+    """Fixed-width encoded fields as they are (joined with their neighbours by numpy), or,
+    when some value is empty, as binary fields with the NULL field there."""
+    if not is_null.any():
+        return out
+    return _nullable(is_null, _binary(out, out.size))
+
+
+def _join_pieces(pieces: list[np.ndarray | pa.Array], n: int) -> pa.Array:
+    """The rows of a block from its pieces: runs of fixed-width pieces (numpy arrays of n
+    items) are laid side by side by numpy, and the rest joined per row by one Arrow kernel.
+    A block whose fields are all of fixed width (no NULL, ids of one length) needs no join."""
+    fields: list[pa.Array] = []
+    run: list[np.ndarray] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        if len(run) == 1:
+            fields.append(_binary(run[0], n))
+        else:
+            row = np.empty(n, dtype=[(f"f{i}", f"V{p.dtype.itemsize}") for i, p in enumerate(run)])
+            for i, p in enumerate(run):
+                row[f"f{i}"] = np.ascontiguousarray(p).view(f"V{p.dtype.itemsize}")
+            fields.append(_binary(row, n))
+        run.clear()
+
+    for piece in pieces:
+        if isinstance(piece, np.ndarray):
+            run.append(piece)
+        else:
+            flush()
+            fields.append(piece)
+    flush()
+    if len(fields) == 1:
+        return fields[0]
+    return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -368,15 +426,26 @@ def _jsonb_field(obj: dict) -> bytes:
 
 
 # -- the per-file loader -------------------------------------------------------------------------
+class _Recorder:
+    """Stands in for a key set: notes every value asked about and says it is there."""
+
+    def __init__(self) -> None:
+        self.asked: set[object] = set()
+
+    def __contains__(self, value: object) -> bool:
+        self.asked.add(value)
+        return True
+
+
 class _ValidateLookups:
     """What ``loader._validate_row`` asks of its lookups, answered from this file's key sets."""
 
-    def __init__(self, base: str, keysets: dict[str, KeySet], first_rate: dict[str, date]) -> None:
+    def __init__(self, base: str, keysets: dict[str, object], first_rate: dict[str, date]) -> None:
         self.base = base
         self._keysets = keysets
         self._first_rate = first_rate
 
-    def keys(self, entity: Entity, column: str) -> KeySet:
+    def keys(self, entity: Entity, column: str) -> object:
         return self._keysets[f"{entity.path}.{column}"]
 
     def has_rate(self, currency: str, on: date) -> bool:
@@ -397,6 +466,7 @@ class _File:
         self.base = base
         self.business_date = business_date
         self.max_future_days = max_future_days
+        self.load_id = load_id
         self.limit_days = business_date.toordinal() - date(1970, 1, 1).toordinal() + max_future_days
         self.keysets: dict[str, KeySet] = {}
         for fk in entity.foreign_keys:
@@ -409,8 +479,7 @@ class _File:
                 "select currency, min(rate_date) from {}.erp__fx_rates group by currency"
             ).format(sql.Identifier(RAW_SCHEMA))).fetchall())
         self.lookups = _ValidateLookups(base, self.keysets, self.first_rate)
-        self.seen = _SeenKeys(expected_rows)
-        self.held: list[_Held] = []
+        self.keys = _KeyRuns(expected_rows)
         self.rejects: list[tuple[int, str, str]] = []
         self.slow_rows = 0
         self.loaded = 0
@@ -492,41 +561,65 @@ class _File:
         if slow.size > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         if slow.size:
-            for i, values in zip(slow, rb.take(pa.array(slow)).to_pylist(), strict=True):
-                record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
-                row, reject = self._validate(int(block.recs[i]), record)
+            records = [{c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
+                       for values in rb.take(pa.array(slow)).to_pylist()]
+            lookups = self._answered_lookups(records)
+            for i, record in zip(slow, records, strict=True):
+                row, reject = self._validate(int(block.recs[i]), record, lookups)
                 if row is None:
                     block.rejects.append(reject)
                 else:
                     block.slow_rows.append((int(i), record, row))
         block.positions, block.hashes = self._key_hashes(rb, ok, block.slow_rows)
-        if ok.any():  # drop the rows that are not plainly good here, in parallel
-            encoded = self._encode(rb, good, info, block.recs)
-            block.encoded = encoded if ok.all() else encoded.filter(pa.array(ok))
+        if ok.any():  # every row; commit sends the runs of plainly good ones
+            block.encoded = self._encode(rb, good, info, block.recs)
         return block
 
+    def _answered_lookups(self, records: list[dict]) -> _ValidateLookups:
+        """Lookups for ``_validate_row`` on these records whose key-set answers were fetched
+        in one vectorised call per set: the row path's checks run twice, once to learn which
+        keys they ask about (answering "found" to get past every key check), once for real."""
+        from tierflow.ingest.loader import RowProblem, _validate_row
+
+        large = {name: ks for name, ks in self.keysets.items() if ks.size > KeySet.SMALL}
+        if not large or len(records) < 4:
+            return self.lookups
+        asked = {name: _Recorder() for name in large}
+        probe = _ValidateLookups(self.base, {**self.keysets, **asked}, self.first_rate)
+        for record in records:
+            try:
+                _validate_row(self.entity, record, probe, self.business_date, self.max_future_days)
+            except RowProblem:
+                pass
+        answered: dict[str, object] = dict(self.keysets)
+        for name, recorder in asked.items():
+            values = list(recorder.asked)
+            hits = large[name].contains(pa.array([str(v) for v in values], pa.string())) if values else []
+            answered[name] = {v for v, hit in zip(values, hits, strict=True) if hit}
+        return _ValidateLookups(self.base, answered, self.first_rate)
+
     def commit(self, block: _Block) -> list[memoryview | bytes]:
-        """In file order: drop repeated keys (held for the exact check), count, and return
-        the block's COPY rows (views on Arrow's buffers: no copy)."""
+        """In file order: spill the key hashes (duplicates are found at the end of the file),
+        count, and return the block's COPY rows (views on Arrow's buffers: no copy)."""
         self.slow_rows += int((~block.ok).sum())
-        if self.slow_rows + len(self.held) > SLOW_ROWS_LIMIT:
+        if self.slow_rows > SLOW_ROWS_LIMIT:
             raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
         self.rejects.extend(block.rejects)
-        keep = self._first_seen(block)
-        fast = keep & block.ok
+        self.keys.add(block.hashes, block.recs[block.positions])
         out: list[memoryview | bytes] = []
-        if block.encoded is not None and fast.any():
-            # block.encoded holds the ok rows only; drop the held-back repeats among them
-            joined = block.encoded if fast.sum() == len(block.encoded) else block.encoded.filter(
-                pa.array(fast[block.ok]))
+        if block.encoded is not None:
+            # the runs of plainly good rows, as views on the encoded block (no copy)
+            joined = block.encoded
             bufs = joined.buffers()
             offs = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
-            out.append(memoryview(bufs[2])[offs[0]:offs[-1]])
-        rows = [self._encode_row(int(block.recs[i]), record, row)
-                for i, record, row in block.slow_rows if keep[i]]
+            data = memoryview(bufs[2])
+            edge = np.flatnonzero(np.diff(np.concatenate(([False], block.ok, [False])).astype(np.int8)))
+            for lo, hi in edge.reshape(-1, 2).tolist():
+                out.append(data[offs[lo]:offs[hi]])
+        rows = [self._encode_row(int(block.recs[i]), record, row) for i, record, row in block.slow_rows]
         if rows:
             out.append(b"".join(rows))
-        self.loaded += int(fast.sum()) + len(rows)
+        self.loaded += len(block.positions)
         return out
 
     def _currency_ok(self, rb: pa.RecordBatch, info: dict[str, object]) -> np.ndarray:
@@ -545,20 +638,22 @@ class _File:
             ok |= has & (first[pos] <= on_days)
         return ok
 
-    def _validate(self, rec: int, record: dict) -> tuple[dict | None, tuple[int, str, str] | None]:
+    def _validate(self, rec: int, record: dict, lookups: _ValidateLookups | None = None
+                  ) -> tuple[dict | None, tuple[int, str, str] | None]:
         """The row path's checks: (parsed row, None) or (None, the reject)."""
         from tierflow.ingest.loader import RowProblem, _raw_json, _validate_row  # loader imports us
 
         try:
-            return _validate_row(self.entity, record, self.lookups, self.business_date,
+            return _validate_row(self.entity, record, lookups or self.lookups, self.business_date,
                                  self.max_future_days), None
         except RowProblem as exc:
             return None, (rec + 1, _raw_json(record), str(exc))
 
     def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in the block of the rows that passed, their key hashes), sorted by hash
-        and then file order. Done here, in the checking threads, to spare the ordered commit."""
+        """(positions in the block of the rows that passed, their key hashes), in the order of
+        the parts ``_KeyRuns`` spills them to (the hash's top bits). Done here, in the checking
+        threads, to spare the ordered commit."""
         e = self.entity
         fast_idx = np.flatnonzero(ok)
         idx = np.concatenate([fast_idx, np.array([i for i, _, _ in slow_rows], dtype=np.int64)])
@@ -568,37 +663,10 @@ class _File:
         if slow_rows:
             slow = [pa.array([_canonical(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
             h = np.concatenate([h, _key_hash(slow)])
-        by_rec = np.argsort(idx, kind="stable")
-        idx, h = idx[by_rec], h[by_rec]
-        order = np.argsort(h, kind="stable")  # by hash, then file order
-        return idx[order], h[order]
-
-    def _first_seen(self, block: _Block) -> np.ndarray:
-        """Per row of the block: False for a row whose key hash was seen on an earlier row that
-        passed the checks (it is held back for an exact comparison); True otherwise."""
-        keep = np.ones(block.ok.size, dtype=bool)
-        if block.positions.size == 0:
-            return keep
-        hs, pos = block.hashes, block.positions  # sorted by hash, then file order
-        group_first = np.ones(hs.size, dtype=bool)
-        group_first[1:] = hs[1:] != hs[:-1]
-        first_pos = pos[np.maximum.accumulate(np.where(group_first, np.arange(hs.size), 0))]
-        earlier = self.seen.lookup(hs)
-        new = group_first & (earlier == 0)
-        self.seen.add(hs[new], block.recs[pos[new]], presorted=True)
-        repeat = np.flatnonzero(~new)
-        if repeat.size:
-            slow_record = {i: record for i, record, _ in block.slow_rows}
-            for j in repeat:
-                i = int(pos[j])
-                keep[i] = False
-                record = slow_record.get(i)
-                if record is None:
-                    values = block.rb.slice(i, 1).to_pylist()[0]
-                    record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
-                first = int(earlier[j]) if earlier[j] else int(block.recs[first_pos[j]])
-                self.held.append(_Held(int(block.recs[i]), record, first))
-        return keep
+        if self.keys.bits:  # a radix sort of small integers
+            order = np.argsort((h >> np.uint64(64 - self.keys.bits)).astype(np.uint16), kind="stable")
+            idx, h = idx[order], h[order]
+        return idx, h
 
     def _encode(self, rb: pa.RecordBatch, good: dict[str, np.ndarray], info: dict, recs: np.ndarray
                 ) -> pa.Array:
@@ -616,17 +684,20 @@ class _File:
         out["len"], out["line"] = 4, recs + 1
         if not self.extras:
             out["extra"] = -1
-        fields: list[object] = [_binary(out, n)]
+        pieces: list[np.ndarray | pa.Array] = [out]
         if self.extras:
             rows = rb.select([self.pos[c] for c in self.extras]).to_pylist()
-            fields.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
+            pieces.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
                                     for r in rows], pa.binary()))
         for col in self.present:
             a = rb.column(self.pos[col.name])
-            fields.append(self._encode_column(col, a, good[col.name], info[col.name], n))
-        return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
+            pieces.extend(self._encode_column(col, a, good[col.name], info[col.name], n))
+        return _join_pieces(pieces, n)
 
-    def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int) -> pa.Array:
+    def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int
+                       ) -> list[np.ndarray | pa.Array]:
+        """The column's encoded fields as pieces for ``_join_pieces``: a numpy array of n
+        fixed-width fields, or a binary array (a NULL somewhere, text of varying length)."""
         empty = info if col.type not in ("date", "timestamp") else None
         if col.type in ("date", "timestamp"):
             is_null = _lengths(a) == 0
@@ -636,12 +707,20 @@ class _File:
             else:
                 out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i8")])
                 out["len"], out["v"] = 8, (info - PG_EPOCH_DAYS * 86400) * 1_000_000
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         is_null = empty
         if col.type == "text":
-            lens = pc.binary_length(a).to_numpy(zero_copy_only=False).astype(">i4")
+            lens = _lengths(a).astype(">i4")
+            if not is_null.any():
+                width = int(lens[0]) if n else 0
+                if n and width and (lens == width).all():  # ids of one length: fixed width
+                    bufs = a.buffers()
+                    start = int(np.frombuffer(bufs[1], dtype=np.int32, count=1, offset=a.offset * 4)[0])
+                    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:start + n * width]
+                    return [lens, data.view(f"V{width}")]
+                return [lens, a.cast(pa.binary())]
             encoded = pc.binary_join_element_wise(_binary(lens, n), a.cast(pa.binary()), b"")
-            return _nullable(is_null, encoded)
+            return [_nullable(is_null, encoded)]
         # a value the checks refused is replaced by one that encodes: its row is not kept
         valid = good & ~empty
         plain = a if valid.all() else pc.if_else(pa.array(valid), a, "0")
@@ -649,10 +728,11 @@ class _File:
             true = pc.is_in(plain, value_set=pa.array(list(TRUE), pa.string())).to_numpy(zero_copy_only=False)
             out = np.empty(n, dtype=[("len", ">i4"), ("v", "u1")])
             out["len"], out["v"] = 1, true
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         if col.type == "int":
-            return _nullable(is_null, _int4_fields(
-                pc.cast(plain, pa.int32()).to_numpy(zero_copy_only=False)))
+            out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i4")])
+            out["len"], out["v"] = 4, pc.cast(plain, pa.int32()).to_numpy(zero_copy_only=False)
+            return [_fixed_or_nullable(is_null, out)]
         if col.type == "numeric":
             # at most 15 significant digits: the nearest float64 times 10^6, rounded, is the
             # exact value in millionths (the error stays below 0.25)
@@ -667,7 +747,7 @@ class _File:
             g = out["g"]
             g[:, 0], g[:, 1], g[:, 2] = ip // 10**8, ip // 10**4 % 10**4, ip % 10**4
             g[:, 3], g[:, 4] = fp // 100, fp % 100 * 100
-            return _nullable(is_null, _binary(out, n))
+            return [_fixed_or_nullable(is_null, out)]
         raise AssertionError(col.type)
 
     def _encode_row(self, rec: int, record: dict, row: dict) -> bytes:
@@ -675,47 +755,60 @@ class _File:
         return (self.prefix + struct.pack(">ii", 4, rec + 1) + extra
                 + b"".join(_dump_value(c, row[c.name]) for c in self.present))
 
-    # -- held-back repeats ---------------------------------------------------------------------
-    def resolve_held(self, path: Path, header_len: int) -> bytes:
-        """Compare the held rows exactly with earlier rows of the same key hash (the row path's
-        parsed key tuples); reject true duplicates, return the others as COPY rows."""
-        if not self.held:
-            return b""
+    # -- duplicate keys ----------------------------------------------------------------------
+    def remove_repeats(self, conn: psycopg.Connection, path: Path, header_len: int) -> None:
+        """Rows whose key hash was seen more than once: compare them exactly (the row path's
+        parsed key tuples) in file order; a true repeat becomes a reject naming the first line
+        and its row, loaded already, is deleted again (same transaction). A hash collision
+        keeps its row."""
         from tierflow.ingest.loader import RowProblem, _validate_row
 
+        candidates: list[int] = []
+        try:
+            for recs in self.keys.repeats():
+                candidates.extend(recs.tolist())
+                if len(candidates) > SLOW_ROWS_LIMIT:
+                    raise UseSqlPath(f"more than {SLOW_ROWS_LIMIT:,} rows need checking one by one")
+        finally:
+            self.keys.close()
+        if not candidates:
+            return
         e = self.entity
-        firsts = sorted({h.first_rec for h in self.held})
+        candidates.sort()
         seen: dict[tuple, int] = {}
+        repeats: list[int] = []
         rec = 0
         for chunk, lines in _chunks(path, header_len):
             rb = _parse(chunk, lines, self.names)
-            lo, hi = bisect.bisect_right(firsts, rec), bisect.bisect_right(firsts, rec + rb.num_rows)
-            for r in firsts[lo:hi]:
+            lo = bisect.bisect_left(candidates, rec + 1)
+            hi = bisect.bisect_right(candidates, rec + rb.num_rows)
+            for r in candidates[lo:hi]:
                 values = rb.slice(r - rec - 1, 1).to_pylist()[0]
                 record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
                 try:
                     row = _validate_row(e, record, self.lookups, self.business_date, self.max_future_days)
                 except RowProblem:  # cannot happen: it was loaded
                     continue
-                seen.setdefault(tuple(row[k] for k in e.key), r + 1)
-            rec += rb.num_rows
-        out: list[bytes] = []
-        for held in sorted(self.held, key=lambda h: h.rec):
-            row, _ = self._validate(held.rec, held.record)
-            if row is None:  # cannot happen: it passed the same checks before
-                continue
-            key = tuple(row[k] for k in e.key)
-            if key in seen:
+                key = tuple(row[k] for k in e.key)
+                if key not in seen:
+                    seen[key] = r + 1
+                    continue
+                repeats.append(r + 1)
                 self.rejects.append((
-                    held.rec + 1, _raw_json_of(held.record),
+                    r + 1, _raw_json_of(record),
                     f"duplicate key ({', '.join(e.key)}) = {key if len(key) > 1 else key[0]!r} "
                     f"also on line {seen[key]} of this file",
                 ))
-                continue
-            seen[key] = held.rec + 1
-            out.append(self._encode_row(held.rec, held.record, row))
-            self.loaded += 1
-        return b"".join(out)
+            rec += rb.num_rows
+            if hi == len(candidates):
+                break
+        if repeats:
+            table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(e.raw_table))
+            cur = conn.execute(sql.SQL("delete from {} where _load_id = %s and _line_number = any(%s)"
+                                       ).format(table), (self.load_id, repeats))
+            if cur.rowcount != len(repeats):
+                raise AssertionError(f"deleted {cur.rowcount} repeated rows, expected {len(repeats)}")
+            self.loaded -= len(repeats)
 
 
 def _raw_json_of(record: dict) -> str:
@@ -737,14 +830,20 @@ def _fetch_keys(conn: psycopg.Connection, entity: Entity, column: str) -> KeySet
     million keys arrive in 0.15 s where a row per key takes seconds."""
     col = sql.Identifier(column)
     table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table))
-    joined, clash = conn.execute(sql.SQL(
-        "select string_agg({c}, chr(31)), coalesce(bool_or(strpos({c}, chr(31)) > 0), false)"
-        " from {t} where {c} is not null"
-    ).format(c=col, t=table)).fetchone()
+    # as bytes (a binary bytea result): no Python str of every key, no copy into Arrow
+    with conn.cursor(binary=True) as cur:
+        joined, clash = cur.execute(sql.SQL(
+            "select convert_to(string_agg({c}, chr(31)), 'UTF8'),"
+            " coalesce(bool_or(strpos({c}, chr(31)) > 0), false) from {t} where {c} is not null"
+        ).format(c=col, t=table)).fetchone()
     if joined is None:
         return KeySet(pa.array([], pa.string()))
     if not clash:
-        return KeySet(pc.split_pattern(pa.array([joined], pa.string()), "\x1f").flatten())
+        one = pa.BinaryArray.from_buffers(pa.binary(), 1, [
+            None, pa.py_buffer(np.array([0, len(joined)], dtype=np.int32)), pa.py_buffer(joined)])
+        keys = pc.split_pattern(one, b"\x1f").flatten().cast(pa.string())
+        del one, joined
+        return KeySet(keys)
     # a key holds the separator: the slower way, as an array
     (keys,) = conn.execute(sql.SQL("select array_agg({c}) from {t} where {c} is not null").format(
         c=col, t=table)).fetchone()
@@ -882,6 +981,7 @@ def load_csv_fast(
     if any(c not in columns for c in entity.required_columns):
         raise UseSqlPath("required column missing")
     started = time.perf_counter()
+    f: _File | None = None
     rows_in = 0
     try:
         with conn.transaction():
@@ -904,10 +1004,7 @@ def load_csv_fast(
                     copy.write(TRAILER)
                 else:
                     rows_in = _stream(f, copy, itertools.chain(head, chunks))
-            held = f.resolve_held(path, len(header_bytes))
-            if held:
-                with conn.cursor() as cur, cur.copy(table) as copy:
-                    copy.write(SIGNATURE + held + TRAILER)
+            f.remove_repeats(conn, path, len(header_bytes))
             if f.rejects:
                 with conn.cursor() as cur, cur.copy(sql.SQL(
                     "copy {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record,"
@@ -917,6 +1014,9 @@ def load_csv_fast(
                         copy.write_row([load_id, relpath, entity.path, business_date, line, raw, reason])
     except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError, OSError, EOFError) as exc:
         raise UseSqlPath(f"pyarrow could not read it: {str(exc).splitlines()[0]}") from None
+    finally:
+        if f is not None:  # a hand-back in mid-file: the key-hash temp files go at once
+            f.keys.close()
     log.debug("%s: %d rows in %.2fs (%d checked one by one)", relpath, rows_in,
               time.perf_counter() - started, f.slow_rows)
     return BulkResult(rows_in, f.loaded, len(f.rejects), f.extras)

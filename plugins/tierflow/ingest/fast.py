@@ -740,13 +740,18 @@ class _File:
             units = np.rint(floats * 1e6).astype(np.int64)
             ip, fp = units // 10**6, units % 10**6
             dot = pc.find_substring(plain, ".").to_numpy(zero_copy_only=False)
-            out = np.zeros(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
-                                     ("ds", ">i2"), ("g", ">i2", (5,))])
-            out["len"], out["nd"], out["w"] = 18, 5, 2
+            # base-10000 digit groups of weights 2, 1, 0, -1, -2; the block sends only the
+            # window of groups that some value needs (a smaller stream: 1..40 is one group,
+            # 999.99 two); the server strips leading and trailing zero groups anyway
+            groups = np.stack([ip // 10**8, ip // 10**4 % 10**4, ip % 10**4, fp // 100, fp % 100 * 100],
+                              axis=1)
+            used = np.flatnonzero((groups[valid] != 0).any(axis=0))
+            first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (2, 2)
+            out = np.empty(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
+                                     ("ds", ">i2"), ("g", ">i2", (last - first,))])
+            out["len"], out["nd"], out["w"], out["sign"] = 8 + 2 * (last - first), last - first, 2 - first, 0
             out["ds"] = np.where(dot < 0, 0, _lengths(plain) - dot - 1)
-            g = out["g"]
-            g[:, 0], g[:, 1], g[:, 2] = ip // 10**8, ip // 10**4 % 10**4, ip % 10**4
-            g[:, 3], g[:, 4] = fp // 100, fp % 100 * 100
+            out["g"] = groups[:, first:last]
             return [_fixed_or_nullable(is_null, out)]
         raise AssertionError(col.type)
 

@@ -754,16 +754,29 @@ class _File:
             dot = pc.find_substring(plain, ".").to_numpy(zero_copy_only=False)
             # base-10000 digit groups of weights 2, 1, 0, -1, -2; the block sends only the
             # window of groups that some value needs (a smaller stream: 1..40 is one group,
-            # 999.99 two); the server strips leading and trailing zero groups anyway
-            groups = np.stack([ip // 10**8, ip // 10**4 % 10**4, ip % 10**4, fp // 100, fp % 100 * 100],
-                              axis=1)
-            used = np.flatnonzero((groups[valid] != 0).any(axis=0))
-            first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (2, 2)
+            # 999.99 two); the server strips leading and trailing zero groups anyway. Values
+            # that are not sent (refused or empty) are "0" here: they widen nothing.
+            groups = (lambda: ip // 10**8, lambda: ip // 10**4 % 10**4, lambda: ip % 10**4,
+                      lambda: fp // 100, lambda: fp % 100 * 100)
+            top = int(ip.max()) if n else 0
+            if top:
+                first = 0 if top >= 10**8 else 1 if top >= 10**4 else 2
+            else:
+                first = 3 if n and int(fp.max()) >= 100 else 4
+            if (fp % 100).any():
+                last = 5
+            elif fp.any():
+                last = 4
+            else:
+                last = next((k + 1 for k in (2, 1, 0) if groups[k]().any()), first)
+            last = max(last, first)
             out = np.empty(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
                                      ("ds", ">i2"), ("g", ">i2", (last - first,))])
             out["len"], out["nd"], out["w"], out["sign"] = 8 + 2 * (last - first), last - first, 2 - first, 0
             out["ds"] = np.where(dot < 0, 0, _lengths(plain) - dot - 1)
-            out["g"] = groups[:, first:last]
+            g = out["g"]
+            for k in range(first, last):
+                g[:, k - first] = groups[k]()
             return [_fixed_or_nullable(is_null, out)]
         raise AssertionError(col.type)
 

@@ -159,12 +159,14 @@ def _hash(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarr
     return h, words, lens
 
 
-def _key_hash(columns: list[pa.Array]) -> np.ndarray:
-    """One 64-bit hash per row of the values of the key columns (as text)."""
-    h = _hash(columns[0])[0]
+def _key_hash(columns: list[pa.Array], hashes: list[np.ndarray | None] | None = None) -> np.ndarray:
+    """One 64-bit hash per row of the values of the key columns (as text); ``hashes``: the
+    ``_hash`` of a column when the caller has it already (else None)."""
+    known = hashes or [None] * len(columns)
+    h = known[0] if known[0] is not None else _hash(columns[0])[0]
     with np.errstate(over="ignore"):
-        for col in columns[1:]:
-            h = h * np.uint64(0x9E3779B97F4A7C15) ^ _hash(col)[0]
+        for col, hc in zip(columns[1:], known[1:], strict=True):
+            h = h * np.uint64(0x9E3779B97F4A7C15) ^ (hc if hc is not None else _hash(col)[0])
             h ^= h >> np.uint64(29)
     return h
 
@@ -199,13 +201,15 @@ class KeySet:
         bounds = np.arange(1 << bits, dtype=np.uint64) << self.shift
         self.start = np.append(np.searchsorted(self.h, bounds), self.size).astype(np.int32)
 
-    def contains(self, values: pa.Array) -> np.ndarray:
+    def contains(self, values: pa.Array, h: np.ndarray | None = None) -> np.ndarray:
+        """Which values are keys of the set; ``h``: their ``_hash`` when the caller has it."""
         n = len(values)
         if n == 0 or self.size == 0:
             return np.zeros(n, dtype=bool)
         if self.size <= self.SMALL:
             return pc.is_in(values, value_set=self.array).to_numpy(zero_copy_only=False)
-        h, _, _ = _hash(values)
+        if h is None:
+            h = _hash(values)[0]
         bucket = (h >> self.shift).astype(np.int64)
         pos, end = self.start[bucket], self.start[bucket + 1]
         found = np.zeros(n, dtype=bool)
@@ -491,14 +495,20 @@ class _File:
                              *(c.name for c in self.present)]
 
     # -- checks ----------------------------------------------------------------------------
-    def _fast(self, col: Column, a: pa.Array, n: int) -> tuple[np.ndarray, object]:
-        """(which values are certainly good as they are, what their encoding needs)."""
+    def _fast(self, col: Column, a: pa.Array, n: int, hashes: dict[str, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, object]:
+        """(which values are certainly good as they are, what their encoding needs); ``hashes``
+        receives the ``_hash`` of a foreign-key column of a large key set (the key hash reuses it)."""
         empty = _lengths(a) == 0
         ok = empty & (not col.required)
         e = self.entity
         fk = next((f for f in e.foreign_keys if f.column == col.name), None)
         if fk is not None:
-            return ok | self.keysets[f"{fk.entity}.{fk.ref_column}"].contains(a), empty
+            keyset = self.keysets[f"{fk.entity}.{fk.ref_column}"]
+            h = None
+            if hashes is not None and keyset.size > KeySet.SMALL and n:
+                h = hashes[col.name] = _hash(a)[0]
+            return ok | keyset.contains(a, h), empty
         if col.type in ("date", "timestamp"):
             return self._fast_date(a, n, ok, col.type == "timestamp")
         if col.type == "text":
@@ -545,8 +555,9 @@ class _File:
         ok = np.ones(n, dtype=bool)
         good: dict[str, np.ndarray] = {}
         info: dict[str, object] = {}
+        hashes: dict[str, np.ndarray] = {}
         for col in self.present:
-            good[col.name], info[col.name] = self._fast(col, rb.column(self.pos[col.name]), n)
+            good[col.name], info[col.name] = self._fast(col, rb.column(self.pos[col.name]), n, hashes)
             ok &= good[col.name]
         # rows dated too far after the extract date, or in a currency with no rate yet
         ev = e.event_date_column
@@ -570,7 +581,7 @@ class _File:
                     block.rejects.append(reject)
                 else:
                     block.slow_rows.append((int(i), record, row))
-        block.positions, block.hashes = self._key_hashes(rb, ok, block.slow_rows)
+        block.positions, block.hashes = self._key_hashes(rb, ok, block.slow_rows, hashes)
         if ok.any():  # every row; commit sends the runs of plainly good ones
             block.encoded = self._encode(rb, good, info, block.recs)
         return block
@@ -649,8 +660,8 @@ class _File:
         except RowProblem as exc:
             return None, (rec + 1, _raw_json(record), str(exc))
 
-    def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list,
+                    hashes: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(positions in the block of the rows that passed, their key hashes), in the order of
         the parts ``_KeyRuns`` spills them to (the hash's top bits). Done here, in the checking
         threads, to spare the ordered commit."""
@@ -659,7 +670,8 @@ class _File:
         idx = np.concatenate([fast_idx, np.array([i for i, _, _ in slow_rows], dtype=np.int64)])
         if idx.size == 0:
             return idx, np.zeros(0, dtype=np.uint64)
-        h = _key_hash([rb.column(self.pos[k]) for k in e.key])[fast_idx]
+        known = [(hashes or {}).get(k) for k in e.key]
+        h = _key_hash([rb.column(self.pos[k]) for k in e.key], known)[fast_idx]
         if slow_rows:
             slow = [pa.array([_canonical(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
             h = np.concatenate([h, _key_hash(slow)])
@@ -740,13 +752,31 @@ class _File:
             units = np.rint(floats * 1e6).astype(np.int64)
             ip, fp = units // 10**6, units % 10**6
             dot = pc.find_substring(plain, ".").to_numpy(zero_copy_only=False)
-            out = np.zeros(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
-                                     ("ds", ">i2"), ("g", ">i2", (5,))])
-            out["len"], out["nd"], out["w"] = 18, 5, 2
+            # base-10000 digit groups of weights 2, 1, 0, -1, -2; the block sends only the
+            # window of groups that some value needs (a smaller stream: 1..40 is one group,
+            # 999.99 two); the server strips leading and trailing zero groups anyway. Values
+            # that are not sent (refused or empty) are "0" here: they widen nothing.
+            groups = (lambda: ip // 10**8, lambda: ip // 10**4 % 10**4, lambda: ip % 10**4,
+                      lambda: fp // 100, lambda: fp % 100 * 100)
+            top = int(ip.max()) if n else 0
+            if top:
+                first = 0 if top >= 10**8 else 1 if top >= 10**4 else 2
+            else:
+                first = 3 if n and int(fp.max()) >= 100 else 4
+            if (fp % 100).any():
+                last = 5
+            elif fp.any():
+                last = 4
+            else:
+                last = next((k + 1 for k in (2, 1, 0) if groups[k]().any()), first)
+            last = max(last, first)
+            out = np.empty(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
+                                     ("ds", ">i2"), ("g", ">i2", (last - first,))])
+            out["len"], out["nd"], out["w"], out["sign"] = 8 + 2 * (last - first), last - first, 2 - first, 0
             out["ds"] = np.where(dot < 0, 0, _lengths(plain) - dot - 1)
             g = out["g"]
-            g[:, 0], g[:, 1], g[:, 2] = ip // 10**8, ip // 10**4 % 10**4, ip % 10**4
-            g[:, 3], g[:, 4] = fp // 100, fp % 100 * 100
+            for k in range(first, last):
+                g[:, k - first] = groups[k]()
             return [_fixed_or_nullable(is_null, out)]
         raise AssertionError(col.type)
 

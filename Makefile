@@ -48,7 +48,8 @@ clean:
 # psql's \copy, side by side (rows/s, ratio, the loader's peak memory). psql comes from
 # Debian's postgresql-client when missing (else the embedded wheel's own psql is used).
 BENCH_ROWS ?= 5000000
+BENCH_REPEAT ?= 3
 bench-ingest: setup
 	@command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client; } \
 		|| echo "postgresql-client not installed; using the embedded wheel's psql"
-	$(BIN)/python bench/bench_ingest.py --rows $(BENCH_ROWS)
+	$(BIN)/python bench/bench_ingest.py --rows $(BENCH_ROWS) --repeat $(BENCH_REPEAT)

@@ -60,6 +60,9 @@ def customer_tiering() -> None:
     # The staging and intermediate models are thin views: one dbt build for all of them
     # (with their tests) costs a few seconds, where a Cosmos task per view costs a dbt start
     # each. The marts, where the business logic is, stay one task per model.
+    profile_config = cosmos_profile_config()
+    dbt_executable = str(Path(sys.executable).parent / "dbt")
+    view_paths = [f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS]
     dbt_task_args = {
         "install_deps": False,
         "interceptors": [pipeline.dbt_vars_interceptor],
@@ -70,24 +73,23 @@ def customer_tiering() -> None:
         task_id="prepare",
         doc_md="dbt build of the staging and intermediate views and their tests.",
         project_dir=DBT_PROJECT_DIR,
-        profile_config=cosmos_profile_config(),
-        dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
-        select=[f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS],
+        profile_config=profile_config,
+        dbt_executable_path=dbt_executable,
+        select=view_paths,
         emit_datasets=False,
         **dbt_task_args,
     )
     transform = DbtTaskGroup(
         group_id="transform",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
-        profile_config=cosmos_profile_config(),
+        profile_config=profile_config,
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+            execution_mode=ExecutionMode.LOCAL, dbt_executable_path=dbt_executable
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
-            exclude=[f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS],
+            exclude=view_paths,
             emit_datasets=False,  # our own Assets are emitted by `publish`
         ),
         operator_args=dbt_task_args,

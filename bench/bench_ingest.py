@@ -37,7 +37,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -179,7 +179,8 @@ def psql_call(url: str, *args: str) -> tuple[list[str], dict[str, str]]:
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     netloc = f"{user}@{hostport}" if at and user else hostport
-    public = parts._replace(netloc=netloc, query=urlencode([(k, v) for k, v in query if k != "password"]))
+    rest = urlencode([(k, v) for k, v in query if k != "password"], quote_via=quote)  # libpq: %20, not +
+    public = parts._replace(netloc=netloc, query=rest)
     env = dict(os.environ)  # the child's environment: ours plus the password
     if password is not None:
         env["PGPASSWORD"] = password

@@ -66,9 +66,11 @@ def test_embedded_warehouse_lifecycle(traversable_dir: Path) -> None:
         assert _select_one(url) == 1
 
         psql = shutil.which("psql")
-        if psql:
+        if psql:  # the password in the environment: a command line is readable by every local user
             out = subprocess.run(
-                [psql, url, "-tAc", "select 1"], capture_output=True, text=True, timeout=30
+                [psql, "-h", "127.0.0.1", "-p", str(parts.port), "-U", "postgres", "-d", "tierflow",
+                 "-tAc", "select 1"],
+                env={**os.environ, "PGPASSWORD": parts.password}, capture_output=True, text=True, timeout=30,
             )
             assert out.returncode == 0, out.stderr
             assert out.stdout.strip() == "1"

@@ -37,7 +37,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -127,7 +127,8 @@ from datetime import date
 from pathlib import Path
 from tierflow.config import load_config
 from tierflow.ingest import run_ingest
-url, landing, day, config = sys.argv[1:5]
+args = json.loads(sys.stdin.read())  # on stdin: the URL holds the password, argv is public
+url, landing, day, config = args["url"], args["landing"], args["day"], args["config"]
 # pyarrow imports pandas the first time it converts a Python value (~1 s here); an Airflow
 # worker has pandas loaded already, so the import is done before timing, like tierflow's own
 import pyarrow as pa
@@ -142,11 +143,12 @@ print(json.dumps({"seconds": seconds, "totals": report.totals(),
 
 
 def run_ours(url: str, landing: Path, day: date) -> dict:
-    """run_ingest in a child process: its wall time and its own peak RSS."""
+    """run_ingest in a child process: its wall time and its own peak RSS. The child gets its
+    arguments on stdin, not on its command line (which every local user can read with ps)."""
+    args = {"url": url, "landing": str(landing), "day": day.isoformat(),
+            "config": str(ROOT / "config" / "tierflow.yml")}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, url, str(landing), day.isoformat(),
-         str(ROOT / "config" / "tierflow.yml")],
-        capture_output=True, text=True,
+        [sys.executable, "-c", _CHILD], input=json.dumps(args), capture_output=True, text=True,
     )
     if proc.returncode != 0:
         sys.exit(f"run_ingest failed:\n{proc.stderr.strip()}")
@@ -165,6 +167,31 @@ def psql_binary() -> str:
     sys.exit("psql not found: apt-get install -y postgresql-client (make bench-ingest does this)")
 
 
+def psql_call(url: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """psql's argument list and environment for ``url``: the password goes to psql in
+    PGPASSWORD (its environment, which only its own user can read), never in the argument
+    list, which every local user sees in ``ps``."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is None:  # libpq takes it as a URL parameter too
+        password = dict(query).get("password")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    netloc = f"{user}@{hostport}" if at and user else hostport
+    rest = urlencode([(k, v) for k, v in query if k != "password"], quote_via=quote)  # libpq: %20, not +
+    public = parts._replace(netloc=netloc, query=rest)
+    env = dict(os.environ)  # the child's environment: ours plus the password
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", public.geturl(), *args], env
+
+
+def run_psql_command(url: str, *args: str) -> subprocess.CompletedProcess:
+    argv, env = psql_call(url, *args)
+    return subprocess.run(argv, env=env, capture_output=True, text=True)
+
+
 def run_psql(url: str, path: Path) -> dict:
     """psql's \\copy of the same file into a plain table with the same columns and types."""
     table = "bench_plain_copy"
@@ -180,10 +207,7 @@ def run_psql(url: str, path: Path) -> dict:
     options = "format csv, header true" + (", on_error ignore" if major >= 17 else "")
     command = f"\\copy {table} from '{path}' with ({options})"
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", command],
-        capture_output=True, text=True,
-    )
+    proc = run_psql_command(url, "-c", command)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"psql \\copy failed: {proc.stderr.strip()}")

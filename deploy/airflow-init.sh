@@ -67,10 +67,14 @@ airflow db migrate
 say "admin user ${AIRFLOW_ADMIN_USERNAME}"
 # Prints "... already exist in the db" and exits 0 when the user exists: a password changed
 # later in the UI is kept. Rotate it with `airflow users reset-password` (docs/production.md).
-airflow users create \
+# The password goes to the command's own prompt (password, then confirmation) on stdin, never
+# on its command line, which every local user can read (ps). printf is a shell builtin, so it
+# is no process either; setsid detaches from any terminal, so the prompt reads stdin even
+# under `docker compose run` (which gives the container a terminal).
+printf '%s\n%s\n' "${AIRFLOW_ADMIN_PASSWORD}" "${AIRFLOW_ADMIN_PASSWORD}" \
+| setsid --wait airflow users create \
     --role Admin \
     --username "${AIRFLOW_ADMIN_USERNAME}" \
-    --password "${AIRFLOW_ADMIN_PASSWORD}" \
     --email "${AIRFLOW_ADMIN_EMAIL}" \
     --firstname Tierflow \
     --lastname Admin

@@ -8,7 +8,6 @@ gets its own database on it, dropped afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -45,8 +44,7 @@ def pg_server() -> Iterator[str]:
     try:
         yield wh.url("postgres")
     finally:
-        wh.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        wh.remove()  # stops it; deletes its data, also when kept outside the checkout (root)
 
 
 def _with_db(url: str, db: str) -> str:

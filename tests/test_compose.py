@@ -397,6 +397,22 @@ def test_postgres_init_scripts_get_their_variables(services):
             assert database in text, f"{script.name} does not create database {database}"
 
 
+def test_postgres_init_follows_the_one_bi_role_model(services):
+    # README, the publisher and this script agree: the NOLOGIN role tierflow_bi holds every BI
+    # grant, and logins (bi_reader, Metabase's) are its members with read-only sessions.
+    # tests/test_postgres_init.py runs the script against a real server.
+    text = " ".join((POSTGRES_INIT_DIR / "01-databases.sh").read_text(encoding="utf-8").split())
+    assert "ALTER ROLE tierflow_bi WITH NOLOGIN" in text
+    assert not re.search(r"ALTER ROLE tierflow_bi WITH (?!NOLOGIN)", text)
+    assert re.search(r"ALTER ROLE bi_reader WITH LOGIN [^;]*PASSWORD :'bi_reader_pw'", text)
+    assert "GRANT tierflow_bi TO bi_reader;" in text
+    assert "ALTER ROLE bi_reader SET default_transaction_read_only = on;" in text
+    grantees = re.findall(r"GRANT (?:SELECT|USAGE|CONNECT)\b[^;]* TO (\w+);", text)
+    assert grantees and set(grantees) <= {"tierflow_bi", "airflow", "metabase", "tierflow"}
+    assert "tierflow_bi" in grantees
+    assert "BI_READER_PASSWORD" in services["postgres"]["environment"]
+
+
 def test_bi_tool(services):
     bi = services[BI_TOOL]
     image = bi["image"]

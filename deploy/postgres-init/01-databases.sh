@@ -11,7 +11,10 @@
 # Roles (passwords come from the container environment, i.e. from .env):
 #   airflow      owns database airflow   (Airflow metadata)
 #   tierflow     owns database tierflow  (the warehouse; the pipeline and dbt write here)
-#   tierflow_bi  read-only: SELECT on the publish schema of database tierflow, nothing else
+#   tierflow_bi  NOLOGIN: holds the BI grants (SELECT on the publish schema of database
+#                tierflow, nothing else); nobody logs in as it
+#   bi_reader    the BI login (Metabase's warehouse connection): a member of tierflow_bi, with
+#                read-only sessions. Add one such login per BI tool or analyst (docs/production.md).
 #   metabase     owns database metabase  (Metabase's application database)
 #
 # The body runs in a subshell so that its shell options do not leak into the image's
@@ -21,12 +24,12 @@ set -euo pipefail
 
 : "${AIRFLOW_DB_PASSWORD:?AIRFLOW_DB_PASSWORD is not set}"
 : "${TIERFLOW_DB_PASSWORD:?TIERFLOW_DB_PASSWORD is not set}"
-: "${TIERFLOW_BI_PASSWORD:?TIERFLOW_BI_PASSWORD is not set}"
+: "${BI_READER_PASSWORD:?BI_READER_PASSWORD is not set}"
 : "${METABASE_DB_PASSWORD:?METABASE_DB_PASSWORD is not set}"
 schema="${TIERFLOW_PUBLISH_SCHEMA:-bi}"
 superuser="${POSTGRES_USER:-postgres}"
 
-for name in AIRFLOW_DB_PASSWORD TIERFLOW_DB_PASSWORD TIERFLOW_BI_PASSWORD METABASE_DB_PASSWORD; do
+for name in AIRFLOW_DB_PASSWORD TIERFLOW_DB_PASSWORD BI_READER_PASSWORD METABASE_DB_PASSWORD; do
     case "${!name}" in
         change-me*)
             echo "01-databases.sh: $name still holds the .env.example placeholder." >&2
@@ -43,23 +46,32 @@ fi
 
 psql=(psql -X --quiet -v ON_ERROR_STOP=1 --username "$superuser")
 
-# Roles and databases. psql variables (:'x', :"x") quote the values; the passwords never
-# appear on a command line or in the server log.
-"${psql[@]}" --dbname postgres \
-    -v airflow_pw="$AIRFLOW_DB_PASSWORD" \
-    -v tierflow_pw="$TIERFLOW_DB_PASSWORD" \
-    -v bi_pw="$TIERFLOW_BI_PASSWORD" \
-    -v metabase_pw="$METABASE_DB_PASSWORD" <<'SQL'
-SELECT format('CREATE ROLE %I', r) FROM unnest(ARRAY['airflow', 'tierflow', 'tierflow_bi', 'metabase']) AS r
+# Roles and databases. The passwords stay in the environment: psql's \getenv copies each into
+# a psql variable (:'x' quotes it), so none appears on a command line (ps shows those to every
+# local user) nor, with the default log_statement, in the server log.
+"${psql[@]}" --dbname postgres <<'SQL'
+\getenv airflow_pw AIRFLOW_DB_PASSWORD
+\getenv tierflow_pw TIERFLOW_DB_PASSWORD
+\getenv bi_reader_pw BI_READER_PASSWORD
+\getenv metabase_pw METABASE_DB_PASSWORD
+
+SELECT format('CREATE ROLE %I', r)
+  FROM unnest(ARRAY['airflow', 'tierflow', 'tierflow_bi', 'bi_reader', 'metabase']) AS r
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
 
 ALTER ROLE airflow     WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'airflow_pw';
 ALTER ROLE tierflow    WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'tierflow_pw';
-ALTER ROLE tierflow_bi WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'bi_pw';
 ALTER ROLE metabase    WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'metabase_pw';
 
--- The BI role cannot write even where a grant would allow it.
-ALTER ROLE tierflow_bi SET default_transaction_read_only = on;
+-- BI: the NOLOGIN role tierflow_bi holds the grants (the pipeline grants it on every publish,
+-- TIERFLOW_BI_ROLE); logins are its members. PASSWORD NULL clears the password of volumes made
+-- when tierflow_bi was itself a login.
+ALTER ROLE tierflow_bi WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL;
+ALTER ROLE bi_reader   WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD :'bi_reader_pw';
+GRANT tierflow_bi TO bi_reader;
+-- A login's sessions are read-only (role settings belong to the login, they are not inherited).
+ALTER ROLE bi_reader SET default_transaction_read_only = on;
+ALTER ROLE tierflow_bi RESET ALL;
 
 SELECT format('CREATE DATABASE %I OWNER %I', d, d) FROM unnest(ARRAY['airflow', 'tierflow', 'metabase']) AS d
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d) \gexec
@@ -81,8 +93,9 @@ ALTER SCHEMA :"schema" OWNER TO tierflow;
 GRANT USAGE ON SCHEMA :"schema" TO tierflow_bi;
 GRANT SELECT ON ALL TABLES IN SCHEMA :"schema" TO tierflow_bi;
 ALTER DEFAULT PRIVILEGES FOR ROLE tierflow IN SCHEMA :"schema" GRANT SELECT ON TABLES TO tierflow_bi;
-ALTER ROLE tierflow_bi IN DATABASE tierflow SET search_path = :"schema";
+ALTER ROLE bi_reader IN DATABASE tierflow SET search_path = :"schema";
+ALTER ROLE tierflow_bi IN DATABASE tierflow RESET ALL;
 SQL
 
-echo "01-databases.sh: roles airflow, tierflow, tierflow_bi, metabase and databases airflow, tierflow, metabase are ready (publish schema: $schema)."
+echo "01-databases.sh: roles airflow, tierflow, tierflow_bi (NOLOGIN), bi_reader (its member), metabase and databases airflow, tierflow, metabase are ready (publish schema: $schema)."
 )

@@ -14,11 +14,13 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_BI_ROLE         | ``tierflow_bi`` (read-only role)|
 | TIERFLOW_EXPECTATIONS    | ``<checkout>/expectations``     |
 | TIERFLOW_SMTP_HOST       | unset: no alert e-mails         |
-| TIERFLOW_SMTP_PORT       | 587 with STARTTLS, else 25      |
+| TIERFLOW_SMTP_PORT       | 465 with SSL, 587 with STARTTLS, else 25 |
 | TIERFLOW_SMTP_USER       | unset: no login                 |
 | TIERFLOW_SMTP_PASSWORD   | unset                           |
 | TIERFLOW_SMTP_FROM       | ``tierflow@<SMTP host>``        |
-| TIERFLOW_SMTP_STARTTLS   | ``false`` (true / false)        |
+| TIERFLOW_SMTP_SSL        | ``true`` on port 465, else ``false`` (TLS from the first byte) |
+| TIERFLOW_SMTP_STARTTLS   | ``true`` when a user is set (and not SSL), else ``false`` |
+| TIERFLOW_SMTP_ALLOW_PLAINTEXT | ``false``: a login needs SSL or STARTTLS |
 """
 
 from __future__ import annotations
@@ -61,12 +63,26 @@ def _identifier(name: str, value: str) -> str:
     return value
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(name: str) -> bool | None:
+    """A true/false variable; None when unset or empty."""
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return None
+    if text not in _TRUE + _FALSE:
+        raise SettingsError(f"{name}={text!r}: use true or false")
+    return text in _TRUE
 
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    """The SMTP server for the account-alert e-mails (all from the environment)."""
+    """The SMTP server for the account-alert e-mails (all from the environment).
+
+    A login (``user``) goes over TLS: implicit (``ssl``, port 465) or STARTTLS, with the
+    server's certificate verified. Logging in over plaintext needs ``allow_plaintext``.
+    """
 
     host: str
     port: int
@@ -74,28 +90,51 @@ class SmtpSettings:
     starttls: bool = False
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    allow_plaintext: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ssl and self.starttls:
+            raise SettingsError(
+                "TIERFLOW_SMTP_STARTTLS=true with TIERFLOW_SMTP_SSL=true (or port 465): "
+                "the connection is either TLS from the start or upgraded by STARTTLS; choose one"
+            )
+        if self.user and not self.encrypted and not self.allow_plaintext:
+            raise SettingsError(
+                "TIERFLOW_SMTP_USER is set but the connection would be unencrypted "
+                "(TIERFLOW_SMTP_STARTTLS=false), so the password would cross the network in clear: "
+                "use STARTTLS (the default with a user, port 587) or TLS (TIERFLOW_SMTP_SSL=true, "
+                "port 465), or accept plaintext with TIERFLOW_SMTP_ALLOW_PLAINTEXT=true"
+            )
+
+    @property
+    def encrypted(self) -> bool:
+        return self.ssl or self.starttls
 
 
 def _smtp_settings() -> SmtpSettings | None:
     host = os.environ.get("TIERFLOW_SMTP_HOST", "").strip()
     if not host:
         return None
-    starttls_txt = os.environ.get("TIERFLOW_SMTP_STARTTLS", "").strip().lower()
-    if starttls_txt not in _TRUE + _FALSE:
-        raise SettingsError(f"TIERFLOW_SMTP_STARTTLS={starttls_txt!r}: use true or false")
-    starttls = starttls_txt in _TRUE
-    port_txt = os.environ.get("TIERFLOW_SMTP_PORT", "").strip() or ("587" if starttls else "25")
+    user = os.environ.get("TIERFLOW_SMTP_USER") or None
+    password = os.environ.get("TIERFLOW_SMTP_PASSWORD") or None
+    if password and not user:
+        raise SettingsError("TIERFLOW_SMTP_PASSWORD is set without TIERFLOW_SMTP_USER")
+    port_txt = os.environ.get("TIERFLOW_SMTP_PORT", "").strip()
+    ssl_flag = _flag("TIERFLOW_SMTP_SSL")
+    use_ssl = ssl_flag if ssl_flag is not None else port_txt == "465"
+    starttls_flag = _flag("TIERFLOW_SMTP_STARTTLS")
+    # with a login, encrypted unless said otherwise (and plaintext then needs ALLOW_PLAINTEXT)
+    starttls = starttls_flag if starttls_flag is not None else (user is not None and not use_ssl)
+    port_txt = port_txt or ("465" if use_ssl else "587" if starttls else "25")
     if not port_txt.isdigit() or not 0 < int(port_txt) < 65536:
         raise SettingsError(f"TIERFLOW_SMTP_PORT={port_txt!r} is not a port number (1-65535)")
     sender = os.environ.get("TIERFLOW_SMTP_FROM", "").strip() or f"tierflow@{host}"
     if "@" not in sender:
         raise SettingsError(f"TIERFLOW_SMTP_FROM={sender!r} is not an e-mail address")
-    user = os.environ.get("TIERFLOW_SMTP_USER") or None
-    password = os.environ.get("TIERFLOW_SMTP_PASSWORD") or None
-    if password and not user:
-        raise SettingsError("TIERFLOW_SMTP_PASSWORD is set without TIERFLOW_SMTP_USER")
     return SmtpSettings(host=host, port=int(port_txt), sender=sender, starttls=starttls, user=user,
-                        password=password)
+                        password=password, ssl=use_ssl,
+                        allow_plaintext=bool(_flag("TIERFLOW_SMTP_ALLOW_PLAINTEXT")))
 
 
 @dataclass(frozen=True)

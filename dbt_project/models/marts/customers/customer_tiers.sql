@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set margin = sql_number(var('tier_hysteresis_margin')) -%}
 {%- set potential = var('tier_potential') -%}
 {%- set trend_days = var('lifecycle').trend_days | int -%}
@@ -72,17 +64,32 @@ account_group_tiers as (
 
 ),
 
-{% if is_incremental() %}
+{% if has_published_history('customer_tiers') %}
+published_tiers as (
+
+    select * from {{ source('published', 'customer_tiers') }}
+
+),
+
+previous_date as (
+
+    -- the latest earlier as-of date BI was shown: published, so it passed every quality
+    -- gate (a failed night is never anyone's previous tier)
+    select max(as_of_date) as as_of_date
+    from published_tiers
+    where as_of_date < {{ as_of_date() }}
+
+),
+
 previous_tiers as (
 
-    -- the customer's tiers at the latest earlier as-of date already built
-    select distinct on (customer_id)
-        customer_id,
-        value_tier,
-        computed_tier
-    from {{ this }}
-    where as_of_date < {{ as_of_date() }}
-    order by customer_id asc, as_of_date desc
+    select
+        published_tiers.customer_id,
+        published_tiers.value_tier,
+        published_tiers.computed_tier
+    from published_tiers
+    inner join previous_date
+        on published_tiers.as_of_date = previous_date.as_of_date
 
 ),
 {% endif %}
@@ -208,7 +215,7 @@ with_previous as (
     select
         tiered.*,
         {{ tier_rank('tiered.score_tier') }} as score_tier_rank,
-        {% if is_incremental() -%}
+        {% if has_published_history('customer_tiers') -%}
         previous_tiers.value_tier as previous_value_tier,
         previous_tiers.computed_tier as previous_computed_tier,
         {{ tier_rank('previous_tiers.computed_tier') }} as previous_computed_rank
@@ -218,7 +225,7 @@ with_previous as (
         cast(null as integer) as previous_computed_rank
         {%- endif %}
     from tiered
-    {% if is_incremental() -%}
+    {% if has_published_history('customer_tiers') -%}
     left join previous_tiers
         on tiered.customer_id = previous_tiers.customer_id
     {%- endif %}

@@ -34,7 +34,10 @@ from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
 @dag(
     dag_id="customer_tiering",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Any as-of date must run, however old (a company loading years of history): Airflow runs
+    # no task for a logical date before start_date. catchup=False keeps the scheduler from
+    # creating the runs in between; backfills go date by date with `tierflow run --from`.
+    start_date=pendulum.datetime(1900, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["tierflow"],

@@ -20,7 +20,9 @@ Config: the shipped one (hysteresis margin 0.02, potential top 20% with growth >
 except alerts.churn_risk.gap_factor = 1.0 so that one fixture customer is "late".
 
 Three dbt builds: A1 (everything, with the unit tests), A2 (no unit tests), and a rebuild
-of A2's tiers after an override that names an unknown tier, which must fail.
+of A2's tiers after an override that names an unknown tier, which must fail. A1 and A2 are
+each allocated and published as a night would be: the build schema holds one night, BI keeps
+the history, and A2's previous tiers are read from what A1 published.
 """
 
 from __future__ import annotations
@@ -99,10 +101,19 @@ def _build(url: str, cfg, as_of: date, *extra: str) -> None:
     run_dbt(["build", *extra, "--vars", json.dumps(run_vars(cfg, as_of))], url)
 
 
+def _publish(url: str, cfg, as_of: date) -> None:
+    """The rest of a night after dbt: the allocation plan, then publish into bi."""
+    from tierflow.allocation import run_allocation
+    from tierflow.publish import publish
+
+    run_allocation(url, cfg, as_of)
+    publish(url, "bi", f"test_{as_of}", as_of)
+
+
 def _rows(url: str, query: str, *params) -> list[tuple]:
     from tierflow.settings import BUILD_SCHEMA, MARTS_SCHEMA
 
-    query = query.replace("{marts}", MARTS_SCHEMA).replace("{build}", BUILD_SCHEMA)
+    query = query.replace("{marts}", MARTS_SCHEMA).replace("{build}", BUILD_SCHEMA).replace("{bi}", "bi")
     with psycopg.connect(url) as conn:
         return conn.execute(query, params).fetchall()
 
@@ -174,9 +185,12 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
         **{c: ("C04", "high") for c in ("C04", "C07", "C08")},
     }
 
+    _publish(url, cfg, A1)
+
     # ---- A2 = 2026-04-01: C08 bought; overrides change --------------------------------
     run_ingest(url, landing, A2, cfg)
     _build(url, cfg, A2, "--exclude", "test_type:unit")
+    _publish(url, cfg, A2)
 
     # Window (2025-04-01, 2026-04-01]: every A1 order still counts; recency + 1 day, C08 0.
     # C08: spend 900, 3 orders, margin 360. cume_dist among the 8 buyers:
@@ -262,10 +276,10 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     assert _rows(url, "select value_score, value_rank, value_tier from {marts}.account_group_tiers"
                       " where as_of_date = %s", A2) == [(Decimal("0.8417"), 1, "high")]
 
-    # tier history keeps both dates
+    # the published tier history keeps both dates (the build schema holds tonight's only)
     history = _rows(url, "select as_of_date, count(*), count(*) filter (where is_override),"
                          " count(*) filter (where is_hysteresis_held)"
-                         " from {marts}.customer_tier_history group by as_of_date order by 1")
+                         " from {bi}.customer_tier_history group by as_of_date order by 1")
     assert history == [(A1, 10, 1, 0), (A2, 10, 2, 1)]
 
     # migrations, from the A1 value tier (with overrides) to the A2 one; revenue = spend in
@@ -287,12 +301,12 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     }
     # on A1 everyone is new: high C01 + C02 = 2500 + 1600; medium C05 + C04 = 1200 + 900;
     # low C03 3000 + C08 700 + C06 400 + C07 100 = 4200
-    first = _rows(url, "select to_tier, customers, revenue_in_window from {marts}.tier_migrations"
+    first = _rows(url, "select to_tier, customers, revenue_in_window from {bi}.tier_migrations"
                        " where as_of_date = %s and from_tier = 'new' order by to_tier_rank", A1)
     assert first == [("high", 2, Decimal("4100")), ("medium", 2, Decimal("2100")),
                      ("low", 6, Decimal("4200"))]
     # "how many high-value customers did we lose": the query in the model description
-    lost = _rows(url, "select sum(customers), sum(revenue_in_window) from {marts}.tier_migrations"
+    lost = _rows(url, "select sum(customers), sum(revenue_in_window) from {bi}.tier_migrations"
                       " where from_tier = 'high' and tier_change = 'down'"
                       " and as_of_date >= date_trunc('month', date '2026-04-01')")
     assert lost == [(1, Decimal("1600"))]
@@ -332,7 +346,7 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
         "credit risk high: overdue share 100%, average days late 59, write-offs 0 in the credit window"
     )
     # A1 kept its own alert: C05 was already late (31 days > 30.6)
-    assert _rows(url, "select alert_id from {marts}.account_alerts where as_of_date = %s", A1) == [
+    assert _rows(url, "select alert_id from {bi}.account_alerts where as_of_date = %s", A1) == [
         ("2026-03-31:churn_risk:C05",)
     ]
 

@@ -229,6 +229,8 @@ def save_summary(url: str, run_id: str, summary: dict) -> None:
 
 def load_summary(url: str, run_id: str) -> dict | None:
     with psycopg.connect(url) as conn:
+        if conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.runs",)).fetchone()[0] is None:
+            return None
         row = conn.execute(
             sql.SQL("select summary from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
             (run_id,),

@@ -69,6 +69,8 @@ def customer_tiering() -> None:
     dbt_task_args = {
         "install_deps": False,
         "interceptors": [pipeline.dbt_vars_interceptor],
+        # every dbt test's outcome is recorded beside the GX results, passed or failed
+        "callback": pipeline.record_dbt_test_results,
         # a relationship test runs with the model built last, not with the first parent
         "dbt_cmd_flags": ["--indirect-selection", "cautious"],
     }

@@ -7,10 +7,10 @@ failed night leaves its rows there, never in ``bi``, and the next night rebuilds
 Two kinds of published table:
 
 - **per as-of date** (every customer mart, the tier history and migrations, alerts, the
-  allocation plans): ``bi`` keeps every published date; tonight replaces only its own
+  allocation plans, the sales KPIs as known on the date): ``bi`` keeps every published date; tonight replaces only its own
   date's rows. A rerun of an old date replaces that date and nothing else, and the marts
   read earlier nights (previous tiers) from here, so history is what passed the gates.
-- **current state** (order facts, customers, sales KPIs): ``bi`` holds the newest published
+- **current state** (order facts, customers): ``bi`` holds the newest published
   date's state; a rerun of an older date leaves them as the newer date published them.
 
 Everything happens inside a single transaction, so BI readers see either the previous state
@@ -46,13 +46,13 @@ PER_DATE_TABLES = (
     "account_alerts",
     "allocation_plan_tier",
     "allocation_plan_customer",
+    "sales_kpis",  # every month up to A, as known on A
 )
 # the state as of the newest published date
 CURRENT_STATE_TABLES = (
     "fct_orders",
     "fct_order_lines",
     "dim_customers",
-    "sales_kpis",
 )
 PUBLISHED_TABLES = CURRENT_STATE_TABLES + PER_DATE_TABLES
 

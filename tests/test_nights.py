@@ -217,7 +217,7 @@ def test_history_from_years_ago_runs_for_real(run_env: dict[str, str], tmp_path:
     assert rfm == EXPECTED_RFM
     tiers = dict(query(url, "select customer_id, value_tier from bi.customer_tiers"
                             " where as_of_date = %s", as_of))
-    assert tiers == {cid: labels[1] for cid, (_, *labels) in EXPECTED_TIERS.items()}
+    assert tiers == {cid: value_tier for cid, (_, value_tier, *_) in EXPECTED_TIERS.items()}
 
     res = tierflow(["run", "--date", "1899-12-31"], env)
     assert res.returncode != 0

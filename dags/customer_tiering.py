@@ -34,7 +34,10 @@ from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
 @dag(
     dag_id="customer_tiering",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Any as-of date must run, however old (a company loading years of history): Airflow runs
+    # no task for a logical date before start_date. catchup=False keeps the scheduler from
+    # creating the runs in between; backfills go date by date with `tierflow run --from`.
+    start_date=pendulum.datetime(1900, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["tierflow"],
@@ -66,6 +69,8 @@ def customer_tiering() -> None:
     dbt_task_args = {
         "install_deps": False,
         "interceptors": [pipeline.dbt_vars_interceptor],
+        # every dbt test's outcome is recorded beside the GX results, passed or failed
+        "callback": pipeline.record_dbt_test_results,
         # a relationship test runs with the model built last, not with the first parent
         "dbt_cmd_flags": ["--indirect-selection", "cautious"],
     }

@@ -15,12 +15,20 @@ and built for A2 = 2026-04-01. Extra extracts, all written below:
 - erp/orders + order_lines/2026-04-01: C08 buys P1 20 x 10 on 2026-04-01 (revenue 200,
   margin 20 x (10 - 6) = 80).
 - erp/invoices/2026-04-01: C02 owes 1,000 CNY due 2026-02-01, unpaid.
+- crm/activities/2026-04-01: a call to C08 costing 20 and a visit to C03 costing 30 (so that
+  on A2 the customers' net contributions rank as their gross margins did).
+
+Profit is the net contribution after cost-to-serve (customer_profitability). The fixture has
+no tickets, so cost-to-serve is handling (20 a shipped order: completed or returned) plus,
+on A2, the activities above and C02's cost of capital (1,000 x 90 days x 6% / 365 = 14.79).
 
 Config: the shipped one (hysteresis margin 0.02, potential top 20% with growth >= 20%),
 except alerts.churn_risk.gap_factor = 1.0 so that one fixture customer is "late".
 
 Three dbt builds: A1 (everything, with the unit tests), A2 (no unit tests), and a rebuild
-of A2's tiers after an override that names an unknown tier, which must fail.
+of A2's tiers after an override that names an unknown tier, which must fail. A1 and A2 are
+each allocated and published as a night would be: the build schema holds one night, BI keeps
+the history, and A2's previous tiers are read from what A1 published.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from tiny_fixture import AS_OF, CUSTOMERS_HEADER, LINES_HEADER, ORDERS_HEADER, _
 A1 = AS_OF  # 2026-03-31
 A2 = date(2026, 4, 1)
 OVERRIDES_HEADER = ["customer_id", "value_tier", "reason", "set_by", "valid_from", "valid_to"]
+ACTIVITIES_HEADER = ["activity_id", "customer_id", "activity_date", "activity_type", "cost", "owner",
+                     "updated_at"]
 INVOICES_HEADER = ["invoice_id", "customer_id", "order_id", "invoice_date", "due_date", "amount",
                    "currency", "paid_date", "paid_amount", "status", "updated_at"]
 MANAGER = "王芳 / Wang Fang"
@@ -91,6 +101,12 @@ def _write_extra_extracts(landing: Path) -> None:
         [["INV-1", "C02", "", "2026-01-01", "2026-02-01", "1000", "CNY", "", "0", "open",
           "2026-01-01T09:00:00"]],
     )
+    _write(
+        landing / "crm/activities/2026-04-01/activities.csv",
+        ACTIVITIES_HEADER,
+        [["ACT-1", "C08", "2026-04-01", "call", "20", "Li Wei", "2026-04-01T10:00:00"],
+         ["ACT-2", "C03", "2026-04-01", "visit", "30", "Li Wei", "2026-04-01T10:00:00"]],
+    )
 
 
 def _build(url: str, cfg, as_of: date, *extra: str) -> None:
@@ -99,10 +115,19 @@ def _build(url: str, cfg, as_of: date, *extra: str) -> None:
     run_dbt(["build", *extra, "--vars", json.dumps(run_vars(cfg, as_of))], url)
 
 
+def _publish(url: str, cfg, as_of: date) -> None:
+    """The rest of a night after dbt: the allocation plan, then publish into bi."""
+    from tierflow.allocation import run_allocation
+    from tierflow.publish import publish
+
+    run_allocation(url, cfg, as_of)
+    publish(url, "bi", f"test_{as_of}", as_of)
+
+
 def _rows(url: str, query: str, *params) -> list[tuple]:
     from tierflow.settings import BUILD_SCHEMA, MARTS_SCHEMA
 
-    query = query.replace("{marts}", MARTS_SCHEMA).replace("{build}", BUILD_SCHEMA)
+    query = query.replace("{marts}", MARTS_SCHEMA).replace("{build}", BUILD_SCHEMA).replace("{bi}", "bi")
     with psycopg.connect(url) as conn:
         return conn.execute(query, params).fetchall()
 
@@ -133,15 +158,15 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     run_ingest(url, landing, A1, cfg)
     _build(url, cfg, A1)
 
-    # scores and score tiers exactly as in test_pipeline_e2e.EXPECTED_TIERS; no previous
-    # tier, so no hysteresis; C03's override (low, valid from 2026-03-01) applies; C07's
-    # ended 2026-03-15 and does not
+    # scores and score tiers exactly as in test_pipeline_e2e.EXPECTED_TIERS (C03 .68125:
+    # its net contribution 280 ties C04's); no previous tier, so no hysteresis; C03's
+    # override (low, valid from 2026-03-01) applies; C07's ended 2026-03-15 and does not
     t1 = _by_customer(url, "value_score, score_tier, computed_tier, value_tier, is_override, tier_change", A1)
     assert t1 == {
         "C01": (Decimal("0.9250"), "high", "high", "high", False, "new"),
         "C02": (Decimal("0.8000"), "high", "high", "high", False, "new"),
         "C05": (Decimal("0.7313"), "medium", "medium", "medium", False, "new"),
-        "C03": (Decimal("0.6500"), "medium", "medium", "low", True, "new"),
+        "C03": (Decimal("0.6813"), "medium", "medium", "low", True, "new"),
         "C04": (Decimal("0.5813"), "medium", "medium", "medium", False, "new"),
         "C08": (Decimal("0.3688"), "low", "low", "low", False, "new"),
         "C06": (Decimal("0.3313"), "low", "low", "low", False, "new"),
@@ -152,38 +177,59 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     (reason,) = _rows(url, "select tier_reason from {marts}.customer_tiers where customer_id = 'C03'"
                            " and as_of_date = %s", A1)[0]
     assert reason.startswith("low: override by Li Wei (valid from 2026-03-01): disputed invoices;"
-                             " computed medium: value score 0.6500 ranks 4 of 10 customers")
+                             " computed medium: value score 0.6813 ranks 4 of 10 customers")
+
+    # each one-dimension tier says why: C01 spends 2,500 (C03 3,000 more): rank 2, position
+    # .1; C05's 6 orders rank 1; C03's contribution 280 ties C04's behind C01 900, C02 560,
+    # C05 360: rank 4, position .3
+    dims = _by_customer(url, "purchasing_power_reason, frequency_reason, profit_reason", A1)
+    assert dims["C01"][0] == (
+        "high: spend 2,500.00 CNY in the last 365 days ranks 2 of 10 customers, in the top 20%"
+    )
+    assert dims["C05"][1] == (
+        "high: 6 completed orders in the last 365 days ranks 1 of 10 customers, in the top 20%"
+    )
+    assert dims["C03"][2] == (
+        "medium: net contribution 280.00 CNY after cost-to-serve in the last 365 days ranks 4 of 10"
+        " customers, in the top 50% but not the top 20%"
+    )
 
     # account group C04 = {C04, C07, C08} on A1, ranked among 8 accounts (the group, C01,
     # C02, C03, C05, C06, C09, C10). 6 accounts bought in the window; group: spend
-    # 900 + 100 + 700 = 1700, orders 3 + 1 + 2 = 6, margin 360 + 40 + 280 = 680, recency
-    # min(21, 90, 274) = 21. cume_dist among the 6 buyers:
+    # 900 + 100 + 700 = 1700, orders 3 + 1 + 2 = 6, net contribution (margin - 20 a shipped
+    # order) 280 + 20 + 240 = 540, recency min(21, 90, 274) = 21. cume_dist among the 6:
     #   spend    C06 400, C05 1200, C02 1600, G 1700, C01 2500, C03 3000     -> G 4/6
     #   orders   C03 1, C06 2, C02 4, C01 5, C05 6 = G 6                     -> G 6/6
-    #   margin   C06 160, C03 300, C05 480, C02 640, G 680, C01 1000         -> G 5/6
+    #   contrib. C06 120, C03 280, C05 360, G 540, C02 560, C01 900          -> G 4/6
     #   recency  (desc) C06 59, C05 31, G 21, C03 11, C02 6, C01 1           -> G 3/6
-    # G = (.35*4 + .25*6 + .25*5 + .15*3) / 6 = 4.60 / 6 = .76667 -> .7667
+    # G = (.35*4 + .25*6 + .25*4 + .15*3) / 6 = 4.35 / 6 = .725
     # C01 = (.35*5 + .25*4 + .25*6 + .15*6) / 6 = 5.15 / 6 = .8583 is the only higher one:
     # rank 2 of 8, position 1/8 = .125 < .2 -> high
     groups = _rows(url, "select account_group_id, as_of_date, members, member_customer_ids, value_score,"
                         " value_rank, account_count, value_tier from {marts}.account_group_tiers"
                         " order by as_of_date")
-    assert groups == [("C04", A1, 3, "C04, C07, C08", Decimal("0.7667"), 2, 8, "high")]
+    assert groups == [("C04", A1, 3, "C04, C07, C08", Decimal("0.7250"), 2, 8, "high")]
     assert _by_customer(url, "account_group_id, account_group_tier", A1) == {
         **{c: (None, None) for c in ("C01", "C02", "C03", "C05", "C06", "C09", "C10")},
         **{c: ("C04", "high") for c in ("C04", "C07", "C08")},
     }
 
+    _publish(url, cfg, A1)
+
     # ---- A2 = 2026-04-01: C08 bought; overrides change --------------------------------
     run_ingest(url, landing, A2, cfg)
     _build(url, cfg, A2, "--exclude", "test_type:unit")
+    _publish(url, cfg, A2)
 
     # Window (2025-04-01, 2026-04-01]: every A1 order still counts; recency + 1 day, C08 0.
-    # C08: spend 900, 3 orders, margin 360. cume_dist among the 8 buyers:
+    # C08: spend 900, 3 orders, margin 360. Net contributions (margin - 20 a shipped order -
+    # activities - cost of capital): C07 40 - 20 = 20, C06 160 - 40 = 120, C03 300 - 20 - 30
+    # = 250, C04 360 - 80 = 280, C08 360 - 60 - 20 = 280, C05 480 - 120 = 360, C02 640 - 80 -
+    # 14.79 = 545.21, C01 1000 - 100 = 900: ranked as the margins were. cume_dist of the 8:
     #   spend   C07 100, C06 400, C04 = C08 900, C05 1200, C02 1600, C01 2500, C03 3000
     #           -> 1, 2, 4, 4, 5, 6, 7, 8 (/8)
     #   orders  C03 = C07 1, C06 2, C04 = C08 3, C02 4, C01 5, C05 6 -> 2, 2, 3, 5, 5, 6, 7, 8
-    #   margin  C07 40, C06 160, C03 300, C04 = C08 360, C05 480, C02 640, C01 1000
+    #   contr.  C07 20, C06 120, C03 250, C04 = C08 280, C05 360, C02 545.21, C01 900
     #           -> 1, 2, 3, 5, 5, 6, 7, 8
     #   recency (desc) C07 91, C06 60, C05 32, C04 22, C03 12, C02 7, C01 2, C08 0 -> 1..8
     # score x 8 = .35 pp + .25 f + .25 profit + .15 r (each in eighths):
@@ -253,19 +299,20 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     # recent 1600 -> growing; its unpaid overdue invoice -> credit band high
     assert extra["C02"] == ("growing", "high", MANAGER)
 
-    # account group on A2: C08's order makes the group spend 1900, 7 orders, margin 760,
-    # recency 0. Among the 6 buying accounts: spend G 4/6 (C06 400, C05 1200, C02 1600,
-    # G 1900, C01 2500, C03 3000); orders G 6/6 (C03 1, C06 2, C02 4, C01 5, C05 6, G 7);
-    # margin G 5/6 (C06 160, C03 300, C05 480, C02 640, G 760, C01 1000); recency G 6/6.
+    # account group on A2: C08's order makes the group spend 1900, 7 orders, net
+    # contribution 280 + 20 + 280 = 580, recency 0. Among the 6 buying accounts: spend G 4/6
+    # (C06 400, C05 1200, C02 1600, G 1900, C01 2500, C03 3000); orders G 6/6 (C03 1, C06 2,
+    # C02 4, C01 5, C05 6, G 7); contribution G 5/6 (C06 120, C03 250, C05 360, C02 545.21,
+    # G 580, C01 900); recency G 6/6.
     # G = (.35*4 + .25*6 + .25*5 + .15*6) / 6 = 5.05 / 6 = .84167 -> .8417, above C01
     # (.35*5 + .25*4 + .25*6 + .15*5) / 6 = 5 / 6 = .8333: rank 1 of 8, high
     assert _rows(url, "select value_score, value_rank, value_tier from {marts}.account_group_tiers"
                       " where as_of_date = %s", A2) == [(Decimal("0.8417"), 1, "high")]
 
-    # tier history keeps both dates
+    # the published tier history keeps both dates (the build schema holds tonight's only)
     history = _rows(url, "select as_of_date, count(*), count(*) filter (where is_override),"
                          " count(*) filter (where is_hysteresis_held)"
-                         " from {marts}.customer_tier_history group by as_of_date order by 1")
+                         " from {bi}.customer_tier_history group by as_of_date order by 1")
     assert history == [(A1, 10, 1, 0), (A2, 10, 2, 1)]
 
     # migrations, from the A1 value tier (with overrides) to the A2 one; revenue = spend in
@@ -287,12 +334,12 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     }
     # on A1 everyone is new: high C01 + C02 = 2500 + 1600; medium C05 + C04 = 1200 + 900;
     # low C03 3000 + C08 700 + C06 400 + C07 100 = 4200
-    first = _rows(url, "select to_tier, customers, revenue_in_window from {marts}.tier_migrations"
+    first = _rows(url, "select to_tier, customers, revenue_in_window from {bi}.tier_migrations"
                        " where as_of_date = %s and from_tier = 'new' order by to_tier_rank", A1)
     assert first == [("high", 2, Decimal("4100")), ("medium", 2, Decimal("2100")),
                      ("low", 6, Decimal("4200"))]
     # "how many high-value customers did we lose": the query in the model description
-    lost = _rows(url, "select sum(customers), sum(revenue_in_window) from {marts}.tier_migrations"
+    lost = _rows(url, "select sum(customers), sum(revenue_in_window) from {bi}.tier_migrations"
                       " where from_tier = 'high' and tier_change = 'down'"
                       " and as_of_date >= date_trunc('month', date '2026-04-01')")
     assert lost == [(1, Decimal("1600"))]
@@ -332,7 +379,7 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
         "credit risk high: overdue share 100%, average days late 59, write-offs 0 in the credit window"
     )
     # A1 kept its own alert: C05 was already late (31 days > 30.6)
-    assert _rows(url, "select alert_id from {marts}.account_alerts where as_of_date = %s", A1) == [
+    assert _rows(url, "select alert_id from {bi}.account_alerts where as_of_date = %s", A1) == [
         ("2026-03-31:churn_risk:C05",)
     ]
 
@@ -349,3 +396,18 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     failures = _rows(url, "select customer_id, override_tier, value_tier, is_override"
                           " from {build}_dbt_test__audit.tier_is_configured_customer_tiers_override_tier")
     assert failures == [("C06", "gold", "low", False)]
+
+    # the failed test is what data_quality_results records for the night (the DAG's dbt tasks
+    # hand their artifacts to record_dbt_test_results): critical, failed, one row, its model
+    from tierflow.quality.dbt_results import read_test_results, record_dbt_results
+    from tierflow.transform import _private_target
+
+    tests = read_test_results(_private_target())
+    (gold,) = [t for t in tests if not t.success]
+    assert (gold.test, gold.model, gold.column, gold.severity, gold.observed) == (
+        "tier_is_configured", "customer_tiers", "override_tier", "critical", "1 failing row(s)"
+    )
+    assert len(tests) > 20 and {t.model for t in tests} >= {"customer_tiers", "stg_crm__tier_overrides"}
+    assert record_dbt_results(url, "night-a2", A2, tests) == len(tests)
+    assert _rows(url, "select expectation, data_asset from tierflow_meta.data_quality_results"
+                      " where suite = 'dbt' and not success") == [("tier_is_configured", "customer_tiers")]

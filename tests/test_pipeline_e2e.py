@@ -77,11 +77,16 @@ EXPECTED_RFM = {
     "C09": (485, 0, Decimal("0"), None, None, None, "Lost"),
     "C10": (None, 0, Decimal("0"), None, None, None, "Lost"),
 }
-# value score = .35 pp + .25 f + .25 profit + .15 r, components = cume_dist k/8:
+# value score = .35 pp + .25 f + .25 profit + .15 r, components = cume_dist k/8. Profit is
+# the net contribution after cost-to-serve: the fixture has no tickets, activities or
+# invoices, so it is the gross margin less 20 per shipped (completed or returned) order:
+#   C07 40-20 = 20, C06 160-40 = 120, C08 280-40 = 240, C03 300-20 = 280 (unit_cost 45),
+#   C04 360-80 = 280 (3 completed + 1 returned), C05 480-120 = 360, C02 640-80 = 560,
+#   C01 1000-100 = 900 -> cume_dist 1, 2, 3, 5, 5, 6, 7, 8 (C03 and C04 tie)
 #   C01: (.35*7 + .25*7 + .25*8 + .15*8)/8 = 7.40/8 = .925
 #   C02: (.35*6 + .25*6 + .25*7 + .15*7)/8 = 6.40/8 = .800
 #   C05: (.35*5 + .25*8 + .25*6 + .15*4)/8 = 5.85/8 = .73125
-#   C03: (.35*8 + .25*2 + .25*4 + .15*6)/8 = 5.20/8 = .650   (margin 300: unit_cost 45)
+#   C03: (.35*8 + .25*2 + .25*5 + .15*6)/8 = 5.45/8 = .68125
 #   C04: (.35*4 + .25*5 + .25*5 + .15*5)/8 = 4.65/8 = .58125
 #   C08: (.35*3 + .25*4 + .25*3 + .15*1)/8 = 2.95/8 = .36875
 #   C06: (.35*2 + .25*4 + .25*2 + .15*3)/8 = 2.65/8 = .33125
@@ -93,7 +98,7 @@ EXPECTED_TIERS = {
     "C01": (0.925, "high", "high", "high", "high"),
     "C02": (0.8, "high", "medium", "medium", "high"),
     "C05": (0.73125, "medium", "medium", "high", "medium"),
-    "C03": (0.65, "medium", "high", "low", "medium"),
+    "C03": (0.68125, "medium", "high", "low", "medium"),
     "C04": (0.58125, "medium", "medium", "medium", "medium"),
     "C08": (0.36875, "low", "low", "medium", "low"),
     "C06": (0.33125, "low", "low", "medium", "low"),

@@ -35,3 +35,57 @@ def test_new_columns_reach_bi_without_breaking_its_views(warehouse_url: str) -> 
         with pytest.raises(PublishError, match="bi.t changed shape but objects depend on it.*high_customers"):
             _publish_table(conn, "build_marts", "bi", "t")
         assert conn.execute("select count(*) from bi.t").fetchone() == (2,)
+
+
+def test_per_date_tables_keep_other_dates_and_an_older_date_leaves_current_state(warehouse_url: str) -> None:
+    """bi keeps every published date of the per-date tables; publishing a date replaces only
+    that date's rows; a rerun of an older date does not turn the current-state tables back."""
+    from datetime import date
+
+    from tierflow.ingest.schema import ensure_schema
+    from tierflow.publish.publisher import CURRENT_STATE_TABLES, PER_DATE_TABLES, publish
+
+    d1, d2 = date(2026, 3, 30), date(2026, 3, 31)
+
+    def night(conn: psycopg.Connection, as_of: date, tier: str, state: str) -> None:
+        """What a night leaves in the build schema: its own date only, and the current state."""
+        for t in PER_DATE_TABLES:
+            conn.execute(f"drop table if exists build_marts.{t}")
+            conn.execute(f"create table build_marts.{t} (customer_id text, as_of_date date, value_tier text)")
+            conn.execute(f"insert into build_marts.{t} values ('C1', %s, %s)", (as_of, tier))
+        for t in CURRENT_STATE_TABLES:
+            conn.execute(f"drop table if exists build_marts.{t}")
+            conn.execute(f"create table build_marts.{t} (order_id text, status text)")
+            conn.execute(f"insert into build_marts.{t} values ('O1', %s)", (state,))
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+        conn.execute("create schema build_marts")
+        night(conn, d1, "low", "pending")
+    publish(warehouse_url, "bi", "run-d1", d1)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        night(conn, d2, "high", "completed")
+    publish(warehouse_url, "bi", "run-d2", d2)
+
+    def tiers(conn: psycopg.Connection) -> list[tuple]:
+        return conn.execute("select as_of_date, value_tier from bi.customer_tiers order by 1").fetchall()
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert tiers(conn) == [(d1, "low"), (d2, "high")]
+        assert conn.execute("select status from bi.fct_orders").fetchall() == [("completed",)]
+        # a rerun of d1 (its rows now say medium) replaces d1 only; the order facts stay as d2 left them
+        night(conn, d1, "medium", "pending")
+    counts = publish(warehouse_url, "bi", "run-d1-again", d1)
+    assert "fct_orders" not in counts and counts["customer_tiers"] == 1
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert tiers(conn) == [(d1, "medium"), (d2, "high")]
+        assert conn.execute("select status from bi.fct_orders").fetchall() == [("completed",)]
+        for t in PER_DATE_TABLES:
+            assert conn.execute(f"select count(*) from bi.{t}").fetchone() == (2,), t
+
+        # a per-date column that disappears would cost the history of every earlier date: stop
+        conn.execute("alter table build_marts.customer_tiers drop column value_tier")
+    with pytest.raises(Exception, match="bi.customer_tiers keeps the published history.*value_tier text"):
+        publish(warehouse_url, "bi", "run-d2-again", d2)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert tiers(conn) == [(d1, "medium"), (d2, "high")]

@@ -53,3 +53,66 @@ def test_raw_suites_reconcile_the_load_audit(warehouse_url: str, config, tmp_pat
         ("raw_load_audit_reconciliation", "files_rejected_mismatch"),
         ("raw_crm_tier_overrides", "expect_column_pair_values_a_to_be_greater_than_b"),
     }
+
+
+def test_raw_gate_checks_the_loads_no_gate_has_passed(warehouse_url: str, config, tmp_path: Path) -> None:
+    """The raw gate reads the night's new loads, not all history: a load it passed is not
+    read again; a load it refused stays unchecked and is checked again the next night."""
+    import pytest
+    from tierflow.ingest.loader import run_ingest
+    from tierflow.quality.gates import QualityGateFailed, run_gate
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    first = run_gate(warehouse_url, "raw", AS_OF, config, "night-1")
+    assert first["failed_critical"] == 0
+    assert first["loads_checked"] == 6  # customers, products, 2 x orders, 2 x order lines
+
+    def bad_override(conn: psycopg.Connection, file_name: str) -> int:
+        """A load whose one override ends before it starts (a critical raw check refuses it)."""
+        (load_id,) = conn.execute(
+            "insert into tierflow_meta.load_audit (file_path, system, entity, business_date, checksum,"
+            " size_bytes, rows_in, rows_loaded, rows_rejected, status)"
+            " values (%s, 'crm', 'tier_overrides', %s, 'x', 1, 1, 1, 0, 'loaded') returning load_id",
+            (f"crm/tier_overrides/2026-03-31/{file_name}", AS_OF),
+        ).fetchone()
+        conn.execute(
+            "insert into raw.crm__tier_overrides (customer_id, value_tier, reason, set_by, valid_from,"
+            " valid_to, _load_id, _line_number, _business_date)"
+            " values ('C01', 'high', 'key account', 'Li Lei', '2026-03-01', '2026-02-01', %s, 2, %s)",
+            (load_id, AS_OF),
+        )
+        return load_id
+
+    with psycopg.connect(warehouse_url) as conn:
+        # tamper with a load the gate already passed: it is not read again
+        conn.execute(
+            "update raw.erp__orders set currency = 'yuan' where _load_id = (select min(load_id)"
+            " from tierflow_meta.load_audit where entity = 'orders')"
+        )
+    second = run_gate(warehouse_url, "raw", AS_OF, config, "night-2")
+    assert (second["failed_critical"], second["loads_checked"]) == (0, 0)
+
+    with psycopg.connect(warehouse_url) as conn:
+        load_id = bad_override(conn, "bad.csv")
+    for night in ("night-3", "night-4"):  # refused, and refused again: it was never passed
+        with pytest.raises(QualityGateFailed, match="raw_crm_tier_overrides"):
+            run_gate(warehouse_url, "raw", AS_OF, config, night)
+        with psycopg.connect(warehouse_url) as conn:
+            assert conn.execute(
+                "select raw_validated_at from tierflow_meta.load_audit where load_id = %s", (load_id,)
+            ).fetchone() == (None,)
+
+
+def test_raw_gate_refuses_a_night_without_the_minimum_input(warehouse_url: str, config) -> None:
+    """No customers, products, orders or order lines known on the as-of date: nothing to tier."""
+    from tierflow.ingest.schema import ensure_schema
+    from tierflow.quality.gates import validate
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+    assert _failed(validate(warehouse_url, "raw", AS_OF, config)) == {
+        ("raw_minimum_input", column)
+        for column in ("has_customers", "has_products", "has_orders", "has_order_lines")
+    }

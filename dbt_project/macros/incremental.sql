@@ -1,5 +1,41 @@
+{#
+    Incremental order facts "as known on the as-of date A".
+
+    A fact table holds, per order, the version of its header and lines current on the date
+    it was last built (B), with the load and the date folder each came from. Building it for
+    A rebuilds exactly the orders whose version on A may differ from what the table holds:
+
+    - orders whose version on A came with a load the table has not seen (newer than its
+      newest source_load_id: a new night, or a late file for an old date folder) or from a
+      date folder after the newest it has seen (the run after B);
+    - orders whose rows here came from date folders after A (a rerun of an earlier date
+      after later ones): they go back to their version on A, or away when A knew none
+      (`delete_facts_delivered_after_as_of_date`, a post-hook).
+
+    The table's newest source_load_id and source_business_date stand in for "what was
+    built": they can only be older than the real build, which rebuilds a few orders more,
+    never fewer. A full refresh builds every order known on A.
+#}
+
 {% macro incremental_watermark(column) %}
-    {#- The largest `column` already in the incremental model being built (0 when empty):
-        rows delivered by a newer load than this are the ones a run must rebuild. -#}
+    {#- The largest `column` already in the incremental model being built (0 when empty). -#}
     (select coalesce(max({{ column }}), 0) from {{ this }})
+{%- endmacro %}
+
+
+{% macro is_new_to_facts(relation_alias) -%}
+    {#- True for a row (of the model's input, alias `relation_alias`) that the incremental
+        table being built has not seen: a newer load, or a later date folder. -#}
+    (
+        {{ relation_alias }}.source_load_id > (select coalesce(max(source_load_id), 0) from {{ this }})
+        or {{ relation_alias }}.source_business_date
+        > (select coalesce(max(source_business_date), date '0001-01-01') from {{ this }})
+    )
+{%- endmacro %}
+
+
+{% macro delete_facts_delivered_after_as_of_date() -%}
+    {#- Post-hook: rows still here from date folders after A are orders that A did not know
+        (those it knew were replaced by their version on A in this run). -#}
+    delete from {{ this }} where source_business_date > {{ as_of_date() }}
 {%- endmacro %}

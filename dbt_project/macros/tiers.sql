@@ -5,7 +5,7 @@
 
 {#-
     tier_level: the first (best) level whose cumulative_share > position, where position
-    in [0, 1] is the share (of customers, or of margin for pareto) ranked strictly above the
+    in [0, 1] is the share (of customers, or of net contribution for pareto) ranked strictly above the
     customer. A position of 1 (possible with pareto) falls through to the worst level.
 -#}
 {% macro tier_level(position) -%}
@@ -89,14 +89,15 @@
 {#-
     value_component_columns: the four 0..1 components of the value score, each a percentile
     rank among the rows with a purchase in the window (cume_dist: the share of them at or
-    below the row; 0 without a purchase). Reads columns monetary, frequency, gross_margin,
-    recency_days and has_purchase_in_window. Used for customers and for account groups.
+    below the row; 0 without a purchase). Reads columns monetary, frequency,
+    net_contribution (profit after cost-to-serve), recency_days and has_purchase_in_window.
+    Used for customers and for account groups.
 -#}
 {% macro value_component_columns() -%}
     {%- set components = [
         ('purchasing_power_score', 'monetary'),
         ('frequency_score', 'frequency'),
-        ('profit_score', 'gross_margin'),
+        ('profit_score', 'net_contribution'),
         ('recency_score', 'recency_days desc'),
     ] -%}
     {%- for name, order_by in components %}
@@ -133,12 +134,13 @@
 
 {#-
     score_tier_expr: the tier by score alone, per var tier_method, from the columns
-    value_position (share of rows with a strictly higher score), margin_ranked_above and
-    margin_total (positive gross margin held by rows with a strictly higher score, and in all).
+    value_position (share of rows with a strictly higher score), contribution_ranked_above
+    and contribution_total (positive net contribution held by rows with a strictly higher
+    score, and in all).
 -#}
 {% macro score_tier_expr() -%}
     {%- if var('tier_method') == 'pareto' -%}
-        {{ tier_level('case when margin_total > 0 then margin_ranked_above / margin_total else value_position end') }}
+        {{ tier_level('case when contribution_total > 0 then contribution_ranked_above / contribution_total else value_position end') }}
     {%- elif var('tier_method') == 'percentile' -%}
         {{ tier_level('value_position') }}
     {%- else -%}

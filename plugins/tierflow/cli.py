@@ -151,13 +151,45 @@ def load_dag():
     return bag.dags["customer_tiering"]
 
 
+class RunIncomplete(RuntimeError):
+    """A DAG run ended without running every task (Airflow may call such a run a success)."""
+
+
 def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
-    """Run the DAG for one date; return (ok, run_id)."""
+    """Run the DAG for one date; return (ok, run_id).
+
+    ``ok`` needs every task of the DAG to have succeeded in this run: a run that executed
+    nothing (Airflow ends a run before the DAG's start date as "success" without running a
+    task) or skipped a task is a failure, never "ok".
+    """
     import pendulum
 
     dr = dag.test(logical_date=pendulum.datetime(as_of.year, as_of.month, as_of.day, tz="UTC"))
     ok = str(dr.state) in ("success", "DagRunState.SUCCESS")
+    if ok:
+        not_run = _tasks_not_succeeded(dag, dr.run_id)
+        if not_run:
+            raise RunIncomplete(
+                f"the DAG run for {as_of} ended without running {len(not_run)} of {len(dag.task_ids)} "
+                f"task(s) ({', '.join(not_run[:8])}{', ...' if len(not_run) > 8 else ''}); "
+                "nothing was published for it"
+            )
     return ok, dr.run_id
+
+
+def _tasks_not_succeeded(dag, run_id: str) -> list[str]:
+    """Tasks of the DAG without a successful task instance in the run (with their state)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        states = {
+            ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+            for ti in session.query(TaskInstance).filter(
+                TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id
+            )
+        }
+    return [f"{t}: {states.get(t) or 'not run'}" for t in sorted(dag.task_ids) if states.get(t) != "success"]
 
 
 def _failure_reason(run_id: str, url: str) -> tuple[str, bool]:
@@ -207,15 +239,23 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     if not args.verbose:
         logging.disable(logging.WARNING)
     dag = load_dag()
+    _check_dates_against_dag(dag, dates)
     from tierflow.publish.summary import format_summary, load_summary
 
     total_started = time.monotonic()
     run_ids: list[str] = []
+    tiers_changed: list[date] = []  # dates whose published tiers this command changed
     for i, as_of in enumerate(dates, start=1):
         print(f"[{i}/{len(dates)}] customer_tiering for {as_of} ...", flush=True)
         started = time.monotonic()
-        ok, run_id = run_one(dag, as_of, url)
+        tiers_before = _published_tiers_digest(url, settings.publish_schema, as_of)
+        try:
+            ok, run_id = run_one(dag, as_of, url)
+        except RunIncomplete as exc:
+            _die(f"run for {as_of} FAILED: {exc}")
         elapsed = time.monotonic() - started
+        if _published_tiers_digest(url, settings.publish_schema, as_of) != tiers_before:
+            tiers_changed.append(as_of)
         if not ok:
             failed = _failed_tasks(dag, run_id)
             reason, published = _failure_reason(run_id, url)
@@ -238,8 +278,95 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
                 print(format_summary(summary), flush=True)
     if len(run_ids) > 1:
         print(_ingest_totals(url, run_ids), flush=True)
+    stale = later_dates_that_differ(url, settings.publish_schema, dates[-1], tiers_changed)
+    if stale:
+        print(
+            f"note: {len(stale)} later published date(s) now differ from what this run's data would give:",
+            flush=True,
+        )
+        for day, reason in stale:
+            print(f"    {day}: {reason}", flush=True)
+        print(f"  recompute them in order: tierflow run --from {stale[0][0]} --to {stale[-1][0]}", flush=True)
     print(f"done: {len(dates)} date(s) in {time.monotonic() - total_started:.0f}s; "
           f"published to schema {settings.publish_schema!r} at {settings.warehouse_url().split('@')[-1]}")
+
+
+def _check_dates_against_dag(dag, dates: list[date]) -> None:
+    """Refuse, with the reason, a date Airflow would run as an empty "successful" DAG run."""
+    start = dag.start_date.date() if dag.start_date else None
+    early = [d for d in dates if start and d < start]
+    if early:
+        _die(
+            f"{early[0]} is before the customer_tiering DAG's start date {start}: Airflow would run no "
+            "task for it. Move the DAG's start_date earlier (dags/customer_tiering.py)."
+        )
+
+
+def _published_tiers_digest(url: str, publish_schema: str, as_of: date) -> str | None:
+    """A fingerprint of the tiers BI holds for ``as_of`` (None when none are published)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url) as conn:
+        table = f"{publish_schema}.customer_tiers"
+        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+            return None
+        return conn.execute(
+            sql.SQL(
+                "select md5(string_agg(concat_ws(':', customer_id, value_tier, computed_tier),"
+                " ',' order by customer_id)) from {}.customer_tiers where as_of_date = %s"
+            ).format(sql.Identifier(publish_schema)),
+            (as_of,),
+        ).fetchone()[0]
+
+
+def later_dates_that_differ(
+    url: str, publish_schema: str, last: date, tiers_changed: list[date]
+) -> list[tuple[date, str]]:
+    """Published dates after ``last`` whose rows no longer follow from what is known now.
+
+    A date after ``last`` differs when a run of this command changed the tiers of an earlier
+    date (its previous tiers and hysteresis, and every later date's through it), or when
+    files for its date folders were loaded after it was published.
+    """
+    import psycopg
+    from psycopg import sql
+
+    from tierflow.settings import META_SCHEMA
+
+    meta = sql.Identifier(META_SCHEMA)
+    with psycopg.connect(url) as conn:
+        if conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.runs",)).fetchone()[0] is None:
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                """
+                select r.as_of_date,
+                       (select count(*) from {m}.load_audit a
+                        where a.business_date <= r.as_of_date and a.status = 'loaded'
+                          and a.finished_at > r.published_at) as late_files
+                from (select as_of_date, max(published_at) as published_at from {m}.runs
+                      where published_at is not null and as_of_date > %s group by as_of_date) r
+                order by r.as_of_date
+                """
+            ).format(m=meta),
+            (last,),
+        ).fetchall()
+    stale: list[tuple[date, str]] = []
+    for day, late_files in rows:
+        reasons = []
+        if tiers_changed:
+            reasons.append(
+                f"the tiers of {tiers_changed[-1]} changed, and later dates' previous tiers and "
+                "hysteresis follow from them"
+            )
+        if late_files:
+            reasons.append(
+                f"{late_files} file(s) for date folders up to it were loaded after it was published"
+            )
+        if reasons:
+            stale.append((day, "; ".join(reasons)))
+    return stale
 
 
 def _ingest_totals(url: str, run_ids: list[str]) -> str:

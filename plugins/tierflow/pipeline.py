@@ -208,6 +208,13 @@ def _dbt_docs(url: str, cfg: TierflowConfig, as_of: date, run_dir: Path) -> str 
     return str(index)
 
 
+def record_dbt_test_results(project_dir: str, **kwargs: Any) -> None:
+    """Cosmos callback: every dbt task's test outcomes go to data_quality_results beside GX's."""
+    from tierflow.quality.dbt_results import record_dbt_test_results as record
+
+    record(project_dir, **kwargs)
+
+
 def dbt_vars_interceptor(context: Any, operator: Any) -> None:
     """Cosmos interceptor: give every dbt task the business config and the as-of date.
 

@@ -38,9 +38,14 @@ def dbt_env(url: str) -> dict[str, str]:
     }
 
 
-def run_vars(cfg: TierflowConfig, as_of: date | str) -> dict:
-    """dbt vars for one run: the business rules plus the as-of date."""
-    return {"as_of_date": str(as_of), **dbt_vars(cfg)}
+def run_vars(cfg: TierflowConfig, as_of: date | str, publish_schema: str | None = None) -> dict:
+    """dbt vars for one run: the business rules, the as-of date and the published schema
+    (where the marts read earlier nights from: only what passed the gates is there)."""
+    if publish_schema is None:
+        from tierflow.settings import load_settings
+
+        publish_schema = load_settings().publish_schema
+    return {"as_of_date": str(as_of), "publish_schema": publish_schema, **dbt_vars(cfg)}
 
 
 def _project_files_newer_than(path: Path) -> bool:

@@ -67,6 +67,13 @@ create table if not exists {meta}.runs (
 """
 
 
+# columns added to tierflow's own tables after their first release (idempotent)
+META_MIGRATIONS = """
+alter table {meta}.load_audit add column if not exists raw_validated_at timestamptz;
+alter table {meta}.load_audit add column if not exists raw_validated_run_id text;
+"""
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create the raw and meta schemas and tables; add contract columns that are new."""
     with conn.transaction():
@@ -75,6 +82,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         for schema in (RAW_SCHEMA, META_SCHEMA):
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL(META_DDL.replace("{meta}", "{m}")).format(m=sql.Identifier(META_SCHEMA)))
+        conn.execute(sql.SQL(META_MIGRATIONS.replace("{meta}", "{m}")).format(m=sql.Identifier(META_SCHEMA)))
         for entity in ENTITIES:
             cols = [(c.name, PG_TYPES[c.type]) for c in entity.columns] + list(RAW_META_COLUMNS)
             conn.execute(

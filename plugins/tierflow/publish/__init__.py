@@ -1,5 +1,5 @@
 """Step 5: write-audit-publish into the BI schema, then exports and the run summary."""
 
-from tierflow.publish.publisher import PUBLISHED_TABLES, publish
+from tierflow.publish.publisher import CURRENT_STATE_TABLES, PER_DATE_TABLES, PUBLISHED_TABLES, publish
 
-__all__ = ["PUBLISHED_TABLES", "publish"]
+__all__ = ["CURRENT_STATE_TABLES", "PER_DATE_TABLES", "PUBLISHED_TABLES", "publish"]

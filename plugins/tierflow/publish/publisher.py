@@ -1,10 +1,24 @@
 """Publish the audited marts into the BI schema in one transaction.
 
 dbt builds into ``build_*`` schemas; only after every critical quality check passed do the
-marts reach ``bi``. Each published table is refreshed in place (delete + insert) inside a
-single transaction, so BI readers see either yesterday's rows or tonight's, never a mix,
-and views that BI users built on top of ``bi`` tables keep working. A table whose columns
-changed is recreated (and the error names the dependent view if one blocks that).
+marts reach ``bi`` (write-audit-publish). The build schema is the night's scratch area: a
+failed night leaves its rows there, never in ``bi``, and the next night rebuilds over them.
+
+Two kinds of published table:
+
+- **per as-of date** (every customer mart, the tier history and migrations, alerts, the
+  allocation plans, the sales KPIs as known on the date): ``bi`` keeps every published date; tonight replaces only its own
+  date's rows. A rerun of an old date replaces that date and nothing else, and the marts
+  read earlier nights (previous tiers) from here, so history is what passed the gates.
+- **current state** (order facts, customers): ``bi`` holds the newest published
+  date's state; a rerun of an older date leaves them as the newer date published them.
+
+Everything happens inside a single transaction, so BI readers see either the previous state
+or tonight's, never a mix, and views that BI users built on top of ``bi`` tables keep
+working. New columns are added in place; a current-state table whose columns changed is
+recreated (the error names the dependent view if one blocks that); a per-date table whose
+columns were removed or retyped stops the publish, because recreating it would lose the
+history of every earlier date.
 """
 
 from __future__ import annotations
@@ -19,10 +33,8 @@ from tierflow.settings import MARTS_SCHEMA, META_SCHEMA
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_TABLES = (
-    "fct_orders",
-    "fct_order_lines",
-    "dim_customers",
+# one row set per as-of date (column as_of_date); bi keeps every published date
+PER_DATE_TABLES = (
     "customer_rfm",
     "customer_profitability",
     "customer_credit_risk",
@@ -34,8 +46,15 @@ PUBLISHED_TABLES = (
     "account_alerts",
     "allocation_plan_tier",
     "allocation_plan_customer",
-    "sales_kpis",
+    "sales_kpis",  # every month up to A, as known on A
 )
+# the state as of the newest published date
+CURRENT_STATE_TABLES = (
+    "fct_orders",
+    "fct_order_lines",
+    "dim_customers",
+)
+PUBLISHED_TABLES = CURRENT_STATE_TABLES + PER_DATE_TABLES
 
 
 class PublishError(RuntimeError):
@@ -115,6 +134,66 @@ def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
     return cur.rowcount
 
 
+def _publish_partition(
+    conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str, as_of: date
+) -> int:
+    """Replace the ``as_of`` rows of ``dst_schema.table`` with those of ``src_schema.table``.
+
+    The published table keeps every other date. New columns in the source are added (older
+    dates get nulls); a column removed or retyped stops the publish and says why, because
+    the only way to change it is to recreate the table and lose the earlier dates.
+    """
+    src = sql.Identifier(src_schema, table)
+    dst = sql.Identifier(dst_schema, table)
+    src_cols = _columns(conn, src_schema, table)
+    if not src_cols:
+        raise PublishError(f"{src_schema}.{table} does not exist: did dbt build it?")
+    if "as_of_date" not in {name for name, _ in src_cols}:
+        raise PublishError(f"{src_schema}.{table} has no as_of_date column: it cannot be published by date")
+    dst_cols = _columns(conn, dst_schema, table)
+    if not dst_cols:
+        conn.execute(sql.SQL("create table {} (like {} including defaults)").format(dst, src))
+    else:
+        missing = [f"{name} {type_}" for name, type_ in dst_cols if (name, type_) not in src_cols]
+        if missing:
+            raise PublishError(
+                f"{dst_schema}.{table} keeps the published history of earlier dates, but tonight's "
+                f"{src_schema}.{table} lacks or retypes its column(s) {', '.join(missing)}: "
+                "migrate the published table (or drop it to start its history again), then rerun"
+            )
+        for name, type_ in src_cols:
+            if (name, type_) not in dst_cols:
+                add = sql.SQL("alter table {} add column {} {}")  # type_: the catalog's own spelling
+                conn.execute(add.format(dst, sql.Identifier(name), sql.SQL(type_)))
+    conn.execute(
+        sql.SQL("create index if not exists {} on {} (as_of_date)").format(
+            sql.Identifier(f"{table}_as_of_date_idx"), dst
+        )
+    )
+    conn.execute(sql.SQL("delete from {} where as_of_date = %s").format(dst), (as_of,))
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in src_cols)
+    cur = conn.execute(
+        sql.SQL("insert into {} ({}) select {} from {} where as_of_date = %s").format(
+            dst, columns, columns, src
+        ),
+        (as_of,),
+    )
+    _copy_comments(conn, src_schema, dst_schema, table)
+    return cur.rowcount
+
+
+def newest_published_date(conn: psycopg.Connection) -> date | None:
+    """The newest as-of date that reached BI (None before the first publish)."""
+    exists = conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.runs",)).fetchone()[0]
+    if exists is None:
+        return None
+    return conn.execute(
+        sql.SQL("select max(as_of_date) from {}.runs where published_at is not null").format(
+            sql.Identifier(META_SCHEMA)
+        )
+    ).fetchone()[0]
+
+
 def _grant_read_only(conn: psycopg.Connection, publish_schema: str, role: str) -> None:
     """The BI role may read the published schema and nothing else.
 
@@ -140,16 +219,32 @@ def _grant_read_only(conn: psycopg.Connection, publish_schema: str, role: str) -
 def publish(
     url: str, publish_schema: str, run_id: str, as_of: date, bi_role: str = "tierflow_bi"
 ) -> dict[str, int]:
-    """Swap every published table into ``publish_schema`` in one transaction."""
+    """Publish the night's audited marts into ``publish_schema`` in one transaction.
+
+    The per-date tables get ``as_of``'s rows; the current-state tables are replaced only
+    when ``as_of`` is not older than the newest date already published (a rerun of an old
+    date must not turn BI's order facts back in time). The returned counts say which.
+    """
     counts: dict[str, int] = {}
     with psycopg.connect(url) as conn:
         with conn.transaction():
             # one publisher at a time; readers are never blocked by the delete + insert
             conn.execute("select pg_advisory_xact_lock(hashtext('tierflow.publish'))")
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(publish_schema)))
-            for table in PUBLISHED_TABLES:
-                counts[table] = _publish_table(conn, MARTS_SCHEMA, publish_schema, table)
-            # every quality result of every run, for BI
+            newest = newest_published_date(conn)
+            is_newest = newest is None or as_of >= newest
+            if is_newest:
+                for table in CURRENT_STATE_TABLES:
+                    counts[table] = _publish_table(conn, MARTS_SCHEMA, publish_schema, table)
+            else:
+                log.info(
+                    "%s is older than the newest published date %s: the current-state tables (%s) stay "
+                    "as %s published them; only %s's per-date rows are replaced",
+                    as_of, newest, ", ".join(CURRENT_STATE_TABLES), newest, as_of,
+                )
+            for table in PER_DATE_TABLES:
+                counts[table] = _publish_partition(conn, MARTS_SCHEMA, publish_schema, table, as_of)
+            # every quality result of every run (failed ones too: that is what it is for)
             counts["data_quality_results"] = _publish_table(
                 conn, META_SCHEMA, publish_schema, "data_quality_results"
             )

@@ -96,6 +96,32 @@ def _f(v: object) -> float:
     return float(v) if v is not None else 0.0
 
 
+# optional extracts, and what the night loses without them (SPEC: each degradation is reported)
+DEGRADATIONS = (
+    ("erp__invoices", "erp/invoices",
+     "credit risk is 'unknown' for every customer and cost-to-serve has no cost of capital"),
+    ("service__tickets", "service/tickets", "cost-to-serve has no support cost"),
+    ("crm__activities", "crm/activities", "cost-to-serve has no sales-activity cost"),
+)
+
+
+def degradations(conn: psycopg.Connection, as_of: date) -> list[str]:
+    """What tonight's results lack because an optional extract was never delivered up to ``as_of``."""
+    from tierflow.settings import RAW_SCHEMA
+
+    found = []
+    for table, entity, consequence in DEGRADATIONS:
+        known = conn.execute(
+            sql.SQL("select exists (select 1 from {} where _business_date <= %s)").format(
+                sql.Identifier(RAW_SCHEMA, table)
+            ),
+            (as_of,),
+        ).fetchone()
+        if not (known and (known[0] if not isinstance(known, dict) else known["exists"])):
+            found.append(f"no {entity} delivered up to {as_of}: {consequence}")
+    return found
+
+
 def build_summary(
     url: str, publish_schema: str, as_of: date, run_id: str, ingest: dict, exports: list[str]
 ) -> dict:
@@ -179,6 +205,7 @@ def build_summary(
             ).format(meta),
             (run_id,),
         ).fetchone()
+        degraded = degradations(conn, as_of)
     total_customers = sum(t["customers"] for t in tiers) or 1
     total_revenue = sum(_f(t["revenue"]) for t in tiers) or 1.0
     return {
@@ -215,6 +242,7 @@ def build_summary(
         "alerts": [dict(a) for a in alerts],
         "rejects_by_reason": [{"reason": r["reason"], "rows": r["rows"]} for r in rejects],
         "quality": dict(quality) if quality else {},
+        "degradations": degraded,
         "exports": exports,
     }
 
@@ -229,6 +257,8 @@ def save_summary(url: str, run_id: str, summary: dict) -> None:
 
 def load_summary(url: str, run_id: str) -> dict | None:
     with psycopg.connect(url) as conn:
+        if conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.runs",)).fetchone()[0] is None:
+            return None
         row = conn.execute(
             sql.SQL("select summary from {}.runs where run_id = %s").format(sql.Identifier(META_SCHEMA)),
             (run_id,),
@@ -246,6 +276,8 @@ def format_summary(s: dict) -> str:
     ]
     for w in ing.get("warnings", []):
         lines.append(f"  warning: {w}")
+    for d in s.get("degradations", []):
+        lines.append(f"  degraded: {d}")
     if ing.get("extra_columns"):
         lines.append(f"  extra columns kept aside: {', '.join(ing['extra_columns'])}")
     for r in s["rejects_by_reason"]:

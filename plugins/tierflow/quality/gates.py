@@ -6,6 +6,12 @@ whose ``meta.tierflow`` says what it checks:
     {"schema": "raw" | "marts", "table": "customer_tiers", "as_of_filter": "as_of_date"}
 or  {"schema": ..., "query": "select ... where as_of_date = :as_of_date"}
 
+The raw gate checks the loads no raw gate has passed yet (``load_audit.raw_validated_at``
+is null), not all history: a suite on a raw table sees only those loads' rows, and a query
+suite names them as ``{new_loads}``. When the gate passes, those loads are marked checked;
+when it fails they stay unchecked, so the next night checks them again (a failed night's
+rows never slip through unchecked) while rows that ingest rejected never reach raw at all.
+
 Suite parameters (``{"$PARAMETER": "budget"}``) come from the business config. Every
 result of every run is written to ``tierflow_meta.data_quality_results``; a failed
 ``critical`` expectation fails the gate (and so the run, before anything is published).
@@ -82,18 +88,56 @@ def load_suites(gate: str, directory: Path = EXPECTATIONS_DIR) -> list[dict]:
     return suites
 
 
-def _asset_query(target: dict, as_of: date) -> tuple[str, str]:
+def new_loads_query(max_load_id: int) -> str:
+    """The loads the raw gate checks: loaded, not yet passed by a raw gate, up to ``max_load_id``
+    (the newest when the gate started, so the loads checked are the loads marked)."""
+    meta = sql.Identifier(META_SCHEMA).as_string()
+    return (
+        f"(select load_id from {meta}.load_audit where status = 'loaded'"
+        f" and raw_validated_at is null and load_id <= {int(max_load_id)})"
+    )
+
+
+def _asset_query(target: dict, as_of: date, new_loads: str) -> tuple[str, str]:
     schema = SCHEMAS[target["schema"]]
     if "query" in target:
-        # the only substitutions are our own schema names and a date object's ISO form
-        q = target["query"].replace("{schema}", schema).replace(":as_of_date", f"date '{as_of.isoformat()}'")
+        # the only substitutions are our own schema names, our own subquery and a date's ISO form
+        q = (
+            target["query"]
+            .replace("{schema}", schema)
+            .replace("{new_loads}", new_loads)
+            .replace(":as_of_date", f"date '{as_of.isoformat()}'")
+        )
         return q, target.get("name", "query")
     table = target["table"]
     ident = sql.Identifier(schema, table).as_string()
-    q = f"select * from {ident}"
+    filters = []
+    if target["schema"] == "raw":
+        filters.append(f"_load_id in {new_loads}")
     if target.get("as_of_filter"):
-        q += f" where {sql.Identifier(target['as_of_filter']).as_string()} = date '{as_of.isoformat()}'"
+        filters.append(f"{sql.Identifier(target['as_of_filter']).as_string()} = date '{as_of.isoformat()}'")
+    q = f"select * from {ident}" + (f" where {' and '.join(filters)}" if filters else "")
     return q, f"{schema}.{table}"
+
+
+def _newest_load_id(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            sql.SQL("select coalesce(max(load_id), 0) from {}.load_audit").format(sql.Identifier(META_SCHEMA))
+        ).fetchone()[0]
+
+
+def mark_loads_checked(url: str, run_id: str, max_load_id: int) -> int:
+    """Record that the raw gate passed the loads it checked; returns how many."""
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(
+            sql.SQL(
+                "update {}.load_audit set raw_validated_at = now(), raw_validated_run_id = %s"
+                " where status = 'loaded' and raw_validated_at is null and load_id <= %s"
+            ).format(sql.Identifier(META_SCHEMA)),
+            (run_id, max_load_id),
+        )
+        return cur.rowcount
 
 
 def _observed(result: dict) -> str | None:
@@ -111,11 +155,16 @@ def _observed(result: dict) -> str | None:
 def validate(
     url: str, gate: str, as_of: date, cfg: TierflowConfig, directory: Path = EXPECTATIONS_DIR
 ) -> list[CheckResult]:
-    return check_results(validate_suites(url, gate, as_of, cfg, directory))
+    return check_results(validate_suites(url, gate, as_of, cfg, directory, _newest_load_id(url)))
 
 
 def validate_suites(
-    url: str, gate: str, as_of: date, cfg: TierflowConfig, directory: Path = EXPECTATIONS_DIR
+    url: str,
+    gate: str,
+    as_of: date,
+    cfg: TierflowConfig,
+    directory: Path = EXPECTATIONS_DIR,
+    max_load_id: int = 0,
 ) -> list[SuiteValidation]:
     """Run every suite of ``gate``; GX's own result objects (for Data Docs and our rows)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -137,7 +186,7 @@ def validate_suites(
         if len(suite.expectations) != len(expectations):
             # GX logs and skips invalid expectations; a silently skipped check is a check that cannot fail
             raise ValueError(f"{spec['_path']}: some expectations are invalid (see the log above)")
-        query, asset_name = _asset_query(spec["meta"]["tierflow"], as_of)
+        query, asset_name = _asset_query(spec["meta"]["tierflow"], as_of, new_loads_query(max_load_id))
         asset = datasource.add_query_asset(name=spec["name"], query=query)
         batch = asset.add_batch_definition_whole_table("all").get_batch()
         outcome = batch.validate(suite, expectation_parameters=params)
@@ -217,7 +266,8 @@ def run_gate(
     date's exports folder; none when not given), and raise QualityGateFailed on a critical
     failure.
     """
-    validations = validate_suites(url, gate, as_of, cfg, directory)
+    max_load_id = _newest_load_id(url)
+    validations = validate_suites(url, gate, as_of, cfg, directory, max_load_id)
     results = check_results(validations)
     record(url, run_id, as_of, results)
     data_docs = _build_docs(run_dir, run_id, validations) if run_dir is not None else None
@@ -241,4 +291,6 @@ def run_gate(
         raise QualityGateFailed(
             f"{len(critical)} critical {gate} check(s) failed, nothing published: {names}"
         )
+    if gate == "raw":
+        summary["loads_checked"] = mark_loads_checked(url, run_id, max_load_id)
     return summary

@@ -57,7 +57,9 @@ lines_with_context as (
         order_lines.unit_cost,
         products.standard_cost,
         -- the newer of the loads that delivered the line and its order header
-        greatest(order_lines.load_id, orders.load_id) as source_load_id
+        greatest(order_lines.load_id, orders.load_id) as source_load_id,
+        -- and the later of the date folders they came from
+        greatest(order_lines.business_date, orders.business_date) as source_business_date
     from order_lines
     inner join orders
         on order_lines.order_id = orders.order_id
@@ -124,7 +126,8 @@ converted as (
         end as cogs,
 
         -- load metadata
-        source_load_id
+        source_load_id,
+        source_business_date
 
     from lines_with_rates
 

@@ -56,7 +56,8 @@ final as (
         coalesce(shipping_cost, 0) * fx_rate as shipping_cost,
 
         -- load metadata
-        load_id as source_load_id
+        load_id as source_load_id,
+        business_date as source_business_date
 
     from orders_with_rates
 

@@ -1,11 +1,14 @@
--- One row per order line (order_id, line_number), amounts in the base currency rounded to
--- cents. Rounded parts add up exactly: net_revenue = gross_revenue - discount and
--- gross_margin = net_revenue - cogs, so sums over lines stay consistent.
+-- One row per order line (order_id, line_number) as known on the as-of date A, amounts in
+-- the base currency rounded to cents. Rounded parts add up exactly: net_revenue =
+-- gross_revenue - discount and gross_margin = net_revenue - cogs, so sums over lines stay
+-- consistent.
 --
--- Incremental: a run rebuilds every line of each order that a load newer than the
--- newest source_load_id already here delivered (its header or any of its lines), and
--- replaces that order's lines (delete+insert on order_id). Old orders re-delivered late
--- are thus corrected; a new fx rate or product cost does not touch already built orders.
+-- Incremental (delete+insert on order_id, macros/incremental.sql): a run rebuilds every
+-- line of each order whose header or any line is new to the table (a newer load or a later
+-- date folder), and of each order whose rows here came from date folders after A (a rerun
+-- of an earlier date). Old orders re-delivered late are thus corrected, and a rerun of an
+-- old date reads the orders as they were then; a new fx rate or product cost does not touch
+-- already built orders.
 {{
     config(
         materialized='incremental',
@@ -13,6 +16,7 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_id']}],
+        post_hook=["{{ delete_facts_delivered_after_as_of_date() if is_incremental() }}"],
     )
 }}
 
@@ -26,11 +30,17 @@ order_lines as (
 
 orders_to_build as (
 
-    select order_id
-    from order_lines
-    group by order_id
     {% if is_incremental() %}
-    having max(source_load_id) > {{ incremental_watermark('source_load_id') }}
+    select order_lines.order_id
+    from order_lines
+    where {{ is_new_to_facts('order_lines') }}
+    union
+    select built.order_id
+    from {{ this }} as built
+    where built.source_business_date > {{ as_of_date() }}
+    {% else %}
+    select distinct order_id
+    from order_lines
     {% endif %}
 
 ),
@@ -87,7 +97,8 @@ final as (
         gross_revenue_rounded - discount_rounded - cogs_rounded as gross_margin,
 
         -- load metadata
-        source_load_id
+        source_load_id,
+        source_business_date
 
     from rounded
 

@@ -1,10 +1,11 @@
--- One row per order (every order, also those without lines), amounts in the base currency
--- summed from fct_order_lines so that an order always equals the sum of its lines.
--- Revenue counts completed orders only (counted_revenue); returned orders count as zero.
+-- One row per order (every order, also those without lines) as known on the as-of date A,
+-- amounts in the base currency summed from fct_order_lines so that an order always equals
+-- the sum of its lines. Revenue counts completed orders only (counted_revenue); returned
+-- orders count as zero.
 --
--- Incremental like fct_order_lines: a run rebuilds each order whose header or lines came
--- with a load newer than the newest source_load_id already here (delete+insert on
--- order_id), reading the lines fct_order_lines rebuilt in the same run.
+-- Incremental like fct_order_lines (macros/incremental.sql): a run rebuilds each order
+-- whose header or lines are new to this table, and each order whose row here came from date
+-- folders after A, reading the lines fct_order_lines rebuilt in the same run.
 {{
     config(
         materialized='incremental',
@@ -12,6 +13,7 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_id'], 'unique': true}],
+        post_hook=["{{ delete_facts_delivered_after_as_of_date() if is_incremental() }}"],
     )
 }}
 
@@ -31,16 +33,22 @@ all_order_lines as (
 
 orders_to_build as (
 
+    {% if is_incremental() %}
+    -- a union, not `in (subquery)`: each branch is one scan, whatever the table sizes
     select all_orders.order_id
     from all_orders
-    {% if is_incremental() %}
-    where
-        all_orders.source_load_id > {{ incremental_watermark('source_load_id') }}
-        or all_orders.order_id in (
-            select all_order_lines.order_id
-            from all_order_lines
-            where all_order_lines.source_load_id > {{ incremental_watermark('source_load_id') }}
-        )
+    where {{ is_new_to_facts('all_orders') }}
+    union
+    select all_order_lines.order_id
+    from all_order_lines
+    where {{ is_new_to_facts('all_order_lines') }}
+    union
+    select built.order_id
+    from {{ this }} as built
+    where built.source_business_date > {{ as_of_date() }}
+    {% else %}
+    select all_orders.order_id
+    from all_orders
     {% endif %}
 
 ),
@@ -77,7 +85,8 @@ order_line_totals as (
         -- cost unknown rather than understated
         case when count(cogs) = count(*) then sum(cogs) end as cogs,
         case when count(gross_margin) = count(*) then sum(gross_margin) end as gross_margin,
-        max(source_load_id) as source_load_id
+        max(source_load_id) as source_load_id,
+        max(source_business_date) as source_business_date
     from order_lines
     group by order_id
 
@@ -121,7 +130,9 @@ final as (
         round(orders.shipping_cost, 2) as shipping_cost,
 
         -- load metadata
-        greatest(orders.source_load_id, order_line_totals.source_load_id) as source_load_id
+        greatest(orders.source_load_id, order_line_totals.source_load_id) as source_load_id,
+        greatest(orders.source_business_date, order_line_totals.source_business_date)
+            as source_business_date
 
     from orders
     left join order_line_totals

@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set alerts = var('alerts') -%}
 {%- set churn = alerts.churn_risk -%}
 {%- set drop = alerts.revenue_drop -%}

@@ -1,18 +1,10 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 -- One row per account group and as-of date A. An account group is a parent customer
 -- (parent_customer_id) with the customers that name it; one level only: a customer's
 -- group is its direct parent, or itself when it is a parent without a parent of its own.
 -- Groups are tiered as if each were one customer: every group and every customer outside
 -- any group is an "account"; accounts get the value score and tier of customer_tiers (same
 -- components, weights, method and levels) from their summed metrics (spend, orders and
--- gross margin summed, recency of the most recent member), ranked among all accounts.
+-- net contribution summed, recency of the most recent member), ranked among all accounts.
 -- No hysteresis or overrides apply to groups. A rerun of a date replaces its rows.
 with
 
@@ -45,7 +37,8 @@ population as (
         customer_rfm.frequency,
         customer_rfm.recency_days,
         customer_rfm.has_purchase_in_window,
-        coalesce(customer_profitability.gross_margin, 0) as gross_margin
+        coalesce(customer_profitability.gross_margin, 0) as gross_margin,
+        coalesce(customer_profitability.net_contribution, 0) as net_contribution
     from customer_rfm
     inner join customers
         on customer_rfm.customer_id = customers.customer_id
@@ -88,6 +81,7 @@ accounts as (
         cast(sum(frequency) as bigint) as frequency,
         min(recency_days) as recency_days,
         sum(gross_margin) as gross_margin,
+        sum(net_contribution) as net_contribution,
         bool_or(has_purchase_in_window) as has_purchase_in_window
     from memberships
     group by coalesce(account_group_id, customer_id), account_group_id is not null
@@ -120,10 +114,10 @@ positioned as (
         rank() over (order by value_score desc) as value_rank,
         cast(rank() over (order by value_score desc) - 1 as numeric)
         / count(*) over () as value_position,
-        sum(greatest(gross_margin, 0)) over (order by value_score desc)
-        - sum(greatest(gross_margin, 0)) over (partition by value_score)
-            as margin_ranked_above,
-        sum(greatest(gross_margin, 0)) over () as margin_total
+        sum(greatest(net_contribution, 0)) over (order by value_score desc)
+        - sum(greatest(net_contribution, 0)) over (partition by value_score)
+            as contribution_ranked_above,
+        sum(greatest(net_contribution, 0)) over () as contribution_total
     from value_scored
 
 ),
@@ -179,7 +173,8 @@ final as (
         tiered.monetary,
         tiered.frequency,
         tiered.recency_days,
-        tiered.gross_margin
+        tiered.gross_margin,
+        tiered.net_contribution
 
     from tiered
     left join customers

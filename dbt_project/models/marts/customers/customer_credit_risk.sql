@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set window_days = var('credit_risk').window_days | int -%}
 -- One row per customer and as-of date A: receivables at A (open and overdue amounts), the
 -- payment behaviour in the credit window (A - credit_risk.window_days, A] (average days

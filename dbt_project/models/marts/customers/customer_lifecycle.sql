@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set rules = var('lifecycle') -%}
 {%- set trend_days = rules.trend_days | int -%}
 -- One row per customer and as-of date A: the lifecycle stage and the metrics that decided

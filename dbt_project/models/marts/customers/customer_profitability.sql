@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set window_days = var('rfm_window_days') | int -%}
 {%- set rates = var('cost_to_serve') -%}
 -- One row per customer and as-of date A: revenue, cost of goods and gross margin of the

@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        on_schema_change='append_new_columns',
-    )
-}}
 {%- set margin = sql_number(var('tier_hysteresis_margin')) -%}
 {%- set potential = var('tier_potential') -%}
 {%- set trend_days = var('lifecycle').trend_days | int -%}
@@ -33,9 +25,10 @@ customer_rfm as (
 
 ),
 
-orders as (
+customer_profitability as (
 
-    select * from {{ ref('fct_orders') }}
+    select * from {{ ref('customer_profitability') }}
+    where as_of_date = {{ as_of_date() }}
 
 ),
 
@@ -72,17 +65,32 @@ account_group_tiers as (
 
 ),
 
-{% if is_incremental() %}
+{% if has_published_history('customer_tiers') %}
+published_tiers as (
+
+    select * from {{ source('published', 'customer_tiers') }}
+
+),
+
+previous_date as (
+
+    -- the latest earlier as-of date BI was shown: published, so it passed every quality
+    -- gate (a failed night is never anyone's previous tier)
+    select max(as_of_date) as as_of_date
+    from published_tiers
+    where as_of_date < {{ as_of_date() }}
+
+),
+
 previous_tiers as (
 
-    -- the customer's tiers at the latest earlier as-of date already built
-    select distinct on (customer_id)
-        customer_id,
-        value_tier,
-        computed_tier
-    from {{ this }}
-    where as_of_date < {{ as_of_date() }}
-    order by customer_id asc, as_of_date desc
+    select
+        published_tiers.customer_id,
+        published_tiers.value_tier,
+        published_tiers.computed_tier
+    from published_tiers
+    inner join previous_date
+        on published_tiers.as_of_date = previous_date.as_of_date
 
 ),
 {% endif %}
@@ -93,19 +101,6 @@ tier_levels as (
 
 ),
 
-window_margin as (
-
-    select
-        customer_id,
-        sum(gross_margin) as gross_margin
-    from orders
-    where status = 'completed'
-        and order_date <= {{ as_of_date() }}
-        and order_date > {{ as_of_date() }} - {{ var('rfm_window_days') | int }}
-    group by customer_id
-
-),
-
 customer_metrics as (
 
     select
@@ -113,12 +108,14 @@ customer_metrics as (
         customer_rfm.monetary,
         customer_rfm.frequency,
         customer_rfm.recency_days,
-        coalesce(window_margin.gross_margin, 0) as gross_margin,
+        -- profit is the net contribution after cost-to-serve (SPEC), in the same window
+        coalesce(customer_profitability.gross_margin, 0) as gross_margin,
+        coalesce(customer_profitability.net_contribution, 0) as net_contribution,
         customer_rfm.has_purchase_in_window,
         customer_rfm.rfm_segment
     from customer_rfm
-    left join window_margin
-        on customer_rfm.customer_id = window_margin.customer_id
+    left join customer_profitability
+        on customer_rfm.customer_id = customer_profitability.customer_id
 
 ),
 
@@ -151,18 +148,21 @@ positioned as (
         rank() over (order by value_score desc) as value_rank,
         cast(rank() over (order by value_score desc) - 1 as numeric)
         / count(*) over () as value_position,
+        rank() over (order by monetary desc) as purchasing_power_rank,
         cast(rank() over (order by monetary desc) - 1 as numeric)
         / count(*) over () as purchasing_power_position,
+        rank() over (order by frequency desc) as frequency_rank,
         cast(rank() over (order by frequency desc) - 1 as numeric)
         / count(*) over () as frequency_position,
-        cast(rank() over (order by gross_margin desc) - 1 as numeric)
+        rank() over (order by net_contribution desc) as profit_rank,
+        cast(rank() over (order by net_contribution desc) - 1 as numeric)
         / count(*) over () as profit_position,
-        -- pareto: share of the total positive gross margin held by customers with a
+        -- pareto: share of the total positive net contribution held by customers with a
         -- strictly higher value score (running sum incl. peers minus the peers)
-        sum(greatest(gross_margin, 0)) over (order by value_score desc)
-        - sum(greatest(gross_margin, 0)) over (partition by value_score)
-            as margin_ranked_above,
-        sum(greatest(gross_margin, 0)) over () as margin_total
+        sum(greatest(net_contribution, 0)) over (order by value_score desc)
+        - sum(greatest(net_contribution, 0)) over (partition by value_score)
+            as contribution_ranked_above,
+        sum(greatest(net_contribution, 0)) over () as contribution_total
     from value_scored
 
 ),
@@ -208,7 +208,7 @@ with_previous as (
     select
         tiered.*,
         {{ tier_rank('tiered.score_tier') }} as score_tier_rank,
-        {% if is_incremental() -%}
+        {% if has_published_history('customer_tiers') -%}
         previous_tiers.value_tier as previous_value_tier,
         previous_tiers.computed_tier as previous_computed_tier,
         {{ tier_rank('previous_tiers.computed_tier') }} as previous_computed_rank
@@ -218,7 +218,7 @@ with_previous as (
         cast(null as integer) as previous_computed_rank
         {%- endif %}
     from tiered
-    {% if is_incremental() -%}
+    {% if has_published_history('customer_tiers') -%}
     left join previous_tiers
         on tiered.customer_id = previous_tiers.customer_id
     {%- endif %}
@@ -388,10 +388,10 @@ explained as (
                 || ' ranks ' || value_rank || ' of ' || customer_count || ' customers'
                 {%- if var('tier_method') == 'pareto' %}
                 || case
-                    when margin_total > 0
+                    when contribution_total > 0
                         then ', customers ranked above it hold '
-                            || {{ format_share('margin_ranked_above / margin_total') }}
-                            || ' of the positive gross margin'
+                            || {{ format_share('contribution_ranked_above / contribution_total') }}
+                            || ' of the positive net contribution'
                     else ', ' || {{ tier_band_text('score_tier') }}
                 end
                 {%- else %}
@@ -446,6 +446,20 @@ final as (
         frequency_tier,
         profit_tier,
         rfm_segment,
+        -- each one-dimension tier with its own reason
+        purchasing_power_tier || ': spend ' || {{ format_amount('monetary') }} || ' '
+        || {{ base_currency() }} || ' in the last ' || {{ var('rfm_window_days') | int }}
+        || ' days ranks ' || purchasing_power_rank || ' of ' || customer_count || ' customers, '
+        || {{ tier_band_text('purchasing_power_tier') }} as purchasing_power_reason,
+        frequency_tier || ': ' || frequency
+        || case when frequency = 1 then ' completed order' else ' completed orders' end
+        || ' in the last ' || {{ var('rfm_window_days') | int }} || ' days ranks '
+        || frequency_rank || ' of ' || customer_count || ' customers, '
+        || {{ tier_band_text('frequency_tier') }} as frequency_reason,
+        profit_tier || ': net contribution ' || {{ format_amount('net_contribution') }} || ' '
+        || {{ base_currency() }} || ' after cost-to-serve in the last '
+        || {{ var('rfm_window_days') | int }} || ' days ranks ' || profit_rank || ' of '
+        || customer_count || ' customers, ' || {{ tier_band_text('profit_tier') }} as profit_reason,
         case
             when is_override
                 then value_tier || ': override by ' || override_set_by
@@ -475,6 +489,7 @@ final as (
         frequency,
         recency_days,
         gross_margin,
+        net_contribution,
 
         -- how the value tier was decided: score -> hysteresis -> override
         score_tier,

@@ -5,6 +5,8 @@ with
 source as (
 
     select * from {{ source('crm', 'tier_overrides') }}
+    -- as known on the as-of date: later deliveries are not visible to this run
+    where {{ delivered_by_as_of_date() }}
 
 ),
 

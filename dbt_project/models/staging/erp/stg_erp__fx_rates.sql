@@ -4,6 +4,8 @@ with
 source as (
 
     select * from {{ source('erp', 'fx_rates') }}
+    -- as known on the as-of date: later deliveries are not visible to this run
+    where {{ delivered_by_as_of_date() }}
 
 ),
 

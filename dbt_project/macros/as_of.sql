@@ -1,0 +1,29 @@
+{#
+    Reading the data as it was known on the as-of date A.
+
+    Every staging model keeps only the raw rows delivered in date folders <= A before it
+    picks the latest version of each key, so a rerun of an old date reads exactly what was
+    known then, whatever later extracts were loaded since (SPEC, "Operating promises").
+#}
+
+{% macro delivered_by_as_of_date(column='_business_date') -%}
+    {{ column }} <= {{ as_of_date() }}
+{%- endmacro %}
+
+
+{#
+    History is read from what BI was shown: the published tables (schema var publish_schema,
+    set by the pipeline) hold only nights that passed every quality gate, so a failed night
+    never becomes a later night's "previous tier". True when the published table exists (it
+    does not before the first publish); always true while dbt parses, so that the `source`
+    the model reads is known to dbt's graph. Unit tests override it.
+#}
+{% macro has_published_history(table_name) %}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(
+        database=target.database, schema=var('publish_schema'), identifier=table_name
+    ) -%}
+    {{ return(relation is not none) }}
+{% endmacro %}

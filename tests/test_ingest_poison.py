@@ -205,8 +205,8 @@ def test_a_row_breaking_any_critical_raw_expectation_is_rejected_at_ingest(
         for entity_path, n in good_rows.items():
             table = BY_PATH[entity_path].raw_table
             (loaded,) = conn.execute(
-                f"select count(*) from raw.{table} a join tierflow_meta.load_audit l on l.load_id = a._load_id"
-                " where l.file_path like '%%poison.csv'").fetchone()
+                f"select count(*) from raw.{table} a join tierflow_meta.load_audit l"
+                " on l.load_id = a._load_id where l.file_path like '%%poison.csv'").fetchone()
             assert loaded == n, f"{entity_path}: a row breaking a critical expectation reached raw"
     missing = {k: what for k, what in expected.items() if k not in got}
     assert not missing, f"rows breaking critical expectations were loaded, not rejected: {missing}"

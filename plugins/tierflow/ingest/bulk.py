@@ -306,10 +306,12 @@ class _Sql:
         """(case expression giving the reject reason or null, the joins it needs)."""
         e = self.entity
         whens: list[tuple[sql.Composable, sql.Composable]] = []
-        # values too long for any path, in header order (the row path checks them first)
+        # values too long for any path, in header order (the row path checks them first);
+        # octet_length reads the value's header, length counts characters: the cheap test first
         for name in self.columns:
             whens.append((
-                sql.SQL("length(s.{}) > {}").format(self.raw(name), _lit(FIELD_LIMIT)),
+                sql.SQL("octet_length(s.{c}) > {n} and length(s.{c}) > {n}").format(
+                    c=self.raw(name), n=_lit(FIELD_LIMIT)),
                 sql.SQL("{} || ': a value of ' || length(s.{}) || ' characters, over the limit of ' || {}"
                         ).format(_lit(name), self.raw(name), _lit(str(FIELD_LIMIT))),
             ))

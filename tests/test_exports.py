@@ -6,6 +6,7 @@ read, so every expected row can be read off the inserts below.
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 from pathlib import Path
 
@@ -90,3 +91,71 @@ def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Pat
         'C02,low,Hibernating,self-service,"win-back ""comeback"" offer"\r\n'
     )
     assert not list(crm.parent.glob(".*partial"))
+
+
+# Cells a spreadsheet would evaluate: each text starts with a formula trigger (OWASP: =, +, -,
+# @, tab, carriage return). The CSV files must show them as text, with a leading '; numbers
+# (a negative monetary) stay numbers; the tables and the Parquet files keep them verbatim.
+HYPERLINK = '=HYPERLINK("http://evil.example","click")'
+CMD = "=cmd|' /C calc'!A0"
+
+
+def add_hostile_customers(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into bi.customer_tiers values"
+            " (%s, '2026-03-31', 'high', '@Champions', 1, -10.5, 'new', false, false, false),"
+            " ('+33', '2026-03-31', 'low', 'Hibernating', 3, 5, 'new', false, false, false),"
+            " ('-7', '2026-03-31', 'low', 'Lost', 3, 0, 'new', false, false, false),"
+            " (e'\\tTAB', '2026-03-31', 'medium', 'Lost', 2, 1, 'new', false, false, false),"
+            " (e'\\rCR', '2026-03-31', 'medium', 'Lost', 2, 1, 'new', false, false, false)",
+            (HYPERLINK,),
+        )
+        conn.execute(
+            "insert into bi.allocation_plan_customer values"
+            " (%s, '2026-03-31', 'high', 'self-service', %s, '2026-04', 'policy', 1, 1, '-not a formula')",
+            (HYPERLINK, CMD),
+        )
+
+
+def test_formula_triggers_are_neutralised_in_the_csv_files_only(warehouse_url: str, tmp_path: Path) -> None:
+    import pandas as pd
+    from tierflow.publish.summary import write_exports
+
+    make_bi(warehouse_url)
+    add_hostile_customers(warehouse_url)
+    write_exports(warehouse_url, "bi", AS_OF, tmp_path)
+    out = tmp_path / "2026-03-31"
+
+    # the CRM file, byte by byte: rows in byte order of the key (tab 0x09 < CR 0x0d < '+' < '-'
+    # < '=' < 'C'); RFC 4180 quotes the cells holding a CR, a comma or a quote
+    assert (out / "crm_import.csv").read_bytes()[len(BOM):].decode("utf-8") == (
+        "customer_id,value_tier,rfm_segment,service_level,primary_action\r\n"
+        "'\tTAB,medium,Lost,,\r\n"
+        "\"'\rCR\",medium,Lost,,\r\n"
+        "'+33,low,Hibernating,,\r\n"
+        "'-7,low,Lost,,\r\n"
+        "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",high,'@Champions,self-service,"
+        "'=cmd|' /C calc'!A0\r\n"
+        '"C,3",medium,Can\'t Lose Them,,\r\n'
+        "C01,high,Champions,专属客户经理,quarterly business review\r\n"
+        'C02,low,Hibernating,self-service,"win-back ""comeback"" offer"\r\n'
+    )
+    # the CSV export: text cells neutralised, the negative number left a number
+    with open(out / "customer_tiers.csv", newline="", encoding="utf-8") as fh:
+        tiers = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    assert set(tiers) >= {"'" + HYPERLINK, "'+33", "'-7", "'\tTAB", "'\rCR", "C01", "C,3"}
+    assert tiers["'" + HYPERLINK]["rfm_segment"] == "'@Champions"
+    assert tiers["'" + HYPERLINK]["monetary"] == "-10.5"
+    with open(out / "allocation_plan_customer.csv", newline="", encoding="utf-8") as fh:
+        plan = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    assert plan["'" + HYPERLINK]["primary_action"] == "'" + CMD
+    assert plan["'" + HYPERLINK]["action_reason"] == "'-not a formula"
+    assert plan["C01"]["primary_action"] == "quarterly business review"
+    # the Parquet export and the published table keep the values as they are
+    parquet = pd.read_parquet(out / "customer_tiers.parquet")
+    assert {HYPERLINK, "+33", "-7", "\tTAB", "\rCR"} <= set(parquet["customer_id"])
+    assert parquet.loc[parquet["customer_id"] == HYPERLINK, "monetary"].tolist() == [-10.5]
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select primary_action from bi.allocation_plan_customer where customer_id = %s",
+                            (HYPERLINK,)).fetchone() == (CMD,)

@@ -37,6 +37,12 @@ class IngestConfig(_Strict):
     # CSV files at least this big are checked set-based in SQL after a plain COPY; smaller
     # ones row by row in Python, which costs less per file (thousands of small daily deltas).
     bulk_min_bytes: int = Field(262_144, ge=0)
+    # A path under the landing root that is not loaded but may hold data (an unknown system or
+    # entity folder, a date folder that is not a date, a directory where a file was expected,
+    # a file in a landing format outside a date folder, a file of another type in a date
+    # folder): fail the night (data is missing), or warn and load the rest. Either way it is
+    # reported in the run summary, the report and tierflow_meta.ignored_paths.
+    on_unknown_path: Literal["fail", "warn"] = "fail"
 
     @model_validator(mode="after")
     def _known_entities(self) -> IngestConfig:

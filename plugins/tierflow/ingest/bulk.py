@@ -27,6 +27,7 @@ import csv
 import gzip
 import logging
 import re
+import string
 import sys
 import time
 import zlib
@@ -37,7 +38,16 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tierflow.ingest.entities import BY_PATH, Column, Entity
+from tierflow.ingest.entities import (
+    BY_PATH,
+    FIELD_LIMIT,
+    INT4_MAX,
+    INT4_MIN,
+    NUMERIC_MAX_SCALE,
+    NUMERIC_MAX_WEIGHT_DIGITS,
+    Column,
+    Entity,
+)
 from tierflow.ingest.readers import file_format, normalize_header
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
@@ -72,6 +82,8 @@ _EDGE_SPACE = (b" ,", b", ", b' "', b'" ', b" \n", b" \r", b"\n ", b"\t", b"\x0b
                b"\x1c", b"\x1d", b"\x1e", b"\x1f", b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a\x80",
                b"\xe2\x81\x9f", b"\xe3\x80\x80")
 _E2_SPACE = re.compile(b"\xe2\x80[\x80-\x8a\xa8\xa9\xaf]")
+# a plain decimal, with or without exponent (loader._looks_finite: the same shape)
+PLAIN_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TRUE = ("true", "t", "1", "yes", "y")
 FALSE = ("false", "f", "0", "no", "n")
 
@@ -211,6 +223,14 @@ class _Sql:
                     name, _repr(t), _lit(", ".join(col.allowed))),
             ))
         elif col.type == "numeric":
+            # a plain decimal PostgreSQL refuses is too big or too precise for its numeric
+            out.append((
+                sql.SQL("not pg_input_is_valid({t}, 'numeric') and {t} ~ {shape}").format(
+                    t=t, shape=_lit(PLAIN_DECIMAL)),
+                sql.SQL("{} || {}").format(bad, _lit(
+                    f" (out of PostgreSQL's numeric range: {NUMERIC_MAX_WEIGHT_DIGITS} digits before the"
+                    f" point, {NUMERIC_MAX_SCALE} after)")),
+            ))
             # NaN and the infinities parse but are no amounts; every spelling of them has an n
             out.append((
                 sql.SQL("not (pg_input_is_valid({t}, 'numeric') and {plain})").format(
@@ -223,10 +243,14 @@ class _Sql:
                 sql.SQL(
                     "not (case when pg_input_is_valid({t}, 'integer') then {plain}"
                     " when pg_input_is_valid({t}, 'numeric') and {plain} then"
-                    " {t}::numeric = trunc({t}::numeric) and {t}::numeric between -2147483648"
-                    " and 2147483647 else false end)"
+                    " {t}::numeric = trunc({t}::numeric) else false end)"
                 ).format(t=t, plain=_plain_number(t)),
                 bad,
+            ))
+            out.append((
+                sql.SQL("{t}::numeric not between {lo} and {hi}").format(
+                    t=t, lo=_lit(INT4_MIN), hi=_lit(INT4_MAX)),
+                sql.SQL("{} || {}").format(bad, _lit(f" (out of the integer range {INT4_MIN}..{INT4_MAX})")),
             ))
         elif col.type in ("date", "timestamp"):
             # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026',
@@ -247,6 +271,11 @@ class _Sql:
             out.append((
                 sql.SQL("{} like '-%' and {} < 0").format(t, self.typed(col)),
                 sql.SQL("'negative ' || {} || ': ' || {}::text").format(name, self.typed(col)),
+            ))
+        if col.positive:
+            out.append((
+                sql.SQL("{} <= 0").format(self.typed(col)),
+                sql.SQL("{} || ' must be greater than 0: ' || {}").format(name, _repr(t)),
             ))
         return out
 
@@ -277,6 +306,15 @@ class _Sql:
         """(case expression giving the reject reason or null, the joins it needs)."""
         e = self.entity
         whens: list[tuple[sql.Composable, sql.Composable]] = []
+        # values too long for any path, in header order (the row path checks them first);
+        # octet_length reads the value's header, length counts characters: the cheap test first
+        for name in self.columns:
+            whens.append((
+                sql.SQL("octet_length(s.{c}) > {n} and length(s.{c}) > {n}").format(
+                    c=self.raw(name), n=_lit(FIELD_LIMIT)),
+                sql.SQL("{} || ': a value of ' || length(s.{}) || ' characters, over the limit of ' || {}"
+                        ).format(_lit(name), self.raw(name), _lit(str(FIELD_LIMIT))),
+            ))
         for col in e.columns:
             if col.name not in self.pos:
                 continue
@@ -293,6 +331,16 @@ class _Sql:
                     )
                 ),
             ))
+        for earlier, later in e.ordered_dates:
+            if earlier not in self.pos or later not in self.pos:
+                continue
+            lo, hi = self.t(earlier), self.t(later)
+            whens.append((
+                sql.SQL("{lo} is not null and {hi} is not null"
+                        " and left({hi}, 10)::date < left({lo}, 10)::date").format(lo=lo, hi=hi),
+                sql.SQL("{} || left({}, 10) || {} || left({}, 10)").format(
+                    _lit(f"{later} "), hi, _lit(f" is before {earlier} "), lo),
+            ))
         if e.event_date_column and e.event_date_column in self.pos:
             t = self.t(e.event_date_column)
             whens.append((
@@ -304,13 +352,16 @@ class _Sql:
                              f" date {business_date}")),
             ))
         joins: list[sql.Composable] = []
+        iso = e.iso_currency_column
+        if iso and iso in self.pos:
+            received = sql.SQL("coalesce({}, 'None')").format(self.t(iso))
+            whens.append((
+                sql.SQL("{} !~ {}").format(received, _lit("^[" + string.ascii_letters + "]{3}$")),
+                sql.SQL("'unknown currency ' || {}").format(_repr(sql.SQL("upper({})").format(received))),
+            ))
         if e.currency_column:
             cur = sql.SQL("upper(coalesce({}, 'None'))").format(self.t(e.currency_column))
             on = self.t(e.currency_date_column)
-            whens.append((
-                sql.SQL("{} !~ {}").format(cur, _lit("^[[:alpha:]]{3}$")),
-                sql.SQL("'unknown currency ' || {}").format(_repr(cur)),
-            ))
             whens.append((
                 sql.SQL("{cur} <> {base} and not coalesce(fx.first_rate <= left({on}, 10)::date, false)")
                 .format(cur=cur, base=_lit(self.base), on=on),

@@ -27,6 +27,7 @@ class Column:
     required: bool = False
     allowed: tuple[str, ...] | None = None  # accepted values (case-insensitive, stored lowercase)
     non_negative: bool = False
+    positive: bool = False  # zero is refused too (a rate of 0 would make amounts vanish)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Entity:
     # column holding the row's currency and the date column used to look up its fx rate
     currency_column: str | None = None
     currency_date_column: str | None = None
+    # (earlier, later) date columns: the later one, when given, is not before the earlier one
+    ordered_dates: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> str:
@@ -64,6 +67,12 @@ class Entity:
         valid_to) are legitimately in the future.
         """
         return EVENT_DATE_COLUMNS.get(self.path)
+
+    @property
+    def iso_currency_column(self) -> str | None:
+        """The column holding an ISO currency code (three letters, stored upper-case): the
+        row's currency, or the currency an fx rate is for."""
+        return self.currency_column or ("currency" if self.path == "erp/fx_rates" else None)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -98,7 +107,7 @@ ENTITIES: tuple[Entity, ...] = (
         (
             C("rate_date", "date", True),
             C("currency", "text", True),
-            C("rate_to_base", "numeric", True, non_negative=True),
+            C("rate_to_base", "numeric", True, non_negative=True, positive=True),
         ),
     ),
     Entity(
@@ -132,6 +141,7 @@ ENTITIES: tuple[Entity, ...] = (
             C("valid_to", "date"),
         ),
         (ForeignKey("customer_id", "crm/customers", "customer_id"),),
+        ordered_dates=(("valid_from", "valid_to"),),
     ),
     Entity(
         "crm", "activities", ("activity_id",),
@@ -234,6 +244,15 @@ REQUIRED_ENTITIES: tuple[str, ...] = ("crm/customers", "erp/products", "erp/orde
 
 # Load order: referenced entities first, so foreign keys can be checked against what is loaded.
 LOAD_ORDER: tuple[str, ...] = tuple(e.path for e in ENTITIES)
+
+# Values PostgreSQL (or the readers) cannot take are per-row rejects, never whole-file failures:
+# a field longer than Python's csv reader takes by default (131,072 characters: a runaway
+# quote or a binary blob, in any format), an integer outside PostgreSQL's 32-bit integer, a
+# number outside its numeric type (131,072 digits before the point, 16,383 after).
+FIELD_LIMIT = 131_072
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+NUMERIC_MAX_WEIGHT_DIGITS = 131_072
+NUMERIC_MAX_SCALE = 16_383
 
 # Metadata columns every raw table carries after the contract's columns.
 RAW_META_COLUMNS = (

@@ -19,6 +19,8 @@ import csv
 import hashlib
 import json
 import logging
+import math
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,10 +32,21 @@ import psycopg
 from psycopg import sql
 
 from tierflow.config import TierflowConfig
-from tierflow.ingest.bulk import UseRowPath, load_csv
-from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, REQUIRED_ENTITIES, Column, Entity
-from tierflow.ingest.fast import UseSqlPath, load_csv_fast
-from tierflow.ingest.readers import FileProblem, file_format, open_records
+from tierflow.ingest.bulk import PLAIN_DECIMAL, UseRowPath, load_csv
+from tierflow.ingest.entities import (
+    BY_PATH,
+    FIELD_LIMIT,
+    INT4_MAX,
+    INT4_MIN,
+    NUMERIC_MAX_SCALE,
+    NUMERIC_MAX_WEIGHT_DIGITS,
+    REQUIRED_ENTITIES,
+    Column,
+    Entity,
+)
+from tierflow.ingest.fast import EncodeError, UseSqlPath, load_csv_fast
+from tierflow.ingest.landing import IgnoredPath, LandingError, LandingFile, discover, unsupported
+from tierflow.ingest.readers import FileProblem, JsonNumber, file_format, open_records
 from tierflow.ingest.schema import ensure_schema
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
@@ -67,6 +80,8 @@ class IngestReport:
     files: list[FileResult] = field(default_factory=list)
     skipped_already_loaded: int = 0
     warnings: list[str] = field(default_factory=list)
+    ignored: list[IgnoredPath] = field(default_factory=list)
+    error: str | None = None  # why the ingest failed, when it did
 
     def totals(self) -> dict:
         return {
@@ -84,12 +99,37 @@ class IngestReport:
             **self.totals(),
             "warnings": self.warnings,
             "extra_columns": sorted({f"{f.entity}: {c}" for f in self.files for c in f.extra_columns}),
+            "ignored_paths": [p.as_dict() for p in self.ignored],
+            **({"error": self.error} if self.error else {}),
         }
 
 
 # -- value parsing -------------------------------------------------------------------------
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
+_ISO_CURRENCY = re.compile(r"[A-Za-z]{3}")
+NUL_SHOWN_AS = "\u2400"  # what a NUL byte becomes in rejects.raw_record (jsonb cannot hold it)
+
+
+def _numeric_in_range(num: Decimal) -> bool:
+    """Whether PostgreSQL's numeric takes this finite value: at most 131,072 digits before the
+    point and 16,383 after (a zero may have any exponent that keeps its scale in range)."""
+    exponent = num.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > NUMERIC_MAX_SCALE or abs(exponent) >= 2**30:
+        return False
+    return num.is_zero() or num.adjusted() < NUMERIC_MAX_WEIGHT_DIGITS
+
+
+def _finite_number(value: object) -> Decimal:
+    """A number as received as a finite Decimal PostgreSQL's numeric can hold; ValueError
+    otherwise (NaN, the infinities, 1e400 in JSON, 1e200000 as text)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError
+    num = Decimal(str(value))
+    if not num.is_finite() or not _numeric_in_range(num):
+        raise ValueError
+    return num
 
 
 def _parse(col: Column, value: object) -> object:
@@ -109,18 +149,23 @@ def _parse(col: Column, value: object) -> object:
                     raise RowProblem(f"{col.name}: {value!r} is not one of {', '.join(col.allowed)}")
             return text
         if col.type == "numeric":
-            if isinstance(value, bool):
-                raise ValueError
-            num = Decimal(str(value))
-            if not num.is_finite():
-                raise ValueError
-            return num
+            try:
+                return _finite_number(value)
+            except ValueError:
+                if isinstance(value, str) and _looks_finite(value):
+                    raise RowProblem(
+                        f"bad numeric in {col.name}: {value!r} (out of PostgreSQL's numeric range: "
+                        f"{NUMERIC_MAX_WEIGHT_DIGITS} digits before the point, {NUMERIC_MAX_SCALE} after)"
+                    ) from None
+                raise
         if col.type == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            num = Decimal(str(value))
+            num = _finite_number(value)
             if num != num.to_integral_value():
                 raise ValueError
+            if num.adjusted() > 9 or not INT4_MIN <= int(num) <= INT4_MAX:
+                raise RowProblem(
+                    f"bad int in {col.name}: {value!r} (out of the integer range {INT4_MIN}..{INT4_MAX})"
+                )
             return int(num)
         if col.type == "date":
             if isinstance(value, datetime):
@@ -154,6 +199,37 @@ def _parse(col: Column, value: object) -> object:
     raise AssertionError(f"unknown column type {col.type}")
 
 
+_PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL)
+
+
+def _looks_finite(text: str) -> bool:
+    """A plain decimal, with or without exponent: the shape whose only fault can be its size
+    (the set-based path tells it apart with the same pattern)."""
+    return _PLAIN_DECIMAL.fullmatch(text) is not None
+
+
+def _value_problem(name: str, value: object) -> str | None:
+    """What PostgreSQL (or the CSV reader) could not take in a value as received, whatever
+    its column: a field over FIELD_LIMIT characters, a NUL character (also inside a JSON
+    object or list of an unknown column)."""
+    if isinstance(value, str):
+        if len(value) > FIELD_LIMIT:
+            return f"{name}: a value of {len(value)} characters, over the limit of {FIELD_LIMIT}"
+        if "\x00" in value:
+            return f"{name}: NUL byte (PostgreSQL text cannot hold it; shown as {NUL_SHOWN_AS} in raw_record)"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            problem = _value_problem(name, k) or _value_problem(name, v)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for v in value:
+            problem = _value_problem(name, v)
+            if problem:
+                return problem
+    return None
+
+
 def _checksum(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -162,50 +238,6 @@ def _checksum(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
-
-
-# -- discovery -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LandingFile:
-    path: Path
-    relpath: str
-    entity: Entity
-    business_date: date
-
-
-def discover(landing: Path, as_of: date) -> tuple[list[LandingFile], list[str]]:
-    """Files in date folders <= as_of, in load order; plus problems with the layout."""
-    root = landing.resolve()
-    found: list[LandingFile] = []
-    problems: list[str] = []
-    if not root.is_dir():
-        raise IngestError(f"landing folder {landing} does not exist (set TIERFLOW_LANDING)")
-    for entity_path in LOAD_ORDER:
-        entity = BY_PATH[entity_path]
-        folder = root / entity.system / entity.name
-        if not folder.is_dir():
-            continue
-        for day_dir in sorted(folder.iterdir()):
-            try:
-                day = date.fromisoformat(day_dir.name)
-            except ValueError:
-                problems.append(f"{day_dir.relative_to(root)}: not a YYYY-MM-DD date folder, ignored")
-                continue
-            if day > as_of or not day_dir.is_dir():
-                continue
-            for f in sorted(day_dir.iterdir()):
-                if f.name.startswith("."):
-                    continue
-                real = f.resolve()
-                if not real.is_relative_to(root):
-                    raise IngestError(f"{f}: points outside the landing root {root}; refusing to read it")
-                if not f.is_file():
-                    continue
-                found.append(LandingFile(f, str(f.relative_to(root)), entity, day))
-    # load by business date, then by entity order (referenced entities first), then name
-    order = {p: i for i, p in enumerate(LOAD_ORDER)}
-    found.sort(key=lambda lf: (lf.business_date, order[lf.entity.path], lf.relpath))
-    return found, problems
 
 
 # -- the loader ------------------------------------------------------------------------------
@@ -262,19 +294,34 @@ class _Lookups:
 def _validate_row(
     entity: Entity, record: dict, lookups: _Lookups, business_date: date, max_future_days: int
 ) -> dict:
+    """The row as loaded, or RowProblem with the reason. Every rule a critical raw expectation
+    enforces is enforced here too (expectations/raw; tests/test_ingest_poison.py checks that),
+    so a row the raw gate would refuse never reaches raw to block later nights."""
     if "__malformed__" in record:
         raise RowProblem(f"malformed row: {record['__malformed__']}")
+    for name, value in record.items():
+        problem = _value_problem(name, value)
+        if problem:
+            raise RowProblem(problem)
     row: dict = {}
     missing: list[str] = []
     for col in entity.columns:
         value = _parse(col, record.get(col.name))
         if value is None and col.required:
             missing.append(col.name)
-        if col.non_negative and value is not None and value < 0:
-            raise RowProblem(f"negative {col.name}: {value}")
+        if value is not None and (col.non_negative or col.positive):
+            if col.non_negative and value < 0:
+                raise RowProblem(f"negative {col.name}: {value}")
+            if col.positive and value <= 0:
+                received = record.get(col.name)
+                received = received.strip() if isinstance(received, str) else received
+                raise RowProblem(f"{col.name} must be greater than 0: {received!r}")
         row[col.name] = value
     if missing:
         raise RowProblem(f"missing required value: {', '.join(missing)}")
+    for earlier, later in entity.ordered_dates:
+        if row[earlier] is not None and row[later] is not None and row[later] < row[earlier]:
+            raise RowProblem(f"{later} {row[later]} is before {earlier} {row[earlier]}")
     if entity.event_date_column:
         v = row[entity.event_date_column]
         v = v.date() if isinstance(v, datetime) else v
@@ -283,16 +330,18 @@ def _validate_row(
                 f"{entity.event_date_column} {v} is in the future: more than {max_future_days} day(s) "
                 f"after the extract date {business_date}"
             )
-    if entity.currency_column:
-        cur = str(row[entity.currency_column]).upper()
-        row[entity.currency_column] = cur
-        if len(cur) != 3 or not cur.isalpha():
+    currency_column = entity.iso_currency_column
+    if currency_column:
+        received = str(row[currency_column])
+        cur = received.upper()
+        row[currency_column] = cur
+        # three ASCII letters, as the raw suites' ^[A-Z]{3}$ wants them (isalpha() took 'ÄÖÜ')
+        if not _ISO_CURRENCY.fullmatch(received):
             raise RowProblem(f"unknown currency {cur!r}")
-        on = row[entity.currency_date_column]
-        if cur != lookups.base and not lookups.has_rate(cur, on):
-            raise RowProblem(f"no fx rate for {cur} on or before {on}")
-    if entity.path == "erp/fx_rates":
-        row["currency"] = row["currency"].upper()
+        if entity.currency_column:
+            on = row[entity.currency_date_column]
+            if cur != lookups.base and not lookups.has_rate(cur, on):
+                raise RowProblem(f"no fx rate for {cur} on or before {on}")
     for fk in entity.foreign_keys:
         v = row[fk.column]
         if v is not None and v not in lookups.keys(BY_PATH[fk.entity], fk.ref_column):
@@ -434,15 +483,27 @@ def _is_referenced(entity: Entity) -> bool:
 
 
 def _jsonable(v: object) -> object:
+    """A value as JSON can hold it in raw_record / _extra: dates and numbers as text, NaN and
+    the infinities as the text they were read from (JSON has no such numbers), a NUL as
+    NUL_SHOWN_AS (jsonb cannot hold it)."""
     if isinstance(v, date | datetime | Decimal):
         return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v) if isinstance(v, JsonNumber) else {"nan": "NaN", "inf": "Infinity"}.get(
+            str(v), "-Infinity")
+    if isinstance(v, str):
+        return v.replace("\x00", NUL_SHOWN_AS) if "\x00" in v else v
+    if isinstance(v, dict):
+        return {_jsonable(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
     return v
 
 
 def _raw_json(record: dict) -> str:
     if "__malformed__" in record:
         return json.dumps({"fields": [_jsonable(v) for v in record["__fields__"]]}, ensure_ascii=False)
-    return json.dumps({k: _jsonable(v) for k, v in record.items()}, ensure_ascii=False)
+    return json.dumps({_jsonable(k): _jsonable(v) for k, v in record.items()}, ensure_ascii=False)
 
 
 def run_ingest(
@@ -451,61 +512,218 @@ def run_ingest(
     """Load every not-yet-loaded file in date folders <= ``as_of``.
 
     A file is identified by its path and checksum: loaded once; re-delivered with new
-    content, loaded again. Stops at the first file that cannot be read (IngestError).
+    content, loaded again. Stops at the first file that cannot be read (IngestError). Paths
+    under the landing root that are not loaded are reported (``tierflow_meta.ignored_paths``,
+    the report's ``ignored_paths``) and, if they may hold data, fail the night after the
+    other files are loaded unless ``ingest.on_unknown_path`` is ``warn``. Whatever happens,
+    the run's summary in ``tierflow_meta.runs`` gets this report (extra columns and ignored
+    paths included) before the ingest returns or fails.
     """
     report = IngestReport(as_of)
     if cfg.ingest.missing_required_entity == "wait":
         report.warnings.extend(wait_for_expected(landing, as_of, cfg))
-    files, problems = discover(landing, as_of)
-    report.warnings.extend(problems)
+    try:
+        files, report.ignored = discover(landing, as_of)
+    except LandingError as exc:
+        raise IngestError(str(exc)) from None
+    fail_unknown = cfg.ingest.on_unknown_path == "fail"
+    if not fail_unknown:  # files in a date folder that no reader takes are skipped, and said so
+        report.ignored.extend(p for p in map(unsupported, files) if p is not None)
+        files = [lf for lf in files if unsupported(lf) is None]
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
-        done = {
-            (p, c)
-            for p, c in conn.execute(
-                sql.SQL("select file_path, checksum from {}.load_audit where status = 'loaded'").format(
-                    sql.Identifier(META_SCHEMA)
-                )
+        try:
+            _sweep_orphans(conn, run_id)
+            _record_ignored(conn, run_id, as_of, report.ignored)
+            _load_all(conn, files, cfg, report, run_id)
+            _check_ignored(report.ignored, fail_unknown)
+            _check_required_entities(conn, files, as_of, cfg, report)
+        except BaseException as exc:
+            report.error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            _save_to_run_summary(conn, run_id, report)
+    return report
+
+
+def _load_all(
+    conn: psycopg.Connection, files: list[LandingFile], cfg: TierflowConfig, report: IngestReport,
+    run_id: str | None,
+) -> None:
+    done = {
+        (p, c)
+        for p, c in conn.execute(
+            sql.SQL("select file_path, checksum from {}.load_audit where status = 'loaded'").format(
+                sql.Identifier(META_SCHEMA)
             )
-        }
-        lookups = _Lookups(conn, cfg.base_currency)
-        for lf in files:
+        )
+    }
+    lookups = _Lookups(conn, cfg.base_currency)
+    for lf in files:
+        try:
             checksum, size = _checksum(lf.path)
+        except OSError as exc:  # vanished or unreadable since it was found
+            checksum, size = "", 0
+            problem: BaseException | None = IngestError(f"{lf.relpath}: cannot read: {exc.strerror or exc}")
+        else:
+            problem = None
             if (lf.relpath, checksum) in done:
                 report.skipped_already_loaded += 1
                 continue
-            started = time.monotonic()
-            (load_id,) = conn.execute(
-                sql.SQL(
-                    "insert into {}.load_audit (file_path, system, entity, business_date, checksum,"
-                    " size_bytes, file_format, run_id, status) values (%s,%s,%s,%s,%s,%s,%s,%s,'running')"
-                    " returning load_id"
-                ).format(sql.Identifier(META_SCHEMA)),
-                (lf.relpath, lf.entity.system, lf.entity.name, lf.business_date, checksum, size,
-                 file_format(lf.path), run_id),
-            ).fetchone()
+        started = time.monotonic()
+        load_id = _start_audit(conn, lf, checksum, size, run_id)
+        try:
+            if problem is not None:
+                raise problem
             try:
-                try:
-                    with conn.transaction():
-                        res = _load_file(conn, lf, load_id, cfg, lookups)
-                        _finish_audit(conn, load_id, res)
-                except psycopg.Error as exc:
-                    raise IngestError(f"{lf.relpath}: the warehouse refused the rows: {exc}") from None
-            except IngestError as exc:
-                failed = FileResult(
-                    lf.relpath, lf.entity.path, lf.business_date, status="failed", error=str(exc)
-                )
-                _finish_audit(conn, load_id, failed)
-                report.files.append(failed)
-                lookups = _Lookups(conn, cfg.base_currency)  # caches may hold the rolled-back rows
-                raise IngestError(str(exc)) from None
-            report.files.append(res)
-            log.info(
-                "loaded %s: %d rows in, %d loaded, %d rejected (%.2fs)",
-                lf.relpath, res.rows_in, res.rows_loaded, res.rows_rejected, time.monotonic() - started,
+                with conn.transaction():
+                    res = _load_file(conn, lf, load_id, cfg, lookups)
+                    _finish_audit(conn, load_id, res)
+            except psycopg.Error as exc:
+                raise IngestError(f"{lf.relpath}: the warehouse refused the rows: {exc}") from None
+            except (IngestError, KeyboardInterrupt, SystemExit):
+                raise
+            except EncodeError as exc:
+                raise IngestError(f"{lf.relpath}: {exc}") from exc
+            except Exception as exc:  # a bug: still a failed file, named, with its audit row
+                raise IngestError(f"{lf.relpath}: unexpected {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            error = str(exc) if isinstance(exc, IngestError) else (
+                f"{lf.relpath}: interrupted ({type(exc).__name__}) while loading")
+            failed = FileResult(lf.relpath, lf.entity.path, lf.business_date, status="failed", error=error)
+            _record_failed(conn, load_id, failed)
+            report.files.append(failed)
+            raise
+        finally:
+            _release(conn, load_id)
+        report.files.append(res)
+        log.info(
+            "loaded %s: %d rows in, %d loaded, %d rejected (%.2fs)",
+            lf.relpath, res.rows_in, res.rows_loaded, res.rows_rejected, time.monotonic() - started,
+        )
+
+
+# -- load_audit bookkeeping ------------------------------------------------------------------
+# While a file loads, its loader holds a session advisory lock on the file's load_id; the lock
+# goes with the session when the process dies, however it dies. An audit row still 'running'
+# whose lock anyone can take belongs to no live loader: the start-up sweep marks it failed.
+_LOCK_SPACE = "select hashtext('tierflow.load_audit')"
+
+
+def _lock_key(load_id: int) -> int:
+    return load_id % 2_147_483_647
+
+
+def _start_audit(
+    conn: psycopg.Connection, lf: LandingFile, checksum: str, size: int, run_id: str | None
+) -> int:
+    """The file's audit row, 'running', visible to others only once its lock is held."""
+    with conn.transaction():
+        (load_id,) = conn.execute(
+            sql.SQL(
+                "insert into {}.load_audit (file_path, system, entity, business_date, checksum,"
+                " size_bytes, file_format, run_id, status) values (%s,%s,%s,%s,%s,%s,%s,%s,'running')"
+                " returning load_id"
+            ).format(sql.Identifier(META_SCHEMA)),
+            (lf.relpath, lf.entity.system, lf.entity.name, lf.business_date, checksum, size,
+             file_format(lf.path), run_id),
+        ).fetchone()
+        conn.execute(f"select pg_advisory_lock(({_LOCK_SPACE}), %s)", (_lock_key(load_id),))
+    return load_id
+
+
+def _release(conn: psycopg.Connection, load_id: int) -> None:
+    try:
+        conn.execute(f"select pg_advisory_unlock(({_LOCK_SPACE}), %s)", (_lock_key(load_id),))
+    except psycopg.Error:  # the session is gone, and its lock with it
+        log.warning("could not release the load lock of load %s", load_id)
+
+
+def _record_failed(conn: psycopg.Connection, load_id: int, failed: FileResult) -> None:
+    """Best effort: when the warehouse itself is what failed, the next run's sweep does it."""
+    try:
+        _finish_audit(conn, load_id, failed)
+    except psycopg.Error:
+        log.exception("could not record the failure of %s in load_audit", failed.path)
+
+
+def _sweep_orphans(conn: psycopg.Connection, run_id: str | None) -> list[str]:
+    """Mark failed the audit rows left 'running' by loads whose process ended without saying
+    how (killed, lost its connection); returns their paths."""
+    meta = sql.Identifier(META_SCHEMA)
+    swept: list[str] = []
+    for load_id, path in conn.execute(
+        sql.SQL("select load_id, file_path from {}.load_audit where status = 'running' order by load_id"
+                ).format(meta)
+    ).fetchall():
+        (free,) = conn.execute(f"select pg_try_advisory_lock(({_LOCK_SPACE}), %s)",
+                               (_lock_key(load_id),)).fetchone()
+        if not free:
+            continue  # a live loader holds it
+        try:
+            cur = conn.execute(
+                sql.SQL(
+                    "update {}.load_audit set status = 'failed', finished_at = clock_timestamp(),"
+                    " error = %s where load_id = %s and status = 'running'"
+                ).format(meta),
+                (f"{path}: orphaned: the load ended without recording an outcome (its process was killed"
+                 f" or lost its connection); marked failed by the start-up sweep of run {run_id or '-'}",
+                 load_id),
             )
-        _check_required_entities(conn, files, as_of, cfg, report)
-    return report
+            if cur.rowcount:
+                swept.append(path)
+        finally:
+            conn.execute(f"select pg_advisory_unlock(({_LOCK_SPACE}), %s)", (_lock_key(load_id),))
+    if swept:
+        log.warning("marked %d orphaned load(s) failed: %s", len(swept), ", ".join(swept))
+    return swept
+
+
+def _record_ignored(
+    conn: psycopg.Connection, run_id: str | None, as_of: date, ignored: list[IgnoredPath]
+) -> None:
+    """This run's ignored paths in tierflow_meta.ignored_paths (a rerun replaces its rows)."""
+    meta = sql.Identifier(META_SCHEMA)
+    with conn.transaction():
+        if run_id is not None:
+            conn.execute(sql.SQL("delete from {}.ignored_paths where run_id = %s").format(meta), (run_id,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "insert into {}.ignored_paths (run_id, as_of_date, path, kind, reason, may_hold_data)"
+                    " values (%s, %s, %s, %s, %s, %s)"
+                ).format(meta),
+                [(run_id, as_of, p.path, p.kind, p.reason, p.may_hold_data) for p in ignored],
+            )
+    for p in ignored:
+        log.warning("ignored %s: %s", p.path, p.reason)
+
+
+def _check_ignored(ignored: list[IgnoredPath], fail: bool) -> None:
+    blocking = [p for p in ignored if p.may_hold_data]
+    if fail and blocking:
+        listed = "; ".join(f"{p.path}: {p.reason}" for p in blocking)
+        raise IngestError(
+            f"{len(blocking)} path(s) under the landing root may hold data and were not loaded: {listed}"
+            " (ingest.on_unknown_path: fail; fix the layout, or set it to warn to load without them)"
+        )
+
+
+def _save_to_run_summary(conn: psycopg.Connection, run_id: str | None, report: IngestReport) -> None:
+    """The run's summary gets the ingest part now, so a night that fails later (or here) still
+    says which extra columns and ignored paths it saw; the full summary keeps it."""
+    if run_id is None:
+        return
+    try:
+        conn.execute(
+            sql.SQL(
+                "update {}.runs set summary = coalesce(summary, '{{}}'::jsonb)"
+                " || jsonb_build_object('ingest', %s::jsonb) where run_id = %s"
+            ).format(sql.Identifier(META_SCHEMA)),
+            (json.dumps(report.as_dict(), ensure_ascii=False), run_id),
+        )
+    except psycopg.Error:
+        log.exception("could not save the ingest summary of run %s", run_id)
 
 
 def _delivered(landing: Path, entity_path: str, day: date) -> bool:

@@ -2,6 +2,12 @@
 
 Each reader yields ``(line_number, record)`` where record maps the (normalized) header to
 the value as received. Nothing reads a whole file into memory.
+
+CSV records are counted against the physical lines they take: a quoted value that runs on
+over lines which hold records of their own (an unbalanced quote) does not swallow them. The
+line that opened it becomes a malformed row (the loader rejects it) and the lines after it
+are read again as their own records; if they do not look like records, the file fails
+naming the line of the quote.
 """
 
 from __future__ import annotations
@@ -10,10 +16,20 @@ import csv
 import gzip
 import io
 import json
+import math
+import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 FORMATS = (".csv.gz", ".csv", ".parquet", ".jsonl")
+# A record spanning several lines is given up on (see _Lines) past this many characters: an
+# unbalanced quote must not read the rest of a big file into one field.
+RUNAWAY_CHARS = 32 * 131_072
+# The csv module's own limit (131,072 characters a field) would fail the whole file on one
+# long field; the loader rejects such a field per row instead (entities.FIELD_LIMIT), and
+# _Lines bounds a record spanning lines. The limit is the module's, for the whole process.
+csv.field_size_limit(max(csv.field_size_limit(), sys.maxsize))
 
 
 class FileProblem(ValueError):
@@ -32,12 +48,79 @@ def normalize_header(name: str) -> str:
     return name.replace("\ufeff", "").strip().lower()
 
 
+class _Runaway(Exception):
+    """A record's lines grew past RUNAWAY_CHARS."""
+
+
+class _Lines:
+    """The physical lines of a text file for csv.reader, numbered from 1, remembering the lines
+    of the record being read; lines can be put back to be read again as records."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = iter(text)
+        self._back: deque[tuple[int, str]] = deque()
+        self._next_no = 1
+        self.taken: list[tuple[int, str]] = []
+        self._taken_chars = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._back:
+            no, line = self._back.popleft()
+        else:
+            line = next(self._text)
+            no = self._next_no
+            self._next_no += 1
+        if self.taken and self._taken_chars + len(line) > RUNAWAY_CHARS:
+            self._back.appendleft((no, line))
+            raise _Runaway
+        self.taken.append((no, line))
+        self._taken_chars += len(line)
+        return line
+
+    def start_record(self) -> None:
+        self.taken = []
+        self._taken_chars = 0
+
+    def put_back(self, lines: list[tuple[int, str]]) -> None:
+        self._back.extendleft(reversed(lines))
+
+
+def _alone(line: str) -> list[str]:
+    """The fields of one physical line read as a record by itself."""
+    return next(csv.reader([line.rstrip("\r\n")]), [])
+
+
+def _strict_ok(lines: list[tuple[int, str]]) -> bool:
+    try:
+        list(csv.reader([line for _, line in lines], strict=True))
+    except csv.Error:
+        return False
+    return True
+
+
+def _swallows_records(lines: list[tuple[int, str]], width: int) -> bool:
+    """Whether a record read over several lines took in lines that are records of their own:
+    a line inside it with the header's number of fields, or a last line with the header's
+    number of fields where the quoting is broken (a quote that never closes, or closes
+    before something other than a delimiter). A real multi-line value (an address) has
+    neither."""
+    if any(len(_alone(line)) == width for _, line in lines[1:-1]):
+        return True
+    return len(_alone(lines[-1][1])) == width and not _strict_ok(lines)
+
+
 def _csv_rows(text: io.TextIOBase) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    reader = csv.reader(text)
+    lines = _Lines(text)
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         raise FileProblem("empty file: no header row") from None
+    except _Runaway:
+        raise FileProblem(f"not a readable CSV header: longer than {RUNAWAY_CHARS} characters") from None
     except csv.Error as exc:
         raise FileProblem(f"not a readable CSV header: {exc}") from None
     columns = [normalize_header(h) for h in header]
@@ -47,13 +130,44 @@ def _csv_rows(text: io.TextIOBase) -> tuple[list[str], Iterator[tuple[int, dict]
     if dupes:
         raise FileProblem(f"header repeats column(s) {', '.join(dupes)}")
 
+    def unbalanced(taken: list[tuple[int, str]]) -> dict:
+        """The opening line of a record that swallowed others, as a malformed row."""
+        fields = _alone(taken[0][1])
+        at = len(fields) - 1
+        name = columns[at] if 0 <= at < len(columns) else f"field {at + 1}"
+        first, last = taken[1][0], taken[-1][0]
+        over = (f"line {first}, a record of its own, which is read as such" if first == last else
+                f"lines {first}-{last}, records of their own, which are read as such")
+        return {
+            "__malformed__": f"unbalanced quote in {name}: its quoted value would run on over {over}",
+            "__fields__": fields,
+        }
+
     def rows() -> Iterator[tuple[int, dict]]:
-        start = reader.line_num + 1
-        for fields in reader:
-            line = start
-            start = reader.line_num + 1
+        nonlocal reader
+        while True:
+            lines.start_record()
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except _Runaway:
+                taken = lines.taken
+                if not _swallows_records(taken, len(columns)):
+                    raise FileProblem(
+                        f"unbalanced quote on line {taken[0][0]}: its quoted value runs on for more than "
+                        f"{RUNAWAY_CHARS} characters (lines {taken[0][0]}-{taken[-1][0]} and on)"
+                    ) from None
+                fields = None
+            taken = lines.taken
+            if fields is None or (len(taken) > 1 and _swallows_records(taken, len(columns))):
+                yield taken[0][0], unbalanced(taken)
+                lines.put_back(taken[1:])
+                reader = csv.reader(lines)  # a fresh reader: the old one is inside a quote
+                continue
             if not fields:  # blank line
                 continue
+            line = taken[0][0]
             if len(fields) != len(columns):
                 # keep the row: the loader rejects it with this reason
                 yield line, {"__malformed__": f"{len(fields)} fields, header has {len(columns)}",
@@ -119,11 +233,36 @@ def _jsonl(fh) -> tuple[list[str], Iterator[tuple[int, dict]], object]:
     return columns, rows(), fh
 
 
+class JsonNumber(float):
+    """A JSON number no float64 holds (NaN, Infinity, -Infinity, 1e400), with the text it was
+    written as: the loader rejects it in a number column, and messages and raw_record show
+    that text (JSON itself has no such values)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        obj = super().__new__(cls, text)
+        obj.text = text
+        return obj
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else JsonNumber(text)
+
+
 def _json_record(line: str, n: int) -> dict:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=JsonNumber, parse_float=_json_float)
     except json.JSONDecodeError as exc:
         return {"__malformed__": f"not valid JSON: {exc.msg}", "__fields__": [line.rstrip("\n")]}
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return {"__malformed__": f"not valid JSON: {exc}", "__fields__": [line.rstrip("\n")]}
     if not isinstance(obj, dict):
         return {"__malformed__": "JSON line is not an object", "__fields__": [line.rstrip("\n")]}
     return {normalize_header(k): v for k, v in obj.items()}

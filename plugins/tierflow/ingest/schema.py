@@ -64,6 +64,16 @@ create table if not exists {meta}.runs (
     error         text,
     summary       jsonb
 );
+
+create table if not exists {meta}.ignored_paths (
+    run_id         text,
+    as_of_date     date not null,
+    seen_at        timestamptz not null default now(),
+    path           text not null,
+    kind           text not null,
+    reason         text not null,
+    may_hold_data  boolean not null
+);
 """
 
 

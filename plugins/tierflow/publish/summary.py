@@ -21,10 +21,25 @@ log = logging.getLogger(__name__)
 EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier", "allocation_plan_customer")
 CRM_IMPORT_FILE = "crm_import.csv"
 CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
+# A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), =cmd|...)
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: object) -> object:
+    """A text cell as a spreadsheet must not evaluate it (OWASP "CSV injection"): one that
+    starts with a formula trigger gets a leading ``'``, which Excel and LibreOffice read as
+    "text". Numbers, dates and empty cells are left as they are; only the CSV files meant for
+    spreadsheets and CRM imports get this, the tables and Parquet files keep values verbatim."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path) -> list[str]:
-    """CSV and Parquet of the tier and allocation tables for ``as_of`` (replaced on rerun)."""
+    """CSV and Parquet of the tier and allocation tables for ``as_of`` (replaced on rerun).
+
+    The CSV files neutralise formula triggers in text cells (``neutralise_formula``); the
+    Parquet files hold the values as published."""
     import pandas as pd
 
     out = exports_root / as_of.isoformat()
@@ -44,7 +59,11 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
                 if frame[col].map(lambda v: isinstance(v, Decimal)).any():
                     frame[col] = frame[col].astype("float64")
             csv_path, pq_path = out / f"{table}.csv", out / f"{table}.parquet"
-            frame.to_csv(csv_path, index=False, encoding="utf-8")
+            text = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, str)).any()]
+            # CRLF line ends (RFC 4180): the csv module then also quotes a value holding a bare
+            # CR, which with "\n" line ends it writes unquoted, splitting the row for a reader
+            frame.assign(**{c: frame[c].map(neutralise_formula) for c in text}).to_csv(
+                csv_path, index=False, encoding="utf-8", lineterminator="\r\n")
             frame.to_parquet(pq_path, index=False)
             written += [str(csv_path), str(pq_path)]
     written.append(str(write_crm_import(url, publish_schema, as_of, out)))
@@ -79,6 +98,8 @@ def write_crm_import(url: str, publish_schema: str, as_of: date, out: Path) -> P
     it; a tool that reads the BOM as part of the first header (some Salesforce Data Loader
     set-ups) needs the file's first three bytes dropped. Empty means unknown. The file is
     written beside the old one and then moved over it, so an importer never reads half a file.
+    A text that starts with a formula trigger (``=``, ``+``, ``-``, ``@``, tab, CR) is written
+    with a leading ``'`` so a spreadsheet shows it instead of evaluating it.
     """
     with psycopg.connect(url) as conn:
         rows = _crm_import_rows(conn, publish_schema, as_of)
@@ -87,7 +108,7 @@ def write_crm_import(url: str, publish_schema: str, as_of: date, out: Path) -> P
     with partial.open("w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f, lineterminator="\r\n")
         writer.writerow(CRM_IMPORT_COLUMNS)
-        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        writer.writerows(["" if v is None else neutralise_formula(v) for v in row] for row in rows)
     os.replace(partial, path)
     return path
 
@@ -280,6 +301,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"  degraded: {d}")
     if ing.get("extra_columns"):
         lines.append(f"  extra columns kept aside: {', '.join(ing['extra_columns'])}")
+    for p in ing.get("ignored_paths", []):
+        lines.append(f"  ignored: {p['path']}: {p['reason']}")
     for r in s["rejects_by_reason"]:
         lines.append(f"    rejected {r['rows']:>6,}  {r['reason']}")
     lines.append("  value tiers:")

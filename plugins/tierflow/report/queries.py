@@ -120,6 +120,8 @@ class Rejects:
     rows_rejected: int = 0
     by_reason: list[tuple[str, int]] = field(default_factory=list)
     by_reason_file: list[tuple[str, str, int]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not loaded
+    extra_columns: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, columns kept aside)
 
 
 def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
@@ -484,6 +486,19 @@ def read_rejects(conn: psycopg.Connection, run_id: str) -> Rejects | Missing:
     by_reason: dict[str, int] = {}
     for p in pairs:
         by_reason[p["reason"]] = by_reason.get(p["reason"], 0) + p["n"]
+    ignored = []
+    if _exists(conn, META_SCHEMA, "ignored_paths"):
+        ignored = [(r["path"], r["reason"]) for r in conn.execute(
+            sql.SQL("select path, reason from {}.ignored_paths where run_id = %s order by path").format(meta),
+            (run_id,),
+        )]
+    extras = [(r["file_path"], list(r["extra_columns"])) for r in conn.execute(
+        sql.SQL(
+            "select file_path, extra_columns from {}.load_audit where run_id = %s"
+            " and cardinality(extra_columns) > 0 order by file_path"
+        ).format(meta),
+        (run_id,),
+    )]
     return Rejects(
         files=totals["files"],
         rows_in=int(totals["rows_in"]),
@@ -491,6 +506,8 @@ def read_rejects(conn: psycopg.Connection, run_id: str) -> Rejects | Missing:
         rows_rejected=int(totals["rows_rejected"]),
         by_reason=sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         by_reason_file=[(p["reason"], p["file_path"], p["n"]) for p in pairs],
+        ignored=ignored,
+        extra_columns=extras,
     )
 
 

@@ -896,11 +896,26 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"(?<![\w/])-?\d+(?:\.\d+)?\b", "N", kind)
 
 
+def _not_loaded(r: Rejects) -> str:
+    """Paths under the landing root this run did not load, and unknown columns it kept aside."""
+    out = ""
+    if r.ignored:
+        count = esc(fmt_int(len(r.ignored)))
+        out += f'<p class="bad">{count} path(s) under the landing root were not loaded:</p>'
+        out += table("ignored-paths", ["path", "why not loaded"], r.ignored, wrap=(0, 1))
+    if r.extra_columns:
+        out += "<p>Unknown columns, kept aside in the raw tables' <code>_extra</code> column:</p>"
+        out += table("extra-columns", ["file", "columns"],
+                     [(path, ", ".join(cols)) for path, cols in r.extra_columns], wrap=(0, 1))
+    return out
+
+
 def rejects_section(d: ReportData) -> str:
     intro = (
         "Rows of this run's files that were not loaded: the chart groups the reasons by kind "
         "(values left out), the table lists them by reason and file (every rejected row is kept "
-        "with its line number and raw record in tierflow_meta.rejects)."
+        "with its line number and raw record in tierflow_meta.rejects). Paths under the landing "
+        "root that were not loaded at all, and unknown columns kept aside, are listed too."
     )
     r = d.rejects
     if isinstance(r, Missing):
@@ -912,6 +927,7 @@ def rejects_section(d: ReportData) -> str:
         [[fmt_int(r.files), fmt_int(r.rows_in), fmt_int(r.rows_loaded), fmt_int(r.rows_rejected)]],
         numeric=(0, 1, 2, 3),
     )
+    loads += _not_loaded(r)
     if not r.by_reason:
         msg = "No rows were rejected in this run's loads." if r.files else "This run loaded no files."
         return section("rejects", "Rejected rows", intro, loads + note(msg))

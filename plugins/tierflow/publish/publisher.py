@@ -7,9 +7,10 @@ failed night leaves its rows there, never in ``bi``, and the next night rebuilds
 Two kinds of published table:
 
 - **per as-of date** (every customer mart, the tier history and migrations, alerts, the
-  allocation plans, the sales KPIs as known on the date): ``bi`` keeps every published date; tonight replaces only its own
-  date's rows. A rerun of an old date replaces that date and nothing else, and the marts
-  read earlier nights (previous tiers) from here, so history is what passed the gates.
+  allocation plans, the sales KPIs as known on the date): ``bi`` keeps every published
+  date; tonight replaces only its own date's rows. A rerun of an old date replaces that
+  date and nothing else, and the marts read earlier nights (previous tiers) from here, so
+  history is what passed the gates.
 - **current state** (order facts, customers): ``bi`` holds the newest published
   date's state; a rerun of an older date leaves them as the newer date published them.
 

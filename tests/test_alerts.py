@@ -133,7 +133,8 @@ def test_one_email_per_owner_with_their_alerts(alerts_db: str, smtp_server: tupl
     inbox, port = smtp_server
     smtp = SmtpSettings(host="127.0.0.1", port=port, sender="tierflow@example.com")
     summary = send_alert_emails(alerts_db, "bi", AS_OF, "run-1", NOTIFY, smtp)
-    assert summary == {"owners": 2, "alerts": 3, "sent": 2, "failed": 0, "skipped": 0, "already_sent": 0}
+    assert summary == {"owners": 2, "alerts": 3, "sent": 2, "updates": 0, "failed": 0, "skipped": 0,
+                       "already_sent": 0}
 
     by_rcpt = {rcpts[0]: (sender, msg) for sender, rcpts, msg in inbox.messages}
     assert sorted(by_rcpt) == ["sales-ops@example.com", "wang.fang@example.com"]
@@ -168,6 +169,20 @@ def test_one_email_per_owner_with_their_alerts(alerts_db: str, smtp_server: tupl
     # a retry of the same run sends nothing twice
     again = send_alert_emails(alerts_db, "bi", AS_OF, "run-1", NOTIFY, smtp)
     assert (again["sent"], again["already_sent"], len(inbox.messages)) == (0, 2, 2)
+    # nor does a rerun of the date (another run id) with the same alerts
+    rerun = send_alert_emails(alerts_db, "bi", AS_OF, "run-2", NOTIFY, smtp)
+    assert (rerun["sent"], rerun["already_sent"], len(inbox.messages)) == (0, 2, 2)
+
+    # a rerun after a correction changed Li Lei's alert: only Li Lei hears again, told it is an update
+    with psycopg.connect(alerts_db) as conn:
+        conn.execute("update bi.account_alerts set reason = reason || ' (corrected)' where owner = 'Li Lei'")
+    corrected = send_alert_emails(alerts_db, "bi", AS_OF, "run-3", NOTIFY, smtp)
+    assert (corrected["sent"], corrected["updates"], corrected["already_sent"]) == (1, 1, 1)
+    assert len(inbox.messages) == 3
+    _, _, update = inbox.messages[-1]
+    assert update["Subject"] == "tierflow: 1 account alert for Li Lei on 2026-03-31 (updated)"
+    assert "This replaces the list you received earlier for the same date" in update.get_content()
+    assert "(corrected)" in update.get_content()
 
 
 def test_owner_without_address_and_no_fallback_is_recorded_not_sent(

@@ -25,9 +25,18 @@ def _tables(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)  # schema raw and tierflow_meta.data_quality_results
-        conn.execute("create table raw.tiny_orders (order_id text, status text)")
+        # a raw table as ingest makes them: rows of a loaded file, which the raw gate checks once
+        (load_id,) = conn.execute(
+            "insert into tierflow_meta.load_audit (file_path, system, entity, business_date, checksum,"
+            " size_bytes, rows_in, rows_loaded, rows_rejected, status)"
+            " values ('erp/tiny_orders/2026-03-31/o.csv', 'erp', 'tiny_orders', '2026-03-31', 'x', 1,"
+            " 3, 3, 0, 'loaded') returning load_id"
+        ).fetchone()
+        conn.execute("create table raw.tiny_orders (order_id text, status text, _load_id bigint)")
         conn.execute(
-            "insert into raw.tiny_orders values ('O1', 'completed'), ('O2', 'completed'), ('O3', 'unknown')"
+            "insert into raw.tiny_orders values ('O1', 'completed', %s), ('O2', 'completed', %s),"
+            " ('O3', 'unknown', %s)",
+            (load_id, load_id, load_id),
         )
         conn.execute("create schema build_marts")
         conn.execute("create table build_marts.customer_tiers (customer_id text, as_of_date date)")
@@ -103,7 +112,16 @@ def test_both_gates_of_a_run_build_one_data_docs_site(
     assert (index.parent / "gx-index.html").is_file()
     assert not (index.parent / "static" / "images" / "glossary_scroller.gif").exists()
 
-    # a later run of the same date replaces the site's content: the first run's pages go
+    # a later run of the same date replaces the site's content: the first run's pages go. The
+    # raw gate reads only loads no gate has passed yet: this run's new file has one order
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        (load_id,) = conn.execute(
+            "insert into tierflow_meta.load_audit (file_path, system, entity, business_date, checksum,"
+            " size_bytes, rows_in, rows_loaded, rows_rejected, status)"
+            " values ('erp/tiny_orders/2026-03-31/o2.csv', 'erp', 'tiny_orders', '2026-03-31', 'y', 1,"
+            " 1, 1, 0, 'loaded') returning load_id"
+        ).fetchone()
+        conn.execute("insert into raw.tiny_orders values ('O4', 'unknown', %s)", (load_id,))
     run2 = "manual__2026-03-31T06:00:00+00:00"
     validate_raw(AS_OF.isoformat(), run2)
     site = index.read_text(encoding="utf-8")

@@ -108,7 +108,8 @@ REGEX_BREAKERS = ["US", "USDX", "U5D", "ΑΒΓ", "$US"]  # ΑΒΓ: Greek capital
 
 def critical_raw_expectations() -> list[tuple[str, str, dict]]:
     """(entity path, expectation type, kwargs) of every critical expectation on a raw table;
-    suites over a query (the load-audit reconciliation) are about files, not rows."""
+    suites over a query (the load-audit reconciliation, the minimum input) are about files
+    and whole tables, not rows."""
     found = []
     for path in sorted((EXPECTATIONS_DIR / "raw").glob("*.json")):
         suite = json.loads(path.read_text(encoding="utf-8"))
@@ -117,7 +118,11 @@ def critical_raw_expectations() -> list[tuple[str, str, dict]]:
             if exp.get("severity", "critical") != "critical":
                 continue
             if table is None:
-                assert exp["type"].startswith("expect_column_max"), f"{path.name}: {exp['type']}"
+                # query suites check files and tables as a whole (the load-audit reconciliation,
+                # the minimum input), through a column's max or min, never single rows
+                assert exp["type"].startswith(("expect_column_max", "expect_column_min")), (
+                    f"{path.name}: {exp['type']}"
+                )
                 continue
             system, entity = table.split("__")
             found.append((f"{system}/{entity}", exp["type"], exp["kwargs"]))

@@ -96,6 +96,8 @@ def test_failed_night_then_reruns_then_a_killed_run(run_env: dict[str, str], tmp
     assert f"degraded: no erp/invoices delivered up to {D_MINUS_1}: credit risk is 'unknown'" in out
     assert f"degraded: no service/tickets delivered up to {D_MINUS_1}" in out
     assert f"degraded: no crm/activities delivered up to {D_MINUS_1}" in out
+    report = (tmp_path / "exports" / D_MINUS_1.isoformat() / "report.html").read_text(encoding="utf-8")
+    assert f"Degraded: no erp/invoices delivered up to {D_MINUS_1}: credit risk is &#x27;unknown" in report
     after_d_minus_1 = bi_tables(url)
     first_d_minus_1 = date_rows(url, D_MINUS_1)
     # D-1 knows only the 2025 orders (folder 2025-12-31): C01's last is 2025-12-01

@@ -8,14 +8,17 @@ to ``notifications.fallback_recipient``. The SMTP server comes from the environm
 sent and nothing is recorded.
 
 Every attempt is recorded in ``tierflow_meta.alert_notifications`` (sent / failed / skipped,
-with the error). A retry of the same run sends only to the owners not yet e-mailed, so each
-owner gets one e-mail per run. A delivery failure is recorded and logged but does not fail
-the run: the tables are already published, and the CLI would otherwise report a published
-night as "nothing was published".
+with the error and a digest of the alerts listed). E-mails are de-duplicated per owner and
+as-of date: a retry or a rerun of a date (whatever its run id) does not e-mail an owner again
+the same list of alerts; an owner whose alerts for that date changed (a rerun after a
+correction) gets the new list, marked as an update. A delivery failure is recorded and
+logged but does not fail the run: the tables are already published, and the CLI would
+otherwise report a published night as "nothing was published".
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
 import ssl
@@ -52,10 +55,12 @@ create table if not exists {meta}.alert_notifications (
     owner        text not null,
     recipient    text,
     alert_count  integer not null,
+    alert_digest text,
     status       text not null check (status in ('sent', 'failed', 'skipped')),
     error        text,
     attempted_at timestamptz not null default now()
 );
+alter table {meta}.alert_notifications add column if not exists alert_digest text;
 comment on table {meta}.alert_notifications is
     'One row per account-alert e-mail attempt: run, owner, recipient, number of alerts, outcome.';
 """
@@ -102,15 +107,26 @@ def read_alerts(conn: psycopg.Connection, publish_schema: str, as_of: date) -> d
     return {owner: sorted(alerts, key=sort_key) for owner, alerts in sorted(by_owner.items())}
 
 
-def _already_sent(conn: psycopg.Connection, run_id: str, as_of: date) -> set[str]:
+def alert_digest(alerts: list[Alert]) -> str:
+    """A fingerprint of the alerts an e-mail lists (ids, severity, reason): the same list on a
+    rerun gives the same digest, a changed one a different digest."""
+    listed = sorted(alerts, key=lambda a: a.alert_id)
+    text = "\n".join(f"{a.alert_id}|{a.severity}|{a.reason}" for a in listed)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _sent_before(conn: psycopg.Connection, as_of: date) -> dict[str, set[str | None]]:
+    """Per owner, the digests of the e-mails already sent for ``as_of`` by any run."""
     rows = conn.execute(
         sql.SQL(
-            "select owner from {}.alert_notifications"
-            " where run_id = %s and as_of_date = %s and status = 'sent'"
+            "select owner, alert_digest from {}.alert_notifications where as_of_date = %s and status = 'sent'"
         ).format(sql.Identifier(META_SCHEMA)),
-        (run_id, as_of),
+        (as_of,),
     ).fetchall()
-    return {r[0] for r in rows}
+    sent: dict[str, set[str | None]] = defaultdict(set)
+    for owner, digest in rows:
+        sent[owner].add(digest)
+    return sent
 
 
 def _record(
@@ -122,14 +138,15 @@ def _record(
     count: int,
     status: str,
     error: str | None = None,
+    digest: str | None = None,
 ) -> None:
     conn.execute(
         sql.SQL(
             "insert into {}.alert_notifications"
-            " (run_id, as_of_date, owner, recipient, alert_count, status, error)"
-            " values (%s, %s, %s, %s, %s, %s, %s)"
+            " (run_id, as_of_date, owner, recipient, alert_count, alert_digest, status, error)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(sql.Identifier(META_SCHEMA)),
-        (run_id, as_of, owner, recipient, count, status, error),
+        (run_id, as_of, owner, recipient, count, digest, status, error),
     )
 
 
@@ -171,18 +188,20 @@ def send_alert_emails(
     if smtp is None:
         _log_no_smtp()
         return {"smtp": "not configured", "sent": 0}
-    summary = {"owners": 0, "alerts": 0, "sent": 0, "failed": 0, "skipped": 0, "already_sent": 0}
+    summary = dict.fromkeys(("owners", "alerts", "sent", "updates", "failed", "skipped", "already_sent"), 0)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_meta_table(conn)
         by_owner = read_alerts(conn, publish_schema, as_of)
-        done = _already_sent(conn, run_id, as_of)
+        sent_before = _sent_before(conn, as_of)
         summary["owners"], summary["alerts"] = len(by_owner), sum(map(len, by_owner.values()))
         server: smtplib.SMTP | None = None
         try:
             for owner, alerts in by_owner.items():
-                if owner in done:
+                digest = alert_digest(alerts)
+                if digest in sent_before.get(owner, set()):
                     summary["already_sent"] += 1
                     continue
+                is_update = bool(sent_before.get(owner))
                 own_address = notifications.recipients.get(owner)
                 recipient = own_address or notifications.fallback_recipient
                 if recipient is None:
@@ -207,6 +226,7 @@ def send_alert_emails(
                     run_id,
                     alerts,
                     publish_schema,
+                    is_update=is_update,
                 )
                 try:
                     if server is None:
@@ -214,14 +234,16 @@ def send_alert_emails(
                     server.send_message(msg)
                 except (OSError, smtplib.SMTPException) as exc:
                     log.warning("alert e-mail to %s (%s) failed: %s", recipient, owner, exc)
-                    _record(conn, run_id, as_of, owner, recipient, len(alerts), "failed", str(exc)[:1000])
+                    error = str(exc)[:1000]
+                    _record(conn, run_id, as_of, owner, recipient, len(alerts), "failed", error, digest)
                     summary["failed"] += 1
                     if server is not None:  # the connection may be broken: reconnect for the next one
                         server.close()
                         server = None
                     continue
-                _record(conn, run_id, as_of, owner, recipient, len(alerts), "sent")
+                _record(conn, run_id, as_of, owner, recipient, len(alerts), "sent", digest=digest)
                 summary["sent"] += 1
+                summary["updates"] += is_update
         finally:
             if server is not None:
                 try:

@@ -41,15 +41,24 @@ def _number(value: Decimal | None) -> str:
     return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
 
 
-def subject(owner: str, as_of: date, count: int) -> str:
-    return f"tierflow: {count} account alert{'s' if count != 1 else ''} for {owner} on {as_of.isoformat()}"
+def subject(owner: str, as_of: date, count: int, is_update: bool = False) -> str:
+    text = f"tierflow: {count} account alert{'s' if count != 1 else ''} for {owner} on {as_of.isoformat()}"
+    return f"{text} (updated)" if is_update else text
 
 
-def body(owner: str, as_of: date, run_id: str, alerts: list[Alert], publish_schema: str) -> str:
+def body(
+    owner: str, as_of: date, run_id: str, alerts: list[Alert], publish_schema: str, is_update: bool = False
+) -> str:
     lines = [
         f"Account alerts for {owner}, as of {as_of.isoformat()}: {len(alerts)}.",
         "",
     ]
+    if is_update:
+        lines[1:1] = [
+            "This replaces the list you received earlier for the same date: the date was run again",
+            "and its alerts changed.",
+            "",
+        ]
     for n, a in enumerate(alerts, start=1):
         who = f"{a.customer_name} ({a.customer_id})" if a.customer_name else a.customer_id
         tier = f", {a.value_tier} tier" if a.value_tier else ""
@@ -75,15 +84,18 @@ def compose(
     run_id: str,
     alerts: list[Alert],
     publish_schema: str,
+    is_update: bool = False,
 ) -> EmailMessage:
     """The message; the owner's name is the display name only when the address is theirs."""
     msg = EmailMessage()
-    msg["Subject"] = subject(owner, as_of, len(alerts))
+    msg["Subject"] = subject(owner, as_of, len(alerts), is_update)
     msg["From"] = Address("tierflow", addr_spec=sender)
     msg["To"] = Address(owner if is_owner_address else "", addr_spec=recipient)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     msg["X-Tierflow-Run-Id"] = run_id
     # base64 keeps the UTF-8 body intact through servers without 8BITMIME
-    msg.set_content(body(owner, as_of, run_id, alerts, publish_schema), charset="utf-8", cte="base64")
+    msg.set_content(
+        body(owner, as_of, run_id, alerts, publish_schema, is_update), charset="utf-8", cte="base64"
+    )
     return msg

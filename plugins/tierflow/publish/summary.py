@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from tierflow.quality.completeness import degradations
 from tierflow.settings import META_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -115,32 +116,6 @@ def write_crm_import(url: str, publish_schema: str, as_of: date, out: Path) -> P
 
 def _f(v: object) -> float:
     return float(v) if v is not None else 0.0
-
-
-# optional extracts, and what the night loses without them (SPEC: each degradation is reported)
-DEGRADATIONS = (
-    ("erp__invoices", "erp/invoices",
-     "credit risk is 'unknown' for every customer and cost-to-serve has no cost of capital"),
-    ("service__tickets", "service/tickets", "cost-to-serve has no support cost"),
-    ("crm__activities", "crm/activities", "cost-to-serve has no sales-activity cost"),
-)
-
-
-def degradations(conn: psycopg.Connection, as_of: date) -> list[str]:
-    """What tonight's results lack because an optional extract was never delivered up to ``as_of``."""
-    from tierflow.settings import RAW_SCHEMA
-
-    found = []
-    for table, entity, consequence in DEGRADATIONS:
-        known = conn.execute(
-            sql.SQL("select exists (select 1 from {} where _business_date <= %s)").format(
-                sql.Identifier(RAW_SCHEMA, table)
-            ),
-            (as_of,),
-        ).fetchone()
-        if not (known and (known[0] if not isinstance(known, dict) else known["exists"])):
-            found.append(f"no {entity} delivered up to {as_of}: {consequence}")
-    return found
 
 
 def build_summary(

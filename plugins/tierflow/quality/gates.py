@@ -121,7 +121,10 @@ def _asset_query(target: dict, as_of: date, new_loads: str) -> tuple[str, str]:
 
 
 def _newest_load_id(url: str) -> int:
+    """The newest load id (0 before any load: a warehouse without tierflow's own tables)."""
     with psycopg.connect(url) as conn:
+        if conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.load_audit",)).fetchone()[0] is None:
+            return 0
         return conn.execute(
             sql.SQL("select coalesce(max(load_id), 0) from {}.load_audit").format(sql.Identifier(META_SCHEMA))
         ).fetchone()[0]

@@ -88,7 +88,8 @@ OUTSIDE_FUNCTIONS = re.compile(
     r"|pg_reload_conf|pg_rotate_logfile|set_config|(query|cursor)_to_xml\w*|pg_advisory\w*|pg_notify"
     r"|pg_logical_\w+|pg_(create|drop)_\w+|pg_switch_wal|pg_promote|pg_sleep\w*)$"
 )
-PLACEHOLDERS = ("{schema}", ":as_of_date")
+# {new_loads}: the raw gate's subquery of the load ids no raw gate has passed yet (gates.py)
+PLACEHOLDERS = ("{schema}", "{new_loads}", ":as_of_date")
 
 
 class SuiteError(ValueError):
@@ -206,8 +207,8 @@ def query_problems(query: object) -> list[str]:
     if outside:
         problems.append(f"calls {', '.join(outside)}: functions that reach outside a read-only transaction"
                         " are not allowed")
-    braces = set(re.findall(r"\{[^}]*\}?", code)) - {"{schema}"}
-    binds = set(re.findall(r"(?<![:\w]):[A-Za-z_]\w*", code)) - {":as_of_date"}
+    braces = set(re.findall(r"\{[^}]*\}?", code)) - {p for p in PLACEHOLDERS if p.startswith("{")}
+    binds = set(re.findall(r"(?<![:\w]):[A-Za-z_]\w*", code)) - {p for p in PLACEHOLDERS if p.startswith(":")}
     unknown = sorted(braces | binds)
     if unknown:
         problems.append(f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(PLACEHOLDERS)}")

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from tierflow.quality.completeness import degradations
 from tierflow.settings import META_SCHEMA
 
 NEW_TIER = "new"  # how tier_migrations' from_tier null (no previous tier) is shown
@@ -540,6 +541,7 @@ class ReportData:
     sales: list[SalesMonth] | Missing
     quality: list[dict[str, Any]] | Missing
     rejects: Rejects | Missing
+    degradations: list[str] = field(default_factory=list)  # optional extracts never delivered
 
 
 def read_report_data(
@@ -570,4 +572,5 @@ def read_report_data(
             sales=read_sales_kpis(conn, publish_schema, as_of),
             quality=read_quality(conn, publish_schema, run_id),
             rejects=read_rejects(conn, run_id),
+            degradations=degradations(conn, as_of),
         )

@@ -820,14 +820,18 @@ def sales_section(d: ReportData) -> str:
 def quality_section(d: ReportData) -> str:
     intro = (
         "Every data-quality check of this run (Great Expectations suites on the raw extracts and "
-        "on the marts). A failed critical check stops publishing; a failed warning is reported."
+        "on the marts, and dbt's tests of each model). A failed critical check stops publishing; "
+        "a failed warning is reported."
     )
     q = d.quality
+    # optional extracts never delivered, and what the night's results lack without them
+    intro_extra = "".join(f'<p class="bad">Degraded: {esc(text)}.</p>' for text in d.degradations)
     if isinstance(q, Missing):
-        return section("quality", "Data quality", intro, missing(q))
+        return section("quality", "Data quality", intro, intro_extra + missing(q))
     if not q:
         return section(
-            "quality", "Data quality", intro, note(f"No quality results recorded for run {d.run_id}.")
+            "quality", "Data quality", intro,
+            intro_extra + note(f"No quality results recorded for run {d.run_id}."),
         )
     suites = sorted({r["suite"] for r in q})
     counts = {s: [0, 0, 0] for s in suites}  # passed, failed warning, failed critical
@@ -875,7 +879,7 @@ def quality_section(d: ReportData) -> str:
         ]
 
     failed = [r for r in q if not r["success"]]
-    body = row(chart, summary)
+    body = intro_extra + row(chart, summary)
     if failed:
         body += f'<p class="bad">{esc(fmt_int(len(failed)))} failed checks:</p>'
         body += table("quality-failed", columns, [line(r) for r in failed], wrap=(1, 5))

@@ -28,7 +28,7 @@ from cosmos.operators.local import DbtBuildLocalOperator
 from tierflow import pipeline
 from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
-from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
+from tierflow.transform import cosmos_profile_config, ensure_manifest
 
 
 @dag(
@@ -79,9 +79,12 @@ def customer_tiering() -> None:
         emit_datasets=False,
         **dbt_task_args,
     )
+    # ensure_manifest() costs one hash of the dbt project when the manifest is current and runs
+    # `dbt parse` (no database) when it is missing or stale: a fresh clone, a new image or a
+    # changed model never renders from an old manifest.
     transform = DbtTaskGroup(
         group_id="transform",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest()),
         profile_config=profile_config,
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL, dbt_executable_path=dbt_executable

@@ -19,6 +19,8 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_SMTP_PASSWORD   | unset                           |
 | TIERFLOW_SMTP_FROM       | ``tierflow@<SMTP host>``        |
 | TIERFLOW_SMTP_STARTTLS   | ``false`` (true / false)        |
+| TIERFLOW_AIRFLOW_DB_URL  | unset: database ``airflow`` of the embedded server (``tierflow airflow start``) |
+| TIERFLOW_CELERY_BROKER_URL | ``redis://127.0.0.1:6379/0``  |
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def _identifier(name: str, value: str) -> str:
         )
     return value
 
+
+DEFAULT_CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -109,6 +113,9 @@ class Settings:
     bi_role: str = "tierflow_bi"
     expectations: Path = EXPECTATIONS_DIR
     smtp: SmtpSettings | None = None  # None: TIERFLOW_SMTP_HOST unset, no e-mails
+    # the local Airflow deployment (`tierflow airflow start`): metadata DB and Celery broker
+    airflow_db_url_override: str | None = field(default=None, repr=False)
+    celery_broker_url: str = field(default=DEFAULT_CELERY_BROKER_URL, repr=False)
 
     @property
     def warehouse_dir(self) -> Path:
@@ -117,6 +124,11 @@ class Settings:
     @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
+
+    @property
+    def local_airflow_dir(self) -> Path:
+        """State of ``tierflow airflow start``: its AIRFLOW_HOME, logs, pids, secrets."""
+        return self.home / "airflow-local"
 
     @property
     def dbt_profiles_dir(self) -> Path:
@@ -135,14 +147,25 @@ class Settings:
         return EmbeddedWarehouse(self.warehouse_dir).url()
 
 
-def load_settings() -> Settings:
-    url = os.environ.get("TIERFLOW_WAREHOUSE_URL") or None
+def _postgres_url(name: str) -> str | None:
+    url = os.environ.get(name) or None
     if url is not None:
         scheme = urlsplit(url).scheme
         if scheme not in ("postgresql", "postgres"):
-            raise SettingsError(
-                f"TIERFLOW_WAREHOUSE_URL must be a postgresql:// URL, got scheme {scheme!r}"
-            )
+            raise SettingsError(f"{name} must be a postgresql:// URL, got scheme {scheme!r}")
+    return url
+
+
+def _broker_url() -> str:
+    url = os.environ.get("TIERFLOW_CELERY_BROKER_URL") or DEFAULT_CELERY_BROKER_URL
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss"):
+        raise SettingsError(f"TIERFLOW_CELERY_BROKER_URL must be a redis:// URL, got scheme {scheme!r}")
+    return url
+
+
+def load_settings() -> Settings:
+    url = _postgres_url("TIERFLOW_WAREHOUSE_URL")
     home = _env_path("TIERFLOW_HOME", PROJECT_ROOT / ".tierflow")
     return Settings(
         home=home,
@@ -156,6 +179,8 @@ def load_settings() -> Settings:
         expectations=_env_path("TIERFLOW_EXPECTATIONS", EXPECTATIONS_DIR),
         bi_role=_identifier("TIERFLOW_BI_ROLE", os.environ.get("TIERFLOW_BI_ROLE", "tierflow_bi")),
         smtp=_smtp_settings(),
+        airflow_db_url_override=_postgres_url("TIERFLOW_AIRFLOW_DB_URL"),
+        celery_broker_url=_broker_url(),
     )
 
 

@@ -41,7 +41,9 @@ from tierflow.transform import cosmos_profile_config, ensure_manifest
     doc_md=__doc__,
     params={"as_of_date": Param(None, type=["null", "string"], format="date",
                                 description="As-of date (YYYY-MM-DD); defaults to the logical date")},
-    default_args={"retries": 0},
+    # no retries here: the deployment sets them ([core] default_task_retries; 2 under
+    # `tierflow airflow start` and compose, so a task on a worker that died runs again), and
+    # `tierflow run` fails fast with 0
 )
 def customer_tiering() -> None:
     @task

@@ -210,6 +210,8 @@ def airflow_env(settings: Settings, url: str) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        # a failed task fails the run at once: retries are for the deployments' dead workers
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "False",

@@ -22,13 +22,18 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos import DbtTaskGroup, ProjectConfig, RenderConfig
+from cosmos.constants import LoadMode
 from cosmos.operators.local import DbtBuildLocalOperator
 from tierflow import pipeline
 from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
-from tierflow.transform import cosmos_profile_config, ensure_manifest
+from tierflow.transform import (
+    cosmos_execution_config,
+    cosmos_profile_config,
+    cosmos_test_behavior,
+    ensure_manifest,
+)
 
 
 @dag(
@@ -88,12 +93,10 @@ def customer_tiering() -> None:
         group_id="transform",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest()),
         profile_config=profile_config,
-        execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, dbt_executable_path=dbt_executable
-        ),
+        execution_config=cosmos_execution_config(dbt_executable),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
+            test_behavior=cosmos_test_behavior(),
             exclude=view_paths,
             emit_datasets=False,  # our own Assets are emitted by `publish`
         ),

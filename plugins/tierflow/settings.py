@@ -21,6 +21,7 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_SMTP_STARTTLS   | ``false`` (true / false)        |
 | TIERFLOW_AIRFLOW_DB_URL  | unset: database ``airflow`` of the embedded server (``tierflow airflow start``) |
 | TIERFLOW_CELERY_BROKER_URL | ``redis://127.0.0.1:6379/0``  |
+| TIERFLOW_DBT_EXECUTION_MODE | ``local`` (local / watcher): how Cosmos runs the marts |
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _identifier(name: str, value: str) -> str:
 
 
 DEFAULT_CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+DBT_EXECUTION_MODES = ("local", "watcher")
+DEFAULT_DBT_EXECUTION_MODE = "local"
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -116,6 +119,9 @@ class Settings:
     # the local Airflow deployment (`tierflow airflow start`): metadata DB and Celery broker
     airflow_db_url_override: str | None = field(default=None, repr=False)
     celery_broker_url: str = field(default=DEFAULT_CELERY_BROKER_URL, repr=False)
+    # Cosmos: `local` runs one dbt process per mart task, `watcher` one dbt build for all marts
+    # watched by a sensor per mart (docs/production.md, "WATCHER or LOCAL")
+    dbt_execution_mode: str = DEFAULT_DBT_EXECUTION_MODE
 
     @property
     def warehouse_dir(self) -> Path:
@@ -164,6 +170,15 @@ def _broker_url() -> str:
     return url
 
 
+def _dbt_execution_mode() -> str:
+    mode = os.environ.get("TIERFLOW_DBT_EXECUTION_MODE", "").strip().lower() or DEFAULT_DBT_EXECUTION_MODE
+    if mode not in DBT_EXECUTION_MODES:
+        raise SettingsError(
+            f"TIERFLOW_DBT_EXECUTION_MODE={mode!r}: use one of {', '.join(DBT_EXECUTION_MODES)}"
+        )
+    return mode
+
+
 def load_settings() -> Settings:
     url = _postgres_url("TIERFLOW_WAREHOUSE_URL")
     home = _env_path("TIERFLOW_HOME", PROJECT_ROOT / ".tierflow")
@@ -181,6 +196,7 @@ def load_settings() -> Settings:
         smtp=_smtp_settings(),
         airflow_db_url_override=_postgres_url("TIERFLOW_AIRFLOW_DB_URL"),
         celery_broker_url=_broker_url(),
+        dbt_execution_mode=_dbt_execution_mode(),
     )
 
 

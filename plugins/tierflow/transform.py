@@ -186,6 +186,31 @@ def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") 
     return MANIFEST_PATH
 
 
+def cosmos_execution_config(dbt_executable: str):
+    """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``local`` (a dbt process per
+    mart task) or ``watcher`` (one ``dbt build`` of all marts, a sensor task per mart)."""
+    from cosmos import ExecutionConfig
+    from cosmos.constants import ExecutionMode
+
+    from tierflow.settings import load_settings
+
+    modes = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER}
+    mode = modes[load_settings().dbt_execution_mode]
+    return ExecutionConfig(execution_mode=mode, dbt_executable_path=dbt_executable)
+
+
+def cosmos_test_behavior():
+    """Each mart with its dbt tests: ``local`` builds a mart and its tests in one task (``dbt
+    build``); ``watcher``'s producer runs one ``dbt build`` of all marts, tests included, and
+    each mart gets a sensor task for the model and one for its tests (Cosmos has no build
+    operator in watcher mode)."""
+    from cosmos.constants import TestBehavior
+
+    from tierflow.settings import load_settings
+
+    return TestBehavior.AFTER_EACH if load_settings().dbt_execution_mode == "watcher" else TestBehavior.BUILD
+
+
 def cosmos_profile_config():
     """Cosmos profile for the DAG: the Airflow connection ``tierflow_warehouse`` as dbt's
     Postgres profile, targeting the build schema.

@@ -136,7 +136,8 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
 
     fresh = _parse_dags(checkout, tmp_path / "airflow")
     assert fresh["errors"] == {}
-    assert "transform.customer_tiers_model_build" in fresh["tasks"]
+    # the deployments' default, Cosmos WATCHER: a task per mart and one per mart's tests
+    assert fresh["tasks"]["transform.customer_tiers.test"] == ["transform.customer_tiers.run"]
     assert (target / "manifest.json").is_file() and (target / "manifest.fingerprint").is_file()
 
     # a new mart: its task appears, after the model it reads
@@ -144,7 +145,8 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     probe.write_text("select customer_id from {{ ref('customer_rfm') }}\n", encoding="utf-8")
     added = _parse_dags(checkout, tmp_path / "airflow")
     assert added["errors"] == {}
-    assert added["tasks"]["transform.zz_probe_model_build"] == ["transform.customer_rfm_model_build"]
+    # (a model without tests is one task)
+    assert added["tasks"]["transform.zz_probe_run"] == ["transform.customer_rfm.test"]
 
     # the same model now reads another mart; its modification time is put back, so only the
     # content tells that the project changed
@@ -153,5 +155,5 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     os.utime(probe, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed = _parse_dags(checkout, tmp_path / "airflow")
     assert changed["errors"] == {}
-    assert changed["tasks"]["transform.zz_probe_model_build"] == ["transform.customer_tiers_model_build"]
+    assert changed["tasks"]["transform.zz_probe_run"] == ["transform.customer_tiers.test"]
     assert set(changed["tasks"]) == set(added["tasks"])

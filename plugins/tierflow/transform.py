@@ -187,8 +187,10 @@ def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") 
 
 
 def cosmos_execution_config(dbt_executable: str):
-    """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``local`` (a dbt process per
-    mart task) or ``watcher`` (one ``dbt build`` of all marts, a sensor task per mart)."""
+    """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``watcher`` (one ``dbt build`` of
+    all marts, a sensor task per mart and one per mart's tests; the default, measured faster
+    under the Airflow services) or ``local`` (a dbt process per mart task; what ``tierflow
+    run``'s ``dag.test()`` uses)."""
     from cosmos import ExecutionConfig
     from cosmos.constants import ExecutionMode
 

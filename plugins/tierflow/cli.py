@@ -288,6 +288,7 @@ def cmd_airflow(args: argparse.Namespace, settings: Settings) -> None:
                   f" metadata in {state['metadata_db']}")
             print(f"UI and REST API: {state['url']}  ({local.login_hint(settings)})")
             print(f"logs: {settings.local_airflow_dir / 'logs'}; stop with `tierflow airflow stop`")
+            print("customer_tiering starts paused: unpause it in the UI to run it every night")
         elif args.action == "stop":
             stopped = local.stop(settings)
             print(f"airflow stopped: {', '.join(stopped)}" if stopped else "airflow: nothing was running")
@@ -298,7 +299,9 @@ def cmd_airflow(args: argparse.Namespace, settings: Settings) -> None:
                 raise SystemExit(3)
             print(f"airflow {state['executor']} executor at {state['url']}, started {state['started_at']}")
             for st in services:
-                checked = health.get(st.name.replace("-", "_"), {}).get("status")
+                # the API server reports itself healthy when it reaches the metadata database
+                key = "metadatabase" if st.name == "api-server" else st.name.replace("-", "_")
+                checked = health.get(key, {}).get("status")
                 print(f"  {st.name:<14} {'running' if st.processes else 'EXITED':<8} pid {st.pid:<8}"
                       f"{st.processes:>3} process(es)  {checked or ''}")
             if not all(st.processes for st in services):

@@ -5,7 +5,8 @@ Nightly customer tiering: the extracts under the landing root become published c
 tiers and an allocation plan in the BI schema.
 
 `ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
-task) -> `transform` (dbt via Cosmos: one task per mart, each built with its tests) ->
+task) -> `transform` (dbt via Cosmos: each mart and its tests visible as tasks; one dbt build
+for all marts under the Airflow services, one per mart under `tierflow run`) ->
 `allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
 (one transaction into `bi`) -> `report` (exports and run summary) and `notify`
 (account-alert e-mails, one per owner, when SMTP is set).

@@ -98,6 +98,10 @@ def test_session_members_are_the_processes_of_a_session_we_started() -> None:
         for pid in session_members(leader.pid, ticks):
             os.kill(pid, signal.SIGKILL)
         leader.wait()
+    # SIGKILL is delivered asynchronously: the orphaned child may take a moment to die
+    deadline = time.monotonic() + 10
+    while session_members(leader.pid, ticks) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert session_members(leader.pid, ticks) == []
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,12 @@ def published(url: str) -> dict:
                 .fetchall() for t in PUBLISHED_TABLES}
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so `finally` stops the deployment
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--landing", required=True, type=Path)
     p.add_argument("--dates", nargs="+", required=True)

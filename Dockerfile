@@ -36,3 +36,10 @@ COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 dbt_project/ /opt/airflow/dbt_project/
 COPY --chown=airflow:0 expectations/ /opt/airflow/expectations/
 COPY --chown=airflow:0 config/ /opt/airflow/config/
+
+# 4. The dbt manifest the DAG renders its Cosmos task group from (dbt parse, no database), so
+#    the image's DAG parses as built. .dockerignore keeps the host's dbt_project/target out:
+#    the manifest always describes the image's own models. With the checkout mounted over
+#    /opt/airflow/dbt_project, airflow-init builds it for the mounted project instead, and
+#    the DAG itself rebuilds a manifest that no longer matches the models (tierflow.transform).
+RUN python -m tierflow.cli airflow manifest

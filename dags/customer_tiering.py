@@ -5,7 +5,8 @@ Nightly customer tiering: the extracts under the landing root become published c
 tiers and an allocation plan in the BI schema.
 
 `ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
-task) -> `transform` (dbt via Cosmos: one task per mart, each built with its tests) ->
+task) -> `transform` (dbt via Cosmos: each mart and its tests visible as tasks; one dbt build
+for all marts under the Airflow services, one per mart under `tierflow run`) ->
 `allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
 (one transaction into `bi`) -> `report` (exports and run summary) and `notify`
 (account-alert e-mails, one per owner, when SMTP is set).
@@ -22,13 +23,18 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos import DbtTaskGroup, ProjectConfig, RenderConfig
+from cosmos.constants import LoadMode
 from cosmos.operators.local import DbtBuildLocalOperator
 from tierflow import pipeline
 from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
-from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
+from tierflow.transform import (
+    cosmos_execution_config,
+    cosmos_profile_config,
+    cosmos_test_behavior,
+    ensure_manifest,
+)
 
 
 @dag(
@@ -44,7 +50,9 @@ from tierflow.transform import MANIFEST_PATH, cosmos_profile_config
     doc_md=__doc__,
     params={"as_of_date": Param(None, type=["null", "string"], format="date",
                                 description="As-of date (YYYY-MM-DD); defaults to the logical date")},
-    default_args={"retries": 0},
+    # no retries here: the deployment sets them ([core] default_task_retries; 2 under
+    # `tierflow airflow start` and compose, so a task on a worker that died runs again), and
+    # `tierflow run` fails fast with 0
 )
 def customer_tiering() -> None:
     @task
@@ -84,16 +92,17 @@ def customer_tiering() -> None:
         emit_datasets=False,
         **dbt_task_args,
     )
+    # ensure_manifest() costs one hash of the dbt project when the manifest is current and runs
+    # `dbt parse` (no database) when it is missing or stale: a fresh clone, a new image or a
+    # changed model never renders from an old manifest.
     transform = DbtTaskGroup(
         group_id="transform",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=MANIFEST_PATH),
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest()),
         profile_config=profile_config,
-        execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, dbt_executable_path=dbt_executable
-        ),
+        execution_config=cosmos_execution_config(dbt_executable),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
+            test_behavior=cosmos_test_behavior(),
             exclude=view_paths,
             emit_datasets=False,  # our own Assets are emitted by `publish`
         ),

@@ -9,8 +9,10 @@
 #   4. check what the nightly DAG needs: the business config validates, and the warehouse is
 #      reachable both through TIERFLOW_WAREHOUSE_URL and through the Airflow connection
 #      `tierflow_warehouse` (AIRFLOW_CONN_TIERFLOW_WAREHOUSE), with the publish schema present;
-#   5. hand the named volumes (logs, TIERFLOW_HOME) to AIRFLOW_UID, the user of the other
-#      services, and create the landing directory if the checkout has none.
+#   5. build the dbt manifest the DAG renders from, for the dbt project mounted from the
+#      checkout (a no-op when it is current);
+#   6. hand the named volumes (logs, TIERFLOW_HOME) and dbt_project/target to AIRFLOW_UID, the
+#      user of the other services, and create the landing directory if the checkout has none.
 set -euo pipefail
 
 say() { printf '\n== airflow-init: %s\n' "$*"; }
@@ -126,9 +128,14 @@ for label, kwargs in targets.items():
     print(f"{label}: ok ({user}@{database}, publish schema {schema})")
 PY
 
+say "dbt manifest (the DAG's dbt tasks are rendered from it)"
+python -m tierflow.cli airflow manifest
+
 say "handing the shared volumes to uid ${AIRFLOW_UID}"
 mkdir -p /opt/airflow/logs "${TIERFLOW_HOME}"
 chown -R "${AIRFLOW_UID}:0" /opt/airflow/logs "${TIERFLOW_HOME}"
+# the dag-processor and the workers rebuild the manifest there after a `git pull` of a model
+chown -R "${AIRFLOW_UID}:0" /opt/airflow/dbt_project/target
 # data/landing/ is git-ignored, so a fresh checkout may lack it: create it for the pipeline's
 # user. An existing landing directory (the host's data) is left as it is.
 if [[ ! -d "${TIERFLOW_LANDING}" ]]; then

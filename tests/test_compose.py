@@ -31,14 +31,17 @@ BASE_IMAGE = f"apache/airflow:{AIRFLOW_VERSION}-python3.11"
 
 INIT = "airflow-init"
 BI_TOOL = "metabase"
+WORKER = "airflow-worker"
+BROKER = "redis"
 LONG_RUNNING_AIRFLOW = (
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    WORKER,
 )
 AIRFLOW_SERVICES = (*LONG_RUNNING_AIRFLOW, INIT)
-REQUIRED_SERVICES = {*AIRFLOW_SERVICES, "postgres", BI_TOOL}
+REQUIRED_SERVICES = {*AIRFLOW_SERVICES, "postgres", BROKER, BI_TOOL}
 ONE_SHOT_SERVICES = {INIT}
 
 # Directories of the repository every Airflow container sees at the same place under /opt/airflow.
@@ -201,9 +204,74 @@ def test_airflow_services_start_after_init(services, name):
     assert deps.get("postgres") == "service_healthy", f"{name} must wait for postgres"
 
 
-def test_scheduler_waits_for_the_execution_api(services):
-    # LocalExecutor runs tasks inside the scheduler container; they talk to the API server.
-    assert _depends_on(services["airflow-scheduler"]).get("airflow-apiserver") == "service_healthy"
+@pytest.mark.parametrize("name", ["airflow-scheduler", WORKER])
+def test_waits_for_the_execution_api(services, name):
+    # the workers' tasks report to the API server's execution API
+    assert _depends_on(services[name]).get("airflow-apiserver") == "service_healthy"
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING_AIRFLOW)
+def test_airflow_services_wait_for_the_broker(services, name):
+    assert _depends_on(services[name]).get(BROKER) == "service_healthy", f"{name} must wait for redis"
+
+
+# --------------------------------------------------------------------------------------------
+# Celery: the broker and the scalable workers (issue 12)
+
+
+def test_celery_executor_on_redis(services):
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://{BROKER}:6379/0", name
+        # results in the metadata database (same role and database as Airflow's own connection)
+        backend = urlsplit(_without_interpolations(env["AIRFLOW__CELERY__RESULT_BACKEND"]))
+        metadata = urlsplit(_without_interpolations(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+        assert backend.scheme == "db+" + metadata.scheme, name
+        assert (backend.hostname, backend.path, backend.username) == (
+            metadata.hostname, metadata.path, metadata.username), name
+        # a task whose worker died runs again
+        assert int(env["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"]) >= 1, name
+
+
+def test_redis_broker(services):
+    redis = services[BROKER]
+    assert re.fullmatch(r"redis:\d+(\.\d+)*(-\w+)?", redis["image"]), f"pin the Redis image: {redis['image']}"
+    assert "redis-cli ping" in _healthcheck_command(redis)
+    assert "ports" not in redis, "the broker is not published on the host"
+
+
+def test_worker_is_a_scalable_celery_worker(services):
+    worker = services[WORKER]
+    assert worker["command"] == "celery worker"
+    # `docker compose up --scale airflow-worker=N` needs replicas that can coexist
+    assert "container_name" not in worker, "a fixed container name prevents --scale"
+    assert "ports" not in worker, "a published port prevents --scale"
+    assert "hostname" not in worker, "replicas need their own hostnames (celery@$HOSTNAME)"
+    assert "celery" in _healthcheck_command(worker) and "$${HOSTNAME}" in _healthcheck_command(worker)
+    env = worker["environment"]
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"].startswith("${AIRFLOW_WORKER_CONCURRENCY")
+    assert env["DUMB_INIT_SETSID"] == "0", "warm shutdown: running tasks finish on `docker compose stop`"
+    assert _volumes(worker) == _volumes(services["airflow-scheduler"]), "workers see what the scheduler sees"
+
+
+def test_the_dbt_manifest_is_built_in_the_image_and_at_init():
+    # The DAG renders its dbt tasks from dbt_project/target/manifest.json: the image builds it
+    # from its own models (never a host's stale target/), init for the mounted checkout.
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    copy_project = re.search(r"COPY\s+(--\S+\s+)*dbt_project/", dockerfile)
+    build = re.search(r"RUN python -m tierflow\.cli airflow manifest", dockerfile)
+    assert copy_project and build and copy_project.start() < build.start()
+    ignored = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    assert "dbt_project/target" in ignored
+    script = AIRFLOW_INIT_SCRIPT.read_text(encoding="utf-8")
+    assert "python -m tierflow.cli airflow manifest" in script
+    handed_over = 'chown -R "${AIRFLOW_UID}:0" /opt/airflow/dbt_project/target'
+    assert script.index("airflow manifest") < script.index(handed_over)
+    # the command both use exists
+    from tierflow.cli import build_parser
+
+    assert build_parser().parse_args(["airflow", "manifest"]).action == "manifest"
 
 
 def test_bi_tool_waits_for_postgres(services):
@@ -279,7 +347,7 @@ def test_airflow_services_are_built_from_the_dockerfile(services, name):
 def test_airflow_environment(services, name):
     env = services[name]["environment"]
     expected = {
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": "/opt/airflow/dags",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",

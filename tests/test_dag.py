@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +20,6 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):
     os.environ.setdefault("AIRFLOW_HOME", str(home))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-    from tierflow.transform import ensure_manifest
-
-    ensure_manifest()
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(ROOT / "dags"))
@@ -75,3 +76,84 @@ def test_dag_file_is_thin() -> None:
     text = (ROOT / "dags" / "customer_tiering.py").read_text(encoding="utf-8")
     for forbidden in ("select ", "insert ", "psycopg.connect", "schedule_interval", "execution_date"):
         assert forbidden not in text.lower()
+
+
+# Parses the DAG folder of the checkout on PYTHONPATH (its own tierflow package: the editable
+# install's path entry comes after PYTHONPATH) and prints what a dag-processor would see.
+_PARSE = """
+import json, sys
+import tierflow
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags.get("customer_tiering")
+print(json.dumps({
+    "tierflow": tierflow.__file__,
+    "errors": {path: str(err) for path, err in bag.import_errors.items()},
+    "tasks": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else {},
+}))
+"""
+
+
+def _fresh_clone(dest: Path) -> Path:
+    """The repository's files as a clone has them (tracked, plus new files not yet committed
+    and not ignored): no dbt_project/target, no .tierflow, no .venv."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def _parse_dags(checkout: Path, airflow_home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TIERFLOW", "PYTHONPATH"))}
+    env.update(
+        PYTHONPATH=str(checkout / "plugins"),
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", _PARSE, str(checkout / "dags")],
+        env=env, cwd=checkout, capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    parsed = json.loads(res.stdout.strip().splitlines()[-1])
+    assert Path(parsed["tierflow"]).is_relative_to(checkout), parsed["tierflow"]
+    return parsed
+
+
+def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
+    """Issue 12: no prebuilt manifest on a fresh clone; a changed model changes the DAG."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout to list the repository's files")
+    checkout = _fresh_clone(tmp_path / "clone")
+    target = checkout / "dbt_project" / "target"
+    assert not target.exists()
+
+    fresh = _parse_dags(checkout, tmp_path / "airflow")
+    assert fresh["errors"] == {}
+    # the deployments' default, Cosmos WATCHER: a task per mart and one per mart's tests
+    assert fresh["tasks"]["transform.customer_tiers.test"] == ["transform.customer_tiers.run"]
+    assert (target / "manifest.json").is_file() and (target / "manifest.fingerprint").is_file()
+
+    # a new mart: its task appears, after the model it reads
+    probe = checkout / "dbt_project" / "models" / "marts" / "customers" / "zz_probe.sql"
+    probe.write_text("select customer_id from {{ ref('customer_rfm') }}\n", encoding="utf-8")
+    added = _parse_dags(checkout, tmp_path / "airflow")
+    assert added["errors"] == {}
+    # (a model without tests is one task)
+    assert added["tasks"]["transform.zz_probe_run"] == ["transform.customer_rfm.test"]
+
+    # the same model now reads another mart; its modification time is put back, so only the
+    # content tells that the project changed
+    stat = probe.stat()
+    probe.write_text("select customer_id from {{ ref('customer_tiers') }}\n", encoding="utf-8")
+    os.utime(probe, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = _parse_dags(checkout, tmp_path / "airflow")
+    assert changed["errors"] == {}
+    assert changed["tasks"]["transform.zz_probe_run"] == ["transform.customer_tiers.test"]
+    assert set(changed["tasks"]) == set(added["tasks"])

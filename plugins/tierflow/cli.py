@@ -3,6 +3,7 @@
     tierflow warehouse start | stop | status | url
     tierflow demo [--customers N] [--days D] [--seed S] [--end-date YYYY-MM-DD] [--if-absent]
     tierflow run --date D | --from D1 --to D2 | --last N
+    tierflow airflow start [--executor celery|local] [--workers N] | stop | status | manifest
 """
 
 from __future__ import annotations
@@ -400,6 +401,48 @@ def _ingest_totals(url: str, run_ids: list[str]) -> str:
     return "\n".join(lines)
 
 
+# -- airflow (the real services on this machine) -----------------------------------------------
+def cmd_airflow(args: argparse.Namespace, settings: Settings) -> None:
+    from tierflow.deploy import local
+
+    try:
+        if args.action == "start":
+            state = local.start(settings, args.executor, args.workers, args.concurrency, args.port)
+            verb = "already running" if state.get("already_running") else "started"
+            n = state['workers']
+            workers = f", {n} Celery worker(s) on {state['broker']}" if n else ""
+            print(f"airflow {verb}: {state['executor']} executor{workers};"
+                  f" metadata in {state['metadata_db']}")
+            print(f"UI and REST API: {state['url']}  ({local.login_hint(settings)})")
+            print(f"logs: {settings.local_airflow_dir / 'logs'}; stop with `tierflow airflow stop`")
+            print("customer_tiering starts paused: unpause it in the UI to run it every night")
+        elif args.action == "stop":
+            stopped = local.stop(settings)
+            print(f"airflow stopped: {', '.join(stopped)}" if stopped else "airflow: nothing was running")
+        elif args.action == "status":
+            state, services, health = local.status(settings)
+            if state is None:
+                print("airflow: not started (tierflow airflow start)")
+                raise SystemExit(3)
+            print(f"airflow {state['executor']} executor at {state['url']}, started {state['started_at']}")
+            for st in services:
+                # the API server reports itself healthy when it reaches the metadata database
+                key = "metadatabase" if st.name == "api-server" else st.name.replace("-", "_")
+                checked = health.get(key, {}).get("status")
+                print(f"  {st.name:<14} {'running' if st.processes else 'EXITED':<8} pid {st.pid:<8}"
+                      f"{st.processes:>3} process(es)  {checked or ''}")
+            if not all(st.processes for st in services):
+                raise SystemExit(3)
+        elif args.action == "manifest":
+            from tierflow.transform import ensure_manifest, manifest_state
+
+            before = manifest_state()
+            path = ensure_manifest()
+            print(f"dbt manifest {path}: {'up to date' if before == 'fresh' else f'rebuilt (was {before})'}")
+    except local.DeployError as exc:
+        _die(str(exc))
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -434,6 +477,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the summary after each date or only after the last (default)")
     r.add_argument("--verbose", action="store_true", help="show Airflow's and dbt's logs")
     r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("airflow", help="the real Airflow services on this machine (UI, scheduler, workers)")
+    a_sub = a.add_subparsers(dest="action", required=True)
+    a_start = a_sub.add_parser("start", help="api-server, scheduler, dag-processor, triggerer (+ workers)")
+    a_start.add_argument("--executor", choices=["celery", "local"], default="celery",
+                         help="celery: N workers on Redis (default); local: tasks run by the scheduler")
+    a_start.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
+    a_start.add_argument("--concurrency", type=int, default=2, help="tasks at once per worker (default 2)")
+    a_start.add_argument("--port", type=int, default=8080, help="UI / REST API port (8080; 0: any free)")
+    a_sub.add_parser("stop", help="stop every process that start started")
+    a_sub.add_parser("status", help="the services, their processes and health")
+    a_sub.add_parser("manifest", help="build the dbt manifest the DAG renders from, if missing or stale")
+    a.set_defaults(func=cmd_airflow)
     return p
 
 

@@ -21,6 +21,9 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_SMTP_SSL        | ``true`` on port 465, else ``false`` (TLS from the first byte) |
 | TIERFLOW_SMTP_STARTTLS   | ``true`` when a user is set (and not SSL), else ``false`` |
 | TIERFLOW_SMTP_ALLOW_PLAINTEXT | ``false``: a login needs SSL or STARTTLS |
+| TIERFLOW_AIRFLOW_DB_URL  | unset: database ``airflow`` of the embedded server (``tierflow airflow start``) |
+| TIERFLOW_CELERY_BROKER_URL | ``redis://127.0.0.1:6379/0``  |
+| TIERFLOW_DBT_EXECUTION_MODE | ``watcher`` (or ``local``; ``tierflow run``: always ``local``) |
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def _identifier(name: str, value: str) -> str:
         )
     return value
 
+
+DEFAULT_CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+DBT_EXECUTION_MODES = ("local", "watcher")
+# measured faster under the deployment (docs/production.md, "WATCHER or LOCAL")
+DEFAULT_DBT_EXECUTION_MODE = "watcher"
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -148,6 +156,12 @@ class Settings:
     bi_role: str = "tierflow_bi"
     expectations: Path = EXPECTATIONS_DIR
     smtp: SmtpSettings | None = None  # None: TIERFLOW_SMTP_HOST unset, no e-mails
+    # the local Airflow deployment (`tierflow airflow start`): metadata DB and Celery broker
+    airflow_db_url_override: str | None = field(default=None, repr=False)
+    celery_broker_url: str = field(default=DEFAULT_CELERY_BROKER_URL, repr=False)
+    # Cosmos: `local` runs one dbt process per mart task, `watcher` one dbt build for all marts
+    # watched by a sensor per mart (docs/production.md, "WATCHER or LOCAL")
+    dbt_execution_mode: str = DEFAULT_DBT_EXECUTION_MODE
 
     @property
     def warehouse_dir(self) -> Path:
@@ -156,6 +170,11 @@ class Settings:
     @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
+
+    @property
+    def local_airflow_dir(self) -> Path:
+        """State of ``tierflow airflow start``: its AIRFLOW_HOME, logs, pids, secrets."""
+        return self.home / "airflow-local"
 
     @property
     def dbt_profiles_dir(self) -> Path:
@@ -174,14 +193,34 @@ class Settings:
         return EmbeddedWarehouse(self.warehouse_dir).url()
 
 
-def load_settings() -> Settings:
-    url = os.environ.get("TIERFLOW_WAREHOUSE_URL") or None
+def _postgres_url(name: str) -> str | None:
+    url = os.environ.get(name) or None
     if url is not None:
         scheme = urlsplit(url).scheme
         if scheme not in ("postgresql", "postgres"):
-            raise SettingsError(
-                f"TIERFLOW_WAREHOUSE_URL must be a postgresql:// URL, got scheme {scheme!r}"
-            )
+            raise SettingsError(f"{name} must be a postgresql:// URL, got scheme {scheme!r}")
+    return url
+
+
+def _broker_url() -> str:
+    url = os.environ.get("TIERFLOW_CELERY_BROKER_URL") or DEFAULT_CELERY_BROKER_URL
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss"):
+        raise SettingsError(f"TIERFLOW_CELERY_BROKER_URL must be a redis:// URL, got scheme {scheme!r}")
+    return url
+
+
+def _dbt_execution_mode() -> str:
+    mode = os.environ.get("TIERFLOW_DBT_EXECUTION_MODE", "").strip().lower() or DEFAULT_DBT_EXECUTION_MODE
+    if mode not in DBT_EXECUTION_MODES:
+        raise SettingsError(
+            f"TIERFLOW_DBT_EXECUTION_MODE={mode!r}: use one of {', '.join(DBT_EXECUTION_MODES)}"
+        )
+    return mode
+
+
+def load_settings() -> Settings:
+    url = _postgres_url("TIERFLOW_WAREHOUSE_URL")
     home = _env_path("TIERFLOW_HOME", PROJECT_ROOT / ".tierflow")
     return Settings(
         home=home,
@@ -195,6 +234,9 @@ def load_settings() -> Settings:
         expectations=_env_path("TIERFLOW_EXPECTATIONS", EXPECTATIONS_DIR),
         bi_role=_identifier("TIERFLOW_BI_ROLE", os.environ.get("TIERFLOW_BI_ROLE", "tierflow_bi")),
         smtp=_smtp_settings(),
+        airflow_db_url_override=_postgres_url("TIERFLOW_AIRFLOW_DB_URL"),
+        celery_broker_url=_broker_url(),
+        dbt_execution_mode=_dbt_execution_mode(),
     )
 
 
@@ -224,6 +266,8 @@ def airflow_env(settings: Settings, url: str) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        # a failed task fails the run at once: retries are for the deployments' dead workers
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "False",
@@ -235,3 +279,6 @@ def airflow_env(settings: Settings, url: str) -> dict[str, str]:
 def apply_airflow_env(settings: Settings, url: str) -> None:
     for key, value in airflow_env(settings, url).items():
         os.environ.setdefault(key, value)
+    # dag.test() runs the tasks one at a time in this process: WATCHER's per-mart sensors and
+    # its one dbt build wait on each other there (issue 12), so `tierflow run` renders LOCAL
+    os.environ["TIERFLOW_DBT_EXECUTION_MODE"] = "local"

@@ -8,7 +8,9 @@ that :func:`dbt_env` derives from the warehouse URL.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +22,10 @@ from tierflow.config import TierflowConfig, dbt_vars
 from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR
 
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+# the project_fingerprint() the manifest was built from
+FINGERPRINT_PATH = MANIFEST_PATH.with_name("manifest.fingerprint")
+
+log = logging.getLogger(__name__)
 
 
 class DbtError(RuntimeError):
@@ -46,17 +52,6 @@ def run_vars(cfg: TierflowConfig, as_of: date | str, publish_schema: str | None 
 
         publish_schema = load_settings().publish_schema
     return {"as_of_date": str(as_of), "publish_schema": publish_schema, **dbt_vars(cfg)}
-
-
-def _project_files_newer_than(path: Path) -> bool:
-    if not path.exists():
-        return True
-    built = path.stat().st_mtime
-    for sub in ("models", "macros", "tests", "seeds", "snapshots"):
-        for f in (DBT_PROJECT_DIR / sub).rglob("*"):
-            if f.is_file() and f.stat().st_mtime > built:
-                return True
-    return (DBT_PROJECT_DIR / "dbt_project.yml").stat().st_mtime > built
 
 
 def _private_target() -> Path:
@@ -117,21 +112,110 @@ def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Pat
     return index
 
 
-def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
-    """(Re)build dbt's manifest when the project changed; Cosmos renders the DAG from it.
+# What `dbt parse` reads besides the project's files: none of these folders is an input.
+_NOT_INPUTS = {"target", "logs", "dbt_packages"}
 
-    ``dbt parse`` does not connect to the database, so any well-formed URL works. A file
-    lock makes concurrent callers (two test workers, the CLI beside a scheduler) parse once
-    and never read a half-written manifest.
+
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """A hash of everything ``dbt parse`` reads: every file of the dbt project (models, macros,
+    tests, YAML, profiles; not its outputs) by path and content, and the dbt version.
+
+    Content, not modification times: a ``git pull``, a ``git checkout`` of an older commit, a
+    ``COPY`` into an image and a bind mount all keep or reset mtimes in ways that say nothing
+    about whether the manifest still describes the project. Hashing the ~100 small files of the
+    project takes milliseconds, cheap enough for every parse of the DAG file.
+    """
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"dbt-core {version('dbt-core')}\n".encode())
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if relative.parts[0] in _NOT_INPUTS or any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file():
+            digest.update(f"{relative.as_posix()}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def manifest_state() -> str:
+    """``fresh``, ``stale`` (the project changed since the manifest was built) or ``missing``."""
+    if not MANIFEST_PATH.is_file() or not FINGERPRINT_PATH.is_file():
+        return "missing"
+    built_from = FINGERPRINT_PATH.read_text(encoding="utf-8").strip()
+    return "fresh" if built_from == project_fingerprint() else "stale"
+
+
+def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
+    """The path of a manifest that describes the dbt project as it is now; (re)built if missing
+    or stale. Cosmos renders the DAG's ``transform`` group from it.
+
+    Called where the DAG file is parsed (dag-processor, every worker, ``tierflow run``), so a
+    fresh clone, a new image and a ``git pull`` that changed a model all get a manifest of the
+    current project: a stale one is never used. ``manifest.fingerprint`` beside the manifest
+    records the :func:`project_fingerprint` it was built from; when it matches, this costs one
+    hash of the project. Otherwise ``dbt parse`` (no database connection, so any well-formed URL
+    works) runs under a file lock, so concurrent parsers build once, in a folder of its own;
+    the manifest, dbt's partial-parse state and then the fingerprint are moved into ``target/``
+    with atomic renames, so a reader without the lock sees the old files or the new, never a
+    half-written one.
     """
     import fcntl
 
-    MANIFEST_PATH.parent.mkdir(parents=True, exist_ok=True)
-    with open(MANIFEST_PATH.parent / ".manifest.lock", "w") as lock:
+    if manifest_state() == "fresh":
+        return MANIFEST_PATH
+    target = MANIFEST_PATH.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        lock = open(target / ".manifest.lock", "w")
+    except OSError as exc:
+        raise DbtError(
+            f"the dbt manifest {MANIFEST_PATH} is {manifest_state()} and cannot be rebuilt here ({exc});"
+            " run `tierflow airflow manifest` where the dbt project is writable"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _project_files_newer_than(MANIFEST_PATH):
-            run_dbt(["parse", "--quiet"], url, MANIFEST_PATH.parent)
+        state = manifest_state()  # another process may have rebuilt it while we waited
+        if state == "fresh":
+            return MANIFEST_PATH
+        log.warning("dbt manifest %s is %s: running dbt parse", MANIFEST_PATH, state)
+        fingerprint = project_fingerprint()
+        build = target / ".parse"
+        run_dbt(["parse", "--quiet"], url, build)
+        for name in ("manifest.json", "partial_parse.msgpack"):
+            if (build / name).is_file():
+                shutil.copyfile(build / name, target / f".{name}.new")
+                os.replace(target / f".{name}.new", target / name)
+        (target / ".manifest.fingerprint.new").write_text(fingerprint + "\n", encoding="utf-8")
+        os.replace(target / ".manifest.fingerprint.new", FINGERPRINT_PATH)
     return MANIFEST_PATH
+
+
+def cosmos_execution_config(dbt_executable: str):
+    """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``watcher`` (one ``dbt build`` of
+    all marts, a sensor task per mart and one per mart's tests; the default, measured faster
+    under the Airflow services) or ``local`` (a dbt process per mart task; what ``tierflow
+    run``'s ``dag.test()`` uses)."""
+    from cosmos import ExecutionConfig
+    from cosmos.constants import ExecutionMode
+
+    from tierflow.settings import load_settings
+
+    modes = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER}
+    mode = modes[load_settings().dbt_execution_mode]
+    return ExecutionConfig(execution_mode=mode, dbt_executable_path=dbt_executable)
+
+
+def cosmos_test_behavior():
+    """Each mart with its dbt tests: ``local`` builds a mart and its tests in one task (``dbt
+    build``); ``watcher``'s producer runs one ``dbt build`` of all marts, tests included, and
+    each mart gets a sensor task for the model and one for its tests (Cosmos has no build
+    operator in watcher mode)."""
+    from cosmos.constants import TestBehavior
+
+    from tierflow.settings import load_settings
+
+    return TestBehavior.AFTER_EACH if load_settings().dbt_execution_mode == "watcher" else TestBehavior.BUILD
 
 
 def cosmos_profile_config():

@@ -40,8 +40,10 @@ lint: setup
 warehouse-stop: setup
 	$(BIN)/tierflow warehouse stop
 
+# Deletes the embedded warehouse's data too, also where it lives outside the checkout (as root:
+# /var/lib/tierflow/warehouses/...).
 clean:
-	-$(BIN)/tierflow warehouse stop
+	-$(BIN)/tierflow warehouse remove
 	rm -rf .tierflow
 
 # Issue 3 item 8: BENCH_ROWS order lines (default 5 million) through our ingest and through

@@ -37,6 +37,21 @@ def test_warehouse_url_with_external_url(tmp_path: Path) -> None:
     assert res.stdout.strip().splitlines()[-1] == url
 
 
+def test_warehouse_remove_deletes_the_data_wherever_it_lives(tmp_path: Path) -> None:
+    """`make clean` runs `tierflow warehouse remove`: the server stops and its data folder is
+    gone (as root the data lives under /var/lib/tierflow, outside the checkout: that too)."""
+    env = clean_env(TIERFLOW_HOME=str(tmp_path / "home"))
+    res = tierflow("warehouse", "start", env=env)
+    assert res.returncode == 0, res.stderr
+    data = Path(res.stdout.strip().splitlines()[-1].split("; data in ")[1])
+    assert (data / "PG_VERSION").is_file()
+    res = tierflow("warehouse", "remove", env=env)
+    assert res.returncode == 0, res.stderr
+    assert f"data deleted ({data})" in res.stdout
+    assert not data.exists() and not (tmp_path / "home" / "warehouse").exists()
+    assert tierflow("warehouse", "status", env=env).returncode == 3
+
+
 def test_warehouse_status_of_a_new_home_is_not_running(tmp_path: Path) -> None:
     res = tierflow("warehouse", "status", env=clean_env(TIERFLOW_HOME=str(tmp_path)))
     assert res.returncode == 3

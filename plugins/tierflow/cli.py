@@ -1,6 +1,6 @@
 """The ``tierflow`` command.
 
-    tierflow warehouse start | stop | status | url
+    tierflow warehouse start | stop | status | url | remove
     tierflow demo [--customers N] [--days D] [--seed S] [--end-date YYYY-MM-DD] [--if-absent]
     tierflow run --date D | --from D1 --to D2 | --last N
     tierflow airflow start [--executor celery|local] [--workers N] | stop | status | manifest
@@ -55,6 +55,10 @@ def cmd_warehouse(args: argparse.Namespace, settings: Settings) -> None:
                 raise SystemExit(3)
         elif args.action == "url":
             print(wh.url())
+        elif args.action == "remove":
+            where = wh.pgdata
+            wh.remove()
+            print(f"warehouse stopped and its data deleted ({where})")
     except WarehouseError as exc:
         _die(str(exc))
 
@@ -455,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("warehouse", help="manage the embedded PostgreSQL warehouse")
-    w.add_argument("action", choices=["start", "stop", "status", "url"])
+    w.add_argument("action", choices=["start", "stop", "status", "url", "remove"],
+                   help="remove: stop the server and delete its data (what `make clean` does)")
     w.set_defaults(func=cmd_warehouse)
 
     d = sub.add_parser("demo", help="write deterministic demo extracts into the landing folder")

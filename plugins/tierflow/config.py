@@ -249,8 +249,9 @@ class PotentialWeights(_Strict):
 class RegionPotentialConfig(_Strict):
     """region_potential: a documented index ranking regions for sales coverage."""
 
-    # growth: revenue of the last growth_months months (up to the month) against the months before
-    growth_months: int = Field(3, ge=1, le=12)
+    # penetration, revenue per active customer and growth are measured over the last window_months
+    # months up to the month's end (growth: against the window_months months before)
+    window_months: int = Field(3, ge=1, le=12)
     # the wallet component is min(revenue per active / company median, wallet_cap) / wallet_cap
     wallet_cap: float = Field(2.0, gt=0)
     weights: PotentialWeights = Field(default_factory=PotentialWeights)

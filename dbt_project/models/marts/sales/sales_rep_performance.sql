@@ -221,8 +221,9 @@ tier_mix as (
     -- the book on A: its customers by value tier, best tier first ('high 2, medium 1, low 1')
     select
         sales_rep,
-        sum(customers) as book_customers,
-        coalesce(sum(customers) filter (where value_tier = {{ sql_literal(top_tier) }}), 0) as top_tier_customers,
+        cast(sum(customers) as bigint) as book_customers,
+        cast(coalesce(sum(customers) filter (where value_tier = {{ sql_literal(top_tier) }}), 0) as bigint)
+            as top_tier_customers,
         string_agg(value_tier || ' ' || customers, ', ' order by value_tier_rank) as tier_mix
     from tier_counts
     group by sales_rep

@@ -33,7 +33,7 @@ product categories.
 | C02      | Wang Fang       | offline, online, offline, online      | Wang Fang                    |
 | C03      | Wang Fang       | offline                               | Zhou Qiang (no book of his own) |
 | C04      | Li Lei          | distributor x 3                       | Li Lei                       |
-| C05      | Li Lei          | online x 6                            | Li Lei, the last (2026-02-28) Wang Fang |
+| C05      | Li Lei          | online x 6                            | Li Lei; C05-6 (02-28) Wang Fang |
 | C06      | Li Lei          | offline, online                       | Li Lei                       |
 | C07      | Li Lei          | online                                | Li Lei                       |
 | C08      | Wang Fang       | none delivered x 2                    | none                         |
@@ -183,8 +183,8 @@ def write_sales_team_extracts(landing: Path) -> None:
     _write(
         landing / f"crm/customers/{folder}/customers_sales_team.csv",
         CUSTOMERS_HEADER,
-        [[f"C{i:02d}", name, kind, region, "online", ACCOUNT_MANAGERS[f"C{i:02d}"], "2024-11-01", updated, "true"]
-         for i, (name, kind, region) in enumerate(CUSTOMER_ATTRIBUTES, start=1)],
+        [[f"C{i:02d}", name, kind, region, "online", ACCOUNT_MANAGERS[f"C{i:02d}"], "2024-11-01", updated,
+          "true"] for i, (name, kind, region) in enumerate(CUSTOMER_ATTRIBUTES, start=1)],
     )
     _write(
         landing / f"erp/products/{folder}/products_more.csv",
@@ -193,13 +193,13 @@ def write_sales_team_extracts(landing: Path) -> None:
          ["P4", "Widget kit", "tools", "10", "6", "CNY", updated]],
     )
     orders, lines = [], []
-    for cust, dates, product, qty, price, unit_cost in COMPLETED:
+    for cust, dates, _product, qty, price, unit_cost in COMPLETED:
         for n, d in enumerate(dates, start=1):
             oid = f"{cust}-{n}"
             channel, rep = ORDER_CHANNELS[oid]
             orders.append([oid, cust, d, "completed", "CNY", channel, rep, updated])
             if oid in RECATEGORISED:
                 lines.append([oid, 1, RECATEGORISED[oid], qty, price, "", unit_cost, updated])
-    _write(landing / f"erp/orders/{folder}/orders_sales_team.csv", [*ORDERS_HEADER[:-1], "sales_rep", "updated_at"],
-           orders)
+    _write(landing / f"erp/orders/{folder}/orders_sales_team.csv",
+           [*ORDERS_HEADER[:-1], "sales_rep", "updated_at"], orders)
     _write(landing / f"erp/order_lines/{folder}/order_lines_categories.csv", LINES_HEADER, lines)

@@ -4,6 +4,9 @@
 {%- set channel = rules.channel -%}
 {%- set loyalty = rules.loyalty -%}
 {%- set min_change = rules.categories.min_change | int -%}
+{#- the configured channel names as the inside of a quoted SQL list: 'offline', 'distributor' -#}
+{%- set online_channels = "'" ~ (channel.online_channels | map('replace', "'", "''") | join("', '")) ~ "'" -%}
+{%- set offline_channels = "'" ~ (channel.offline_channels | map('replace', "'", "''") | join("', '")) ~ "'" -%}
 -- One row per customer and as-of date A: what kind of customer it is, beside how much it is
 -- worth (customer_tiers). Four dimensions, each a label and a reason in words, rules in var
 -- profile (config/tierflow.yml `profile:`; docs/typing.md):
@@ -56,12 +59,8 @@ completed_orders as (
         counted_revenue,
         -- channels are compared lower-case and trimmed, as the config lists them
         case
-            when lower(trim(channel)) in (
-                {%- for name in channel.online_channels %}{{ sql_literal(name) }}{{ ", " if not loop.last }}{% endfor -%}
-            ) then 'online'
-            when lower(trim(channel)) in (
-                {%- for name in channel.offline_channels %}{{ sql_literal(name) }}{{ ", " if not loop.last }}{% endfor -%}
-            ) then 'offline'
+            when lower(trim(channel)) in ({{ online_channels }}) then 'online'
+            when lower(trim(channel)) in ({{ offline_channels }}) then 'offline'
             else 'unknown'
         end as channel_side,
         {{ in_window('order_date', window_days) }} as is_in_window

@@ -2,6 +2,7 @@
 {%- set months_back = rules.window_months | int -%}
 {%- set weights = rules.weights -%}
 {%- set top_tier = var('tier_levels')[0].name -%}
+{%- set wallet_cap = sql_number(rules.wallet_cap) -%}
 -- One row per region x month (the customer's region, 'unknown' when not delivered), from the
 -- first month with an order up to the month of the as-of date A, measured over the last
 -- var region_potential.window_months months up to the month's end (A in the month of A):
@@ -94,8 +95,8 @@ windows as (
         ) as previous_revenue
     from months
     inner join customer_months
-        on customer_months.month_start_date >= months.previous_window_start_date
-            and customer_months.month_start_date <= months.month_start_date
+        on months.previous_window_start_date <= customer_months.month_start_date
+            and months.month_start_date >= customer_months.month_start_date
     group by months.month_start_date, customer_months.customer_id
 
 ),
@@ -159,10 +160,9 @@ components as (
         -- least() and greatest() skip nulls in PostgreSQL: the null cases come first
         case
             when measured.active_customers = 0 or coalesce(medians.median_revenue_per_active, 0) = 0 then 0
-            else least(
-                measured.revenue_per_active_exact / medians.median_revenue_per_active,
-                {{ sql_number(rules.wallet_cap) }}
-            ) / {{ sql_number(rules.wallet_cap) }}
+            else
+                least(measured.revenue_per_active_exact / medians.median_revenue_per_active, {{ wallet_cap }})
+                / {{ wallet_cap }}
         end as wallet_component,
         measured.high_tier_share_exact as high_tier_component,
         case

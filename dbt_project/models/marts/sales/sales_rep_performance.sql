@@ -232,10 +232,18 @@ tier_mix as (
 
 all_alerts as (
 
-    select as_of_date, customer_id, alert_type from tonights_alerts
+    select
+        as_of_date,
+        customer_id,
+        alert_type
+    from tonights_alerts
     {% if has_published_history('account_alerts') -%}
     union all
-    select as_of_date, customer_id, alert_type from published_alerts
+    select
+        as_of_date,
+        customer_id,
+        alert_type
+    from published_alerts
     {%- endif %}
 
 ),

@@ -109,8 +109,8 @@ def test_profile_rule_gives_the_primary_action_where_it_holds(tmp_path: Path) ->
     reasons = {p.customer.customer_id: p.action_reason for p in plan.customers}
     assert reasons["b"] == (
         "Profile rule 'periodic buyer overdue by its own rhythm' (periodic buyer, usual gap 30.6 days,"
-        " last order 46 days ago (overdue by its own rhythm); channel online; category breadth stable; loyalty loyal),"
-        " medium tier: win back (pooled sales team)."
+        " last order 46 days ago (overdue by its own rhythm); channel online; category breadth stable;"
+        " loyalty loyal), medium tier: win back (pooled sales team)."
     )
     assert reasons["c"].startswith("Medium tier (value score 0.55")
 

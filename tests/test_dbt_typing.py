@@ -9,8 +9,9 @@ issue's GX suites run once on A1's build schema.
 
 Config: the shipped one, except profile.rhythm.periodic_max_cv 0.2 and overdue_factor 1.0,
 profile.loyalty.loyal_min_tenure_days 180 (so that the fixture shows an irregular buyer, an
-overdue periodic buyer and a loyal one), and alerts.churn_risk.gap_factor 1.0 (as in
-test_dbt_tiers: C05 is late, one alert for Li Lei's book).
+overdue periodic buyer and a loyal one), alerts.churn_risk.gap_factor 1.0 (as in
+test_dbt_tiers: C05 is late, one alert for Li Lei's book), and one allocation.profile_rules
+entry (a periodic buyer overdue by its own rhythm, high or medium tier: win back).
 
 Completed orders (tiny_fixture), window (2025-03-31, 2026-03-31]:
   C01 2025-12-01, 2026-01-01, 02-01, 03-01, 03-30, 500 each (the last two P3 services)
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tierflow.config import ProfileRule
 from tiny_fixture import AS_OF, LI_LEI, WANG_FANG, ZHOU_QIANG, write_sales_team_extracts, write_tiny_landing
 
 A1 = AS_OF  # 2026-03-31
@@ -45,7 +47,10 @@ def typing_config(config):
     })
     churn = config.alerts.churn_risk.model_copy(update={"gap_factor": 1.0})
     alerts = config.alerts.model_copy(update={"churn_risk": churn})
-    return config.model_copy(update={"profile": profile, "alerts": alerts})
+    rule = ProfileRule(name="periodic buyer overdue by its own rhythm", purchase_rhythm=["periodic"],
+                       overdue_by_rhythm=True, tiers=["high", "medium"], action="win back")
+    allocation = config.allocation.model_copy(update={"profile_rules": [rule]})
+    return config.model_copy(update={"profile": profile, "alerts": alerts, "allocation": allocation})
 
 
 def _night(url: str, cfg, as_of: date) -> None:
@@ -180,6 +185,12 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
         ("high", "irregular", 1), ("high", "periodic", 1), ("low", "too_few_orders", 5),
         ("medium", "periodic", 2), ("medium", "too_few_orders", 1),
     ]
+
+    # the allocation's profile rule (periodic buyer overdue by its own rhythm, high and medium
+    # tiers: win back) picks C05 only; C01 and C04 are periodic but on time
+    actions = dict(_rows(url, "select customer_id, primary_action from bi.allocation_plan_customer"
+                              " where as_of_date = %s and action_reason like 'Profile rule%%'", A1))
+    assert actions == {"C05": "win back"}
 
     # ---- sales_rep_performance on A1 ---------------------------------------------------------
     # Books: Wang Fang C01 C02 C03 C08 (4), Li Lei C04 C05 C06 C07 C09 (5), unassigned C10;

@@ -271,6 +271,21 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
         ("西南 / Southwest China", 1, 1, D("200"), D("950.00"), D("0.0000"), D("0.1263"), 5),
     ]
 
+    # ---- the report's team and regions sections, from what A1 published ------------------
+    from tierflow.report.render import render_report
+
+    page = render_report(url, "bi", A1, "typing-a1", tmp_path / "report.html").read_text(encoding="utf-8")
+    # March is the decomposed month; Wang Fang +3,500.00 tops, Li Lei +100.00 next, no one fell;
+    # team active rate (3 + 1) / (4 + 5 + 1) = 40%, revenue per active 4700 / 4 = 1,175.00
+    assert ("2026-03: top movers 王芳 / Wang Fang +3,500.00, 李雷 / Li Lei +100.00; bottom movers none."
+            " Team: active rate 40.0%, revenue per active customer 1,175.00.") in page
+    # Wang Fang: active rate 75% (+35.0 pts), revenue per active 4400 / 3 = 1,466.67 (+24.8%
+    # against 1,175.00); Li Lei 20% (-20.0 pts), 300.00 (-74.5%)
+    assert "75.0% (+35.0 pts)" in page and "1,466.67 (+24.8%)" in page and "20.0% (−20.0 pts)" in page
+    order = [page.index(f">{r}</td>") for r in ("华南 / South China", "华东 / East China",
+                                                   "华中 / Central China", "华北 / North China")]
+    assert order == sorted(order)  # ranked by potential index, as region_potential says
+
     # ---- the GX suites of the new marts pass tonight, and catch a decomposition that no longer
     # adds up (one effect off by a cent) and a profile label nobody configured -------------
     assert _failed_suite_checks(url, cfg, tmp_path) == set()

@@ -286,6 +286,19 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
                                                    "华中 / Central China", "华北 / North China")]
     assert order == sorted(order)  # ranked by potential index, as region_potential says
 
+    # ---- exports: CSV and Parquet of the three tables beside the tier exports --------------
+    from tierflow.publish.summary import write_exports
+
+    written = {Path(f).name for f in write_exports(url, "bi", A1, tmp_path / "exports")}
+    assert {f"{t}.{ext}" for t in ("customer_profile", "sales_rep_performance", "region_potential")
+            for ext in ("csv", "parquet")} <= written
+    import pandas as pd
+
+    exported = pd.read_parquet(tmp_path / "exports" / A1.isoformat() / "region_potential.parquet")
+    # 5 regions x 16 months (2024-12, C09's order, to 2026-03)
+    assert len(exported) == 80 == _rows(url, "select count(*) from bi.region_potential where as_of_date = %s",
+                                        A1)[0][0]
+
     # ---- the GX suites of the new marts pass tonight, and catch a decomposition that no longer
     # adds up (one effect off by a cent) and a profile label nobody configured -------------
     assert _failed_suite_checks(url, cfg, tmp_path) == set()

@@ -285,6 +285,13 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
     order = [page.index(f">{r}</td>") for r in ("华南 / South China", "华东 / East China",
                                                    "华中 / Central China", "华北 / North China")]
     assert order == sorted(order)  # ranked by potential index, as region_potential says
+    # drawn in headless chromium (as test_report draws the other charts): one bar per book
+    # whose revenue changed in March, Wang Fang's and Li Lei's
+    from test_report import CHROMIUM, probe_in_browser
+
+    if CHROMIUM is not None:
+        drawn = {c["chart"]: c for c in probe_in_browser(tmp_path / "report.html", tmp_path)["charts"]}
+        assert drawn["team-changes"]["marks"] == 2 and drawn["team-changes"]["texts"] >= 3
 
     # ---- exports: CSV and Parquet of the three tables beside the tier exports --------------
     from tierflow.publish.summary import write_exports

@@ -7,6 +7,7 @@
 --
 -- The book's revenue = covered customers x active rate x revenue per active customer, and
 -- its month-over-month change is split into the three factors exactly as sales_kpis does
+-- (the same macros, macros/revenue_factors.sql)
 -- (chained substitution: covered customers, then active rate, then revenue per active
 -- customer; the last effect is the rest, so the three add up to the change exactly).
 -- Beside the book: the orders the rep sold (erp/orders.sales_rep, any customer's), the
@@ -318,9 +319,7 @@ factors as (
 
     select
         *,
-        coalesce(active_customers / nullif(cast(covered_customers as numeric), 0), 0)
-            as active_rate_exact,
-        coalesce(revenue / nullif(active_customers, 0), 0) as revenue_per_active_exact
+        {{ revenue_factor_rates() }}
     from grid
 
 ),
@@ -329,10 +328,7 @@ with_previous as (
 
     select
         *,
-        lag(covered_customers) over rep_months as previous_covered_customers,
-        lag(active_rate_exact) over rep_months as previous_active_rate,
-        lag(revenue_per_active_exact) over rep_months as previous_revenue_per_active,
-        lag(revenue) over rep_months as previous_revenue
+        {{ revenue_factor_previous('rep_months') }}
     from factors
     window rep_months as (partition by sales_rep order by month_start_date)
 
@@ -340,20 +336,10 @@ with_previous as (
 
 effects as (
 
-    -- the arithmetic of sales_kpis
+    -- the arithmetic of sales_kpis (macros/revenue_factors.sql)
     select
         *,
-        revenue - previous_revenue as revenue_change,
-        round(
-            (covered_customers - previous_covered_customers)
-            * previous_active_rate * previous_revenue_per_active,
-            2
-        ) as covered_customers_effect,
-        round(
-            covered_customers * (active_rate_exact - previous_active_rate)
-            * previous_revenue_per_active,
-            2
-        ) as active_rate_effect
+        {{ revenue_factor_effects() }}
     from with_previous
 
 ),

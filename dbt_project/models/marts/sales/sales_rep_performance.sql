@@ -7,8 +7,9 @@
 --
 -- The book's revenue = covered customers x active rate x revenue per active customer, and
 -- its month-over-month change is split into the three factors exactly as sales_kpis does
--- (macros/revenue_factors.sql: chained substitution, covered customers, then active rate, then revenue per active
--- customer; the last effect is the rest, so the three add up to the change exactly).
+-- (macros/revenue_factors.sql: chained substitution, covered customers, then active rate,
+-- then revenue per active customer; the last effect is the rest, so the three add up to
+-- the change exactly).
 -- Beside the book: the orders the rep sold (erp/orders.sales_rep, any customer's), the
 -- book's gross margin and net contribution after the month's cost to serve (handling and
 -- shipping of shipped orders, activities, support minutes; cost of capital on receivables

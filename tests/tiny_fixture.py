@@ -22,6 +22,27 @@ Orders that must not count: C01 cancelled 2026-03-15 (P2 100 x 50), C04 returned
 
 Bad rows (each must land in rejects with its reason): an order for unknown customer
 C99, an order line with quantity -5, and an exact duplicate order line.
+
+The sales team's view (write_sales_team_extracts, delivered on 2026-03-31 on top of the
+above; no amount changes): account managers, order channels and sales reps, and two more
+product categories.
+
+| customer | account manager | order channels (in date order)        | orders' sales_rep            |
+|----------|-----------------|---------------------------------------|------------------------------|
+| C01      | Wang Fang       | online x 5                            | Wang Fang                    |
+| C02      | Wang Fang       | offline, online, offline, online      | Wang Fang                    |
+| C03      | Wang Fang       | offline                               | Zhou Qiang (no book of his own) |
+| C04      | Li Lei          | distributor x 3                       | Li Lei                       |
+| C05      | Li Lei          | online x 6                            | Li Lei; C05-6 (02-28) Wang Fang |
+| C06      | Li Lei          | offline, online                       | Li Lei                       |
+| C07      | Li Lei          | online                                | Li Lei                       |
+| C08      | Wang Fang       | none delivered x 2                    | none                         |
+| C09      | Li Lei          | online                                | Li Lei                       |
+| C10      | none            |                                       |                              |
+
+Products P3 (services, as P2: cost 30, price 50) and P4 (tools, as P1: cost 6, price 10)
+replace the product of C01's last two orders (C01-4, C01-5: P2 -> P3) and of C04's last
+order (C04-3: P1 -> P4), so revenue and margin stay as in the table above.
 """
 
 from __future__ import annotations
@@ -71,26 +92,27 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
         w.writerows(rows)
 
 
+# (name, customer_type, region) of C01 .. C10
+CUSTOMER_ATTRIBUTES = [
+    ("上海恒达贸易有限公司", "b2b", "华东 / East China"),
+    ("Northwind Traders", "b2b", "华北 / North China"),
+    ("李娜", "b2c", "华南 / South China"),
+    ("Contoso Ltd", "b2b", "华东 / East China"),
+    ("北京新材料科技", "b2b", "华北 / North China"),
+    ("Zhang Wei", "b2c", "西南 / Southwest China"),
+    ("Fabrikam", "b2b", "华南 / South China"),
+    ("陈静", "b2c", "华东 / East China"),
+    ("Adventure Works", "b2b", "华中 / Central China"),
+    ("Tailspin Toys", "b2c", "华北 / North China"),
+]
+
+
 def write_tiny_landing(landing: Path) -> dict:
     """Write the fixture; return the expected ingest counts per file (rows, rejected)."""
     customers = [
         [f"C{i:02d}", name, kind, region, "online", "王芳 / Wang Fang", "2024-11-01",
          "2024-11-30T08:00:00", "true"]
-        for i, (name, kind, region) in enumerate(
-            [
-                ("上海恒达贸易有限公司", "b2b", "华东 / East China"),
-                ("Northwind Traders", "b2b", "华北 / North China"),
-                ("李娜", "b2c", "华南 / South China"),
-                ("Contoso Ltd", "b2b", "华东 / East China"),
-                ("北京新材料科技", "b2b", "华北 / North China"),
-                ("Zhang Wei", "b2c", "西南 / Southwest China"),
-                ("Fabrikam", "b2b", "华南 / South China"),
-                ("陈静", "b2c", "华东 / East China"),
-                ("Adventure Works", "b2b", "华中 / Central China"),
-                ("Tailspin Toys", "b2c", "华北 / North China"),
-            ],
-            start=1,
-        )
+        for i, (name, kind, region) in enumerate(CUSTOMER_ATTRIBUTES, start=1)
     ]
     _write(landing / "crm/customers/2024-11-30/customers.csv", CUSTOMERS_HEADER, customers)
     _write(
@@ -128,3 +150,56 @@ def write_tiny_landing(landing: Path) -> dict:
     expected["crm/customers/2024-11-30/customers.csv"] = 10
     expected["erp/products/2024-11-30/products.csv"] = 2
     return expected
+
+
+WANG_FANG = "王芳 / Wang Fang"
+LI_LEI = "李雷 / Li Lei"
+ZHOU_QIANG = "周强 / Zhou Qiang"
+ACCOUNT_MANAGERS = {
+    "C01": WANG_FANG, "C02": WANG_FANG, "C03": WANG_FANG, "C08": WANG_FANG,
+    "C04": LI_LEI, "C05": LI_LEI, "C06": LI_LEI, "C07": LI_LEI, "C09": LI_LEI, "C10": "",
+}
+# order id -> (channel, sales_rep); "" = not delivered
+ORDER_CHANNELS = {
+    **{f"C01-{n}": ("online", WANG_FANG) for n in range(1, 6)},
+    "C02-1": ("offline", WANG_FANG), "C02-2": ("online", WANG_FANG),
+    "C02-3": ("offline", WANG_FANG), "C02-4": ("online", WANG_FANG),
+    "C03-1": ("offline", ZHOU_QIANG),
+    **{f"C04-{n}": ("distributor", LI_LEI) for n in range(1, 4)},
+    **{f"C05-{n}": ("online", LI_LEI) for n in range(1, 6)},
+    "C05-6": ("online", WANG_FANG),
+    "C06-1": ("offline", LI_LEI), "C06-2": ("online", LI_LEI),
+    "C07-1": ("online", LI_LEI),
+    "C08-1": ("", ""), "C08-2": ("", ""),
+    "C09-1": ("online", LI_LEI),
+}
+RECATEGORISED = {"C01-4": "P3", "C01-5": "P3", "C04-3": "P4"}
+
+
+def write_sales_team_extracts(landing: Path) -> None:
+    """Account managers, order channels, sales reps and two more categories (module docstring),
+    delivered on 2026-03-31 as corrections of the fixture's rows: no amount changes."""
+    folder, updated = "2026-03-31", "2026-03-31T09:00:00"
+    _write(
+        landing / f"crm/customers/{folder}/customers_sales_team.csv",
+        CUSTOMERS_HEADER,
+        [[f"C{i:02d}", name, kind, region, "online", ACCOUNT_MANAGERS[f"C{i:02d}"], "2024-11-01", updated,
+          "true"] for i, (name, kind, region) in enumerate(CUSTOMER_ATTRIBUTES, start=1)],
+    )
+    _write(
+        landing / f"erp/products/{folder}/products_more.csv",
+        PRODUCTS_HEADER,
+        [["P3", "Gadget care", "services", "50", "30", "CNY", updated],
+         ["P4", "Widget kit", "tools", "10", "6", "CNY", updated]],
+    )
+    orders, lines = [], []
+    for cust, dates, _product, qty, price, unit_cost in COMPLETED:
+        for n, d in enumerate(dates, start=1):
+            oid = f"{cust}-{n}"
+            channel, rep = ORDER_CHANNELS[oid]
+            orders.append([oid, cust, d, "completed", "CNY", channel, rep, updated])
+            if oid in RECATEGORISED:
+                lines.append([oid, 1, RECATEGORISED[oid], qty, price, "", unit_cost, updated])
+    _write(landing / f"erp/orders/{folder}/orders_sales_team.csv",
+           [*ORDERS_HEADER[:-1], "sales_rep", "updated_at"], orders)
+    _write(landing / f"erp/order_lines/{folder}/order_lines_categories.csv", LINES_HEADER, lines)

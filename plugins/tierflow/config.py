@@ -164,6 +164,131 @@ ACTIONS = ("credit review", "win back", "convert potential", "retain", "develop"
 LIFECYCLE_STAGES = ("new", "growing", "mature", "declining", "churned", "never_purchased")
 
 
+# ---- customer typing (customer_profile) and the sales team's view (issue 17) ----------------
+
+PURCHASE_RHYTHMS = ("periodic", "concentrated", "irregular", "too_few_orders")
+CHANNEL_PREFERENCES = ("online", "offline", "mixed", "unknown", "no_orders")
+BREADTH_TRENDS = ("rising", "stable", "narrowing", "new", "no_orders")
+LOYALTY_BANDS = ("loyal", "repeat", "one_time", "never_purchased")
+
+
+class RhythmRules(_Strict):
+    """Purchase rhythm from the gaps between the customer's purchase days in the RFM window."""
+
+    # fewer purchase days than this in the window: too_few_orders (two gaps at least)
+    min_purchase_days: int = Field(3, ge=3)
+    # the busiest calendar month holds at least this share of the window's revenue: concentrated
+    concentrated_min_month_share: float = Field(0.6, gt=0, le=1)
+    # otherwise: coefficient of variation of the gaps (population sd / mean) at most this: periodic,
+    # else irregular
+    periodic_max_cv: float = Field(0.35, gt=0)
+    # a periodic buyer is overdue when its days since the last purchase exceed this x its usual gap
+    overdue_factor: float = Field(1.5, ge=1)
+
+
+class ChannelRules(_Strict):
+    """Channel preference from the revenue share by order channel (erp/orders.channel) in the window."""
+
+    online_channels: list[str] = Field(default_factory=lambda: ["online"], min_length=1)
+    offline_channels: list[str] = Field(default_factory=lambda: ["offline", "distributor"], min_length=1)
+    # online (offline) when that share of the revenue of known channel reaches this; else mixed
+    dominant_share: float = Field(0.8, gt=0.5, le=1)
+
+    @model_validator(mode="after")
+    def _lowercase_and_disjoint(self) -> ChannelRules:
+        for key in ("online_channels", "offline_channels"):
+            bad = [c for c in getattr(self, key) if c != c.strip().lower() or not c]
+            if bad:
+                raise ValueError(f"{key}: channel names are compared lower-case and trimmed, got {bad}")
+        both = sorted(set(self.online_channels) & set(self.offline_channels))
+        if both:
+            raise ValueError(f"online_channels and offline_channels overlap: {both}")
+        return self
+
+
+class CategoryRules(_Strict):
+    """Category breadth: product categories bought in the window against the window before."""
+
+    # breadth is rising (narrowing) when the window has at least this many categories more (fewer)
+    min_change: int = Field(1, ge=1)
+
+
+class LoyaltyRules(_Strict):
+    """Loyalty from all purchase days up to A: repeat-purchase rate and tenure."""
+
+    # loyal: repeat purchase days / purchase days at least this and tenure at least min_tenure_days
+    loyal_min_repeat_rate: float = Field(0.75, gt=0, lt=1)
+    loyal_min_tenure_days: int = Field(365, ge=0)
+
+
+class ProfileConfig(_Strict):
+    """Customer typing beside the grading (customer_profile; docs/typing.md)."""
+
+    rhythm: RhythmRules = Field(default_factory=RhythmRules)
+    channel: ChannelRules = Field(default_factory=ChannelRules)
+    categories: CategoryRules = Field(default_factory=CategoryRules)
+    loyalty: LoyaltyRules = Field(default_factory=LoyaltyRules)
+
+
+class PotentialWeights(_Strict):
+    """Weights of region_potential.potential_index (each component is 0..1)."""
+
+    headroom: float = Field(0.35, ge=0)  # 1 - penetration
+    wallet: float = Field(0.25, ge=0)  # revenue per active customer against the company median
+    high_tier_share: float = Field(0.2, ge=0)
+    growth: float = Field(0.2, ge=0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> PotentialWeights:
+        total = self.headroom + self.wallet + self.high_tier_share + self.growth
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"weights: must add up to 1.0, they add up to {total:g}")
+        return self
+
+
+class RegionPotentialConfig(_Strict):
+    """region_potential: a documented index ranking regions for sales coverage."""
+
+    # penetration, revenue per active customer and growth are measured over the last window_months
+    # months up to the month's end (growth: against the window_months months before)
+    window_months: int = Field(3, ge=1, le=12)
+    # the wallet component is min(revenue per active / company median, wallet_cap) / wallet_cap
+    wallet_cap: float = Field(2.0, gt=0)
+    weights: PotentialWeights = Field(default_factory=PotentialWeights)
+
+
+class ProfileRule(_Strict):
+    """A primary-action rule on the customer's profile (allocation.profile_rules).
+
+    Checked in order after 'credit review' and before the built-in rules; the first rule whose
+    every condition holds gives the action. A condition left out is not checked.
+    """
+
+    name: str = Field(min_length=1)
+    action: str
+    purchase_rhythm: list[str] | None = Field(None, min_length=1)
+    overdue_by_rhythm: bool | None = None
+    channel_preference: list[str] | None = Field(None, min_length=1)
+    breadth_trend: list[str] | None = Field(None, min_length=1)
+    loyalty_band: list[str] | None = Field(None, min_length=1)
+    tiers: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _known_values(self) -> ProfileRule:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action: unknown action {self.action!r}; known: {list(ACTIONS)}")
+        for key, known in (("purchase_rhythm", PURCHASE_RHYTHMS), ("channel_preference", CHANNEL_PREFERENCES),
+                           ("breadth_trend", BREADTH_TRENDS), ("loyalty_band", LOYALTY_BANDS)):
+            unknown = [v for v in getattr(self, key) or [] if v not in known]
+            if unknown:
+                raise ValueError(f"{key}: unknown value(s) {unknown}; known: {list(known)}")
+        conditions = (self.purchase_rhythm, self.overdue_by_rhythm, self.channel_preference,
+                      self.breadth_trend, self.loyalty_band)
+        if all(c is None for c in conditions):
+            raise ValueError(f"rule {self.name!r}: needs at least one profile condition")
+        return self
+
+
 def _at_most_cents(value: float, what: str) -> float:
     """Amounts and hours are planned in hundredths; a finer value cannot add up exactly."""
     if Decimal(str(value)).as_tuple().exponent < -2:
@@ -253,6 +378,8 @@ class AllocationConfig(_Strict):
     win_back_stages: list[str] = Field(default_factory=lambda: ["declining", "churned"])
     tiers: dict[str, TierPolicy]
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    # rules on the customer's profile, checked after 'credit review' (ProfileRule)
+    profile_rules: list[ProfileRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> AllocationConfig:
@@ -370,6 +497,8 @@ class TierflowConfig(_Strict):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    region_potential: RegionPotentialConfig = Field(default_factory=RegionPotentialConfig)
 
     @model_validator(mode="after")
     def _alert_tiers_are_levels(self) -> TierflowConfig:
@@ -377,6 +506,17 @@ class TierflowConfig(_Strict):
         unknown = [t for t in self.alerts.tiers or [] if t not in names]
         if unknown:
             raise ValueError(f"alerts.tiers: unknown tier(s) {unknown}; tiers.levels has {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _profile_rule_tiers_are_levels(self) -> TierflowConfig:
+        names = [lv.name for lv in self.tiers.levels]
+        for i, rule in enumerate(self.allocation.profile_rules):
+            unknown = [t for t in rule.tiers or [] if t not in names]
+            if unknown:
+                raise ValueError(
+                    f"allocation.profile_rules.{i}.tiers: unknown tier(s) {unknown}; tiers.levels has {names}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -443,4 +583,6 @@ def dbt_vars(cfg: TierflowConfig) -> dict:
         "cost_to_serve": cfg.cost_to_serve.model_dump(mode="json"),
         "credit_risk": cfg.credit_risk.model_dump(mode="json"),
         "lifecycle": cfg.lifecycle.model_dump(mode="json"),
+        "profile": cfg.profile.model_dump(mode="json"),
+        "region_potential": cfg.region_potential.model_dump(mode="json"),
     }

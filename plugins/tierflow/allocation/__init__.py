@@ -34,7 +34,7 @@ def run_allocation(url: str, cfg: TierflowConfig, as_of: date) -> dict:
     with psycopg.connect(url) as conn, conn.transaction():
         # one allocation per date at a time: a concurrent rerun would otherwise interleave
         conn.execute("select pg_advisory_xact_lock(hashtext('tierflow.allocate'))")
-        customers = read_customers(conn, as_of)
+        customers = read_customers(conn, as_of, needs_profile=bool(cfg.allocation.profile_rules))
         plan = build_plan(customers, cfg, as_of)
         ensure_tables(conn)
         write_plan(conn, plan)

@@ -88,6 +88,13 @@ class CustomerInput:
     high_potential_reason: str | None = None
     account_manager: str | None = None
     is_override: bool = False  # the tier was set by sales management (crm/tier_overrides)
+    # the customer's profile (customer_profile via customer_tiers), for allocation.profile_rules
+    purchase_rhythm: str | None = None
+    usual_gap_days: Decimal | None = None
+    is_overdue_by_rhythm: bool = False
+    channel_preference: str | None = None
+    breadth_trend: str | None = None
+    loyalty_band: str | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ import logging
 from datetime import date
 from decimal import Decimal
 
-from tierflow.allocation.actions import HIGH_CREDIT_RISK, action_reason, primary_action
+from tierflow.allocation.actions import HIGH_CREDIT_RISK, action_reason, primary_action, profile_rule
 from tierflow.allocation.curves import curve_for
 from tierflow.allocation.model import (
     AllocationError,
@@ -119,7 +119,8 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
     for p in plans:
         better = levels[p.tier_rank - 2] if p.tier_rank > 1 else None
         p.action_reason = action_reason(
-            p.primary_action, p.customer, p.service_level, better, p.cap_cents, alloc.credit_risk_cap
+            p.primary_action, p.customer, p.service_level, better, p.cap_cents, alloc.credit_risk_cap,
+            profile_rule(p.customer, alloc),
         )
     for t in tiers:
         members = [p for p in plans if p.tier_rank == t.rank]

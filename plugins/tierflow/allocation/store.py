@@ -26,6 +26,17 @@ INPUT_COLUMNS = (
     "is_override",
 )
 
+# the profile columns of customer_tiers (customer_profile), read when present; needed only when
+# allocation.profile_rules are configured
+PROFILE_COLUMNS = (
+    "purchase_rhythm",
+    "usual_gap_days",
+    "is_overdue_by_rhythm",
+    "channel_preference",
+    "breadth_trend",
+    "loyalty_band",
+)
+
 CUSTOMER_TABLE = "allocation_plan_customer"
 TIER_TABLE = "allocation_plan_tier"
 
@@ -156,7 +167,7 @@ TABLE_COMMENTS = {
 }
 
 
-def read_customers(conn: psycopg.Connection, as_of: date) -> list[CustomerInput]:
+def read_customers(conn: psycopg.Connection, as_of: date, needs_profile: bool = False) -> list[CustomerInput]:
     present = {
         r[0]
         for r in conn.execute(
@@ -171,16 +182,23 @@ def read_customers(conn: psycopg.Connection, as_of: date) -> list[CustomerInput]
         raise AllocationError(
             f"{MARTS_SCHEMA}.customer_tiers lacks the column(s) the allocation reads: {missing}"
         )
+    profile = [c for c in PROFILE_COLUMNS if c in present]
+    if needs_profile and len(profile) < len(PROFILE_COLUMNS):
+        raise AllocationError(
+            f"allocation.profile_rules need the profile columns of {MARTS_SCHEMA}.customer_tiers, it lacks "
+            f"{[c for c in PROFILE_COLUMNS if c not in present]}"
+        )
+    columns = (*INPUT_COLUMNS, *profile)
     rows = conn.execute(
         sql.SQL("select {} from {} where as_of_date = %s order by customer_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, INPUT_COLUMNS)),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
             sql.Identifier(MARTS_SCHEMA, "customer_tiers"),
         ),
         (as_of,),
     ).fetchall()
     out = []
     for r in rows:
-        d = dict(zip(INPUT_COLUMNS, r, strict=True))
+        d = dict(zip(columns, r, strict=True))
         if d["value_score"] is None:
             raise AllocationError(
                 f"{MARTS_SCHEMA}.customer_tiers: customer {d['customer_id']}: value_score is null"
@@ -189,6 +207,8 @@ def read_customers(conn: psycopg.Connection, as_of: date) -> list[CustomerInput]
         d["value_score"] = Decimal(d["value_score"])
         d["is_high_potential"] = bool(d["is_high_potential"])
         d["is_override"] = bool(d["is_override"])
+        if "is_overdue_by_rhythm" in d:
+            d["is_overdue_by_rhythm"] = bool(d["is_overdue_by_rhythm"])
         out.append(CustomerInput(**d))
     return out
 

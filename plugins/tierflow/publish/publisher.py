@@ -40,6 +40,7 @@ PER_DATE_TABLES = (
     "customer_profitability",
     "customer_credit_risk",
     "customer_lifecycle",
+    "customer_profile",
     "customer_tiers",
     "account_group_tiers",
     "customer_tier_history",
@@ -48,6 +49,8 @@ PER_DATE_TABLES = (
     "allocation_plan_tier",
     "allocation_plan_customer",
     "sales_kpis",  # every month up to A, as known on A
+    "sales_rep_performance",  # every month up to A, as known on A
+    "region_potential",  # every month up to A, as known on A
 )
 # the state as of the newest published date
 CURRENT_STATE_TABLES = (

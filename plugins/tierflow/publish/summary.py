@@ -20,6 +20,9 @@ from tierflow.settings import META_SCHEMA
 log = logging.getLogger(__name__)
 
 EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier", "allocation_plan_customer")
+# the customer typing and the sales team's view (issue 17), exported when published: a BI
+# schema restored from before them, or built by hand, has none (a warning says so)
+TEAM_EXPORTED_TABLES = ("customer_profile", "sales_rep_performance", "region_potential")
 CRM_IMPORT_FILE = "crm_import.csv"
 CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
 # A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), =cmd|...)
@@ -47,7 +50,11 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     with psycopg.connect(url) as conn:
-        for table in EXPORTED_TABLES:
+        published = [t for t in TEAM_EXPORTED_TABLES
+                     if conn.execute("select to_regclass(%s)", (f"{publish_schema}.{t}",)).fetchone()[0]]
+        for table in sorted(set(TEAM_EXPORTED_TABLES) - set(published)):
+            log.warning("export: %s.%s is not published, not exported", publish_schema, table)
+        for table in (*EXPORTED_TABLES, *published):
             cur = conn.execute(
                 sql.SQL("select * from {} where as_of_date = %s order by 1, 2").format(
                     sql.Identifier(publish_schema, table)

@@ -542,6 +542,9 @@ class ReportData:
     quality: list[dict[str, Any]] | Missing
     rejects: Rejects | Missing
     degradations: list[str] = field(default_factory=list)  # optional extracts never delivered
+    # the sales team and regions by potential (tierflow.report.team; issue 17)
+    team: Any = None
+    regions: Any = None
 
 
 def read_report_data(
@@ -552,6 +555,8 @@ def read_report_data(
     top_customers: int = 10,
     critical_listed: int = 50,
 ) -> ReportData:
+    from tierflow.report import team  # it reads through this module's helpers
+
     with psycopg.connect(url, row_factory=dict_row) as conn:
         # one snapshot for every section, so the report never mixes two publishes
         conn.execute("set transaction isolation level repeatable read, read only")
@@ -573,4 +578,6 @@ def read_report_data(
             quality=read_quality(conn, publish_schema, run_id),
             rejects=read_rejects(conn, run_id),
             degradations=degradations(conn, as_of),
+            team=team.read_team(conn, publish_schema, as_of),
+            regions=team.read_regions(conn, publish_schema, as_of),
         )

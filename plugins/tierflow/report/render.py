@@ -817,6 +817,123 @@ def sales_section(d: ReportData) -> str:
     return section("kpis", "Sales KPI decomposition", intro, "".join(parts))
 
 
+def _points(rate: float, team: float) -> str:
+    """A rate against the team's, in percentage points."""
+    diff = 100 * (rate - team)
+    return f"{'+' if diff >= 0 else '−'}{abs(diff):.1f} pts"
+
+
+def team_section(d: ReportData) -> str:
+    intro = (
+        "Each rep's book (the customers they are account manager of): covered customers × active "
+        "rate × revenue per active customer, the month's change in revenue split into the three "
+        "factors as for the company, and each rep's rates against the team's. Top and bottom "
+        "movers first; tier mix of the book and alerts of its customers beside them "
+        f"({esc(d.publish_schema)}.sales_rep_performance)."
+    )
+    t = d.team
+    if isinstance(t, Missing):
+        return section("team", "Sales team", intro, missing(t))
+    if t is None or not t.reps:
+        return section("team", "Sales team", intro,
+                       note("No month with a previous month yet: nothing to compare per rep."))
+    label = t.month.strftime("%Y-%m") + ("" if t.is_complete else " (to date)")
+    covered = sum(r.covered for r in t.reps)
+    active = sum(r.active for r in t.reps)
+    team_rate = _share(active, covered)
+    team_rpa = sum(r.revenue for r in t.reps) / active if active else 0.0
+    moved = [r for r in t.reps if r.revenue_change]
+    top = [r for r in moved if (r.revenue_change or 0) > 0][:3]
+    bottom = [r for r in reversed(moved) if (r.revenue_change or 0) < 0][:3]
+
+    def names(rs: list) -> str:
+        return ", ".join(f"{esc(r.sales_rep)} {esc(fmt_signed(r.revenue_change))}" for r in rs) or "none"
+
+    parts = [f"<p>{esc(label)}: top movers {names(top)}; bottom movers {names(bottom)}. Team: active "
+             f"rate {esc(fmt_pct(team_rate))}, revenue per active customer {esc(fmt_money(team_rpa))}.</p>"]
+    if moved:
+        parts.append(row(svg.diverging_bars(
+            "team-changes",
+            f"Change in each book's revenue in {label}",
+            [r.sales_rep for r in moved],
+            [r.revenue_change or 0.0 for r in moved],
+            [PASS if (r.revenue_change or 0) >= 0 else FAIL for r in moved],
+            fmt_money,
+        )))
+    rows = []
+    for r in t.reps:
+        rate = _share(r.active, r.covered)
+        rpa = r.revenue / r.active if r.active else None
+        vs_team = fmt_signed(rpa / team_rpa - 1, fmt_pct) if rpa is not None and team_rpa else "–"
+        alerts = f"{r.open_alerts if r.open_alerts is not None else '–'} / {r.month_alerts}"
+        rows.append([
+            r.sales_rep,
+            fmt_int(r.covered),
+            f"{fmt_pct(rate)} ({_points(rate, team_rate)})" if r.covered else "–",
+            f"{fmt_money(rpa)} ({vs_team})" if rpa is not None else "–",
+            fmt_money(r.revenue),
+            fmt_signed(r.revenue_change),
+            fmt_signed(r.covered_effect),
+            fmt_signed(r.active_rate_effect),
+            fmt_signed(r.revenue_per_active_effect),
+            fmt_money(r.gross_margin),
+            fmt_money(r.net_contribution),
+            fmt_money(r.sold_revenue),
+            r.tier_mix or "–",
+            alerts,
+        ])
+    parts.append(table(
+        "team",
+        ["rep", "covered", "active rate (vs team)", "revenue / active (vs team)", "revenue", "change",
+         "Δ covered", "Δ active rate", "Δ revenue / active", "margin", "net contribution", "sold",
+         "tier mix on A", "alerts open / month"],
+        rows,
+        numeric=tuple(range(1, 12)),
+        nowrap=(0,),
+    ))
+    parts.append("<p>Δ: the part of the book's change in revenue due to that factor. sold: orders naming "
+                 "the rep as sales rep, any customer's. Net contribution: margin after the month's cost to "
+                 "serve (no cost of capital).</p>")
+    return section("team", "Sales team", intro, "".join(parts))
+
+
+def regions_section(d: ReportData) -> str:
+    intro = (
+        "Regions ranked for sales coverage by potential index (0..1, region_potential in "
+        "config/tierflow.yml): headroom (1 − penetration), revenue per active customer against the "
+        "median region, the share of top-tier customers and growth, over the last months "
+        f"({esc(d.publish_schema)}.region_potential)."
+    )
+    g = d.regions
+    if isinstance(g, Missing):
+        return section("regions", "Regions by potential", intro, missing(g))
+    if g is None:
+        return section("regions", "Regions by potential", intro,
+                       note(f"No regions for the month of {d.as_of.isoformat()}."))
+    rows = [
+        [
+            fmt_int(x.potential_rank),
+            x.region,
+            f"{x.potential_index:.4f}",
+            f"{fmt_pct(_share(x.active, x.known))} ({fmt_int(x.active)} of {fmt_int(x.known)})",
+            fmt_money(x.revenue_per_active) if x.revenue_per_active is not None else "–",
+            fmt_money(x.median_revenue_per_active) if x.median_revenue_per_active is not None else "–",
+            fmt_pct(x.high_tier_share),
+            fmt_signed(x.growth_rate, fmt_pct) if x.growth_rate is not None else "–",
+        ]
+        for x in g.regions
+    ]
+    tbl = table(
+        "regions",
+        ["rank", "region", "potential index", "penetration", "revenue / active", "median", "top tier",
+         "growth"],
+        rows,
+        numeric=(0, 2, 3, 4, 5, 6, 7),
+        nowrap=(1,),
+    )
+    return section("regions", "Regions by potential", intro, tbl)
+
+
 def quality_section(d: ReportData) -> str:
     intro = (
         "Every data-quality check of this run (Great Expectations suites on the raw extracts and "
@@ -1035,6 +1152,8 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
             ("actions", "Actions"),
             ("alerts", "Alerts"),
             ("kpis", "Sales KPIs"),
+            ("team", "Sales team"),
+            ("regions", "Regions"),
             ("quality", "Quality"),
             ("rejects", "Rejects"),
         )
@@ -1047,6 +1166,8 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
         actions_section(d),
         alerts_section(d),
         sales_section(d),
+        team_section(d),
+        regions_section(d),
         quality_section(d),
         rejects_section(d),
     ]

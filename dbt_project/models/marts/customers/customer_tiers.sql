@@ -65,6 +65,13 @@ account_group_tiers as (
 
 ),
 
+customer_profile as (
+
+    select * from {{ ref('customer_profile') }}
+    where as_of_date = {{ as_of_date() }}
+
+),
+
 {% if has_published_history('customer_tiers') %}
 published_tiers as (
 
@@ -527,6 +534,30 @@ final as (
 
     from reasoned
 
+),
+
+typed as (
+
+    -- the customer's type beside its grade (customer_profile), so that BI can cross them
+    select
+        final.*,
+        customer_profile.purchase_rhythm,
+        customer_profile.usual_gap_days,
+        customer_profile.is_overdue_by_rhythm,
+        customer_profile.channel_preference,
+        customer_profile.online_revenue_share,
+        customer_profile.breadth_trend,
+        customer_profile.categories_in_window,
+        customer_profile.top_category,
+        customer_profile.loyalty_band,
+        customer_profile.repeat_purchase_rate,
+        customer_profile.tenure_days,
+        customer_profile.rhythm_reason || '; ' || customer_profile.channel_reason || '; '
+        || customer_profile.category_reason || '; ' || customer_profile.loyalty_reason as profile_reason
+    from final
+    left join customer_profile
+        on final.customer_id = customer_profile.customer_id
+
 )
 
-select * from final
+select * from typed

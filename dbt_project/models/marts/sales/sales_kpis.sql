@@ -206,9 +206,7 @@ factors as (
 
     select
         *,
-        coalesce(active_customers / nullif(cast(covered_customers as numeric), 0), 0)
-            as active_rate_exact,
-        coalesce(revenue / nullif(active_customers, 0), 0) as revenue_per_active_exact
+        {{ revenue_factor_rates() }}
     from grid
 
 ),
@@ -217,10 +215,7 @@ with_previous as (
 
     select
         *,
-        lag(covered_customers) over segment_months as previous_covered_customers,
-        lag(active_rate_exact) over segment_months as previous_active_rate,
-        lag(revenue_per_active_exact) over segment_months as previous_revenue_per_active,
-        lag(revenue) over segment_months as previous_revenue
+        {{ revenue_factor_previous('segment_months') }}
     from factors
     window segment_months as (partition by region, channel order by month_start_date)
 
@@ -230,17 +225,7 @@ effects as (
 
     select
         *,
-        revenue - previous_revenue as revenue_change,
-        round(
-            (covered_customers - previous_covered_customers)
-            * previous_active_rate * previous_revenue_per_active,
-            2
-        ) as covered_customers_effect,
-        round(
-            covered_customers * (active_rate_exact - previous_active_rate)
-            * previous_revenue_per_active,
-            2
-        ) as active_rate_effect
+        {{ revenue_factor_effects() }}
     from with_previous
 
 ),

@@ -253,6 +253,10 @@ class AllocationConfig(_Strict):
     win_back_stages: list[str] = Field(default_factory=lambda: ["declining", "churned"])
     tiers: dict[str, TierPolicy]
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    # control group: this share of customers per plan period gets no budget, hours or action
+    # (a hash of plan period and customer_id decides; 0 disables it), so that the plan's
+    # effect can be measured (plan_performance)
+    control_share: float = Field(0.05, ge=0, le=0.5)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> AllocationConfig:

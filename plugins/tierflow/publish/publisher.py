@@ -48,6 +48,11 @@ PER_DATE_TABLES = (
     "allocation_plan_tier",
     "allocation_plan_customer",
     "sales_kpis",  # every month up to A, as known on A
+    # closing the loop (docs/closing-the-loop.md)
+    "plan_performance",  # every closed plan period, as judged on A
+    "revenue_bridge",  # every month up to A, as known on A
+    "cohort_retention",
+    "customer_health",
 )
 # the state as of the newest published date
 CURRENT_STATE_TABLES = (

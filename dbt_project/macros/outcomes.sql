@@ -31,7 +31,11 @@
 {%- endmacro %}
 
 
-{#- health_part: 1 at 0 falling linearly to 0 at bad_at; 1 when the value is unknown. -#}
+{#- health_part: 1 at 0 falling linearly to 0 at bad_at; 1 when the value is unknown
+    (greatest() skips nulls, so the null case is spelled out). -#}
 {% macro health_part(value_expr, bad_at) -%}
-    coalesce(greatest(0, 1 - cast({{ value_expr }} as numeric) / {{ sql_number(bad_at) }}), 1)
+    case
+        when {{ value_expr }} is null then 1
+        else greatest(0, 1 - cast({{ value_expr }} as numeric) / {{ sql_number(bad_at) }})
+    end
 {%- endmacro %}

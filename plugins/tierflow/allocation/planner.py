@@ -67,8 +67,8 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
     for c in customers:
         rank, policy = rank_of[c.value_tier], alloc.tiers[c.value_tier]
         if c.customer_id in control:
-            held = CustomerPlan(c, rank, policy.service_level, primary_action(c, rank, len(levels), alloc), 0, 0,
-                                False, 0)
+            action = primary_action(c, rank, len(levels), alloc)
+            held = CustomerPlan(c, rank, policy.service_level, action, 0, 0, False, 0)
             hold_out(held)
             held_out.append(held)
             continue

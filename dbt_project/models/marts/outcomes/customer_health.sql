@@ -200,7 +200,7 @@ final as (
         || coalesce(', oldest open ' || oldest_open_ticket_days || ' days', '')
         || coalesce(', resolved in ' || trim_scale(avg_resolution_days) || ' days on average', '')
         || '); payment ' || trim_scale(payment_points) || ' of ' || trim_scale(round({{ p_payment }}, 1))
-        || ' (' || coalesce('overdue share ' || {{ format_share('overdue_share') }}, 'no overdue invoices')
+        || ' (' || coalesce('overdue share ' || {{ format_share('overdue_share') }}, 'no open invoices')
         || coalesce(', ' || trim_scale(avg_days_late) || ' days late on average', '')
         || '); engagement ' || trim_scale(engagement_points) || ' of ' || trim_scale(round({{ p_engagement }}, 1))
         || ' (' || coalesce(

@@ -20,6 +20,9 @@ from tierflow.settings import META_SCHEMA
 log = logging.getLogger(__name__)
 
 EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier", "allocation_plan_customer")
+# closing the loop (docs/closing-the-loop.md); skipped, with a log line, in a bi schema that a
+# release before them published
+OUTCOME_TABLES = ("plan_performance", "revenue_bridge", "cohort_retention", "customer_health")
 CRM_IMPORT_FILE = "crm_import.csv"
 CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
 # A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), =cmd|...)
@@ -47,7 +50,12 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     with psycopg.connect(url) as conn:
-        for table in EXPORTED_TABLES:
+        for table in EXPORTED_TABLES + OUTCOME_TABLES:
+            if table in OUTCOME_TABLES and conn.execute(
+                "select to_regclass(%s)", (f'"{publish_schema}"."{table}"',)
+            ).fetchone()[0] is None:
+                log.info("no %s.%s to export (published by an earlier release)", publish_schema, table)
+                continue
             cur = conn.execute(
                 sql.SQL("select * from {} where as_of_date = %s order by 1, 2").format(
                     sql.Identifier(publish_schema, table)

@@ -542,6 +542,7 @@ class ReportData:
     quality: list[dict[str, Any]] | Missing
     rejects: Rejects | Missing
     degradations: list[str] = field(default_factory=list)  # optional extracts never delivered
+    outcomes: Any = None  # tierflow.report.outcomes.Outcomes: closing the loop
 
 
 def read_report_data(
@@ -556,6 +557,8 @@ def read_report_data(
         # one snapshot for every section, so the report never mixes two publishes
         conn.execute("set transaction isolation level repeatable read, read only")
         ranks = tier_ranks(conn, publish_schema)
+        from tierflow.report.outcomes import read_outcomes  # it imports this module
+
         return ReportData(
             as_of=as_of,
             run_id=run_id,
@@ -573,4 +576,5 @@ def read_report_data(
             quality=read_quality(conn, publish_schema, run_id),
             rejects=read_rejects(conn, run_id),
             degradations=degradations(conn, as_of),
+            outcomes=read_outcomes(conn, publish_schema, as_of),
         )

@@ -1017,6 +1017,8 @@ def _tiles(d: ReportData) -> str:
 
 
 def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | None = None) -> str:
+    from tierflow.report.outcomes import plan_section, retention_section  # they import this module
+
     _check_links(links)
     generated_at = generated_at or datetime.now(UTC)
     status = ""
@@ -1033,8 +1035,10 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
             ("migrations", "Migrations"),
             ("allocation", "Allocation"),
             ("actions", "Actions"),
+            ("plan-performance", "Did the plan work?"),
             ("alerts", "Alerts"),
             ("kpis", "Sales KPIs"),
+            ("retention", "Retention"),
             ("quality", "Quality"),
             ("rejects", "Rejects"),
         )
@@ -1045,8 +1049,10 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
         migrations_section(d),
         allocation_section(d),
         actions_section(d),
+        plan_section(d),
         alerts_section(d),
         sales_section(d),
+        retention_section(d),
         quality_section(d),
         rejects_section(d),
     ]

@@ -235,14 +235,14 @@ final as (
         || case
             when all_alerts.alert_type = 'revenue_drop'
                 then '; revenue_bridge ' || to_char({{ as_of_date() }}, 'YYYY-MM') || ' '
-                || customer_tiers.value_tier || ' / ' || coalesce(customers.region, 'unknown')
-                || ' / ' || coalesce(customers.channel, 'unknown')
+                    || customer_tiers.value_tier || ' / ' || coalesce(customers.region, 'unknown')
+                    || ' / ' || coalesce(customers.channel, 'unknown')
             when all_alerts.alert_type = 'churn_risk'
                 and customer_tiers.value_tier = {{ sql_literal(top_tier) }}
                 and customer_health.customer_id is not null
                 then '; health ' || trim_scale(customer_health.health_score) || ' ('
-                || customer_health.health_band || ', weakest: ' || customer_health.weakest_component
-                || '): ' || customer_health.health_reason
+                    || customer_health.health_band || ', weakest: ' || customer_health.weakest_component
+                    || '): ' || customer_health.health_reason
             else ''
         end as reason,
 

@@ -53,7 +53,7 @@ monthly as (
         coalesce(sum(counted_revenue) filter (where status = 'completed'), 0) as revenue,
         coalesce(sum(net_revenue) filter (where status = 'returned'), 0) as returned_revenue
     from orders
-    group by 1, 2
+    group by customer_id, cast(date_trunc('month', order_date) as date)
 
 ),
 
@@ -89,8 +89,8 @@ grid as (
         cast(month_start as date) as month_start_date
     from members
     cross join lateral generate_series(
-            members.cohort_month, date_trunc('month', {{ as_of_date() }}), interval '1 month'
-        ) as month_start
+        members.cohort_month, date_trunc('month', {{ as_of_date() }}), interval '1 month'
+    ) as month_start
 
 ),
 
@@ -100,15 +100,17 @@ activity as (
         grid.cohort_month,
         grid.value_tier,
         grid.month_start_date,
-        (extract(year from age(grid.month_start_date, grid.cohort_month)) * 12
-            + extract(month from age(grid.month_start_date, grid.cohort_month)))::integer as months_since,
+        cast((
+            extract(year from age(grid.month_start_date, grid.cohort_month)) * 12
+            + extract(month from age(grid.month_start_date, grid.cohort_month))
+        ) as integer) as months_since,
         grid.customer_id,
         coalesce(monthly.revenue, 0) > 0 as is_active,
         coalesce(monthly.revenue, 0) - coalesce(monthly.returned_revenue, 0) as net_revenue
     from grid
     left join monthly
         on grid.customer_id = monthly.customer_id
-        and grid.month_start_date = monthly.month_start_date
+            and grid.month_start_date = monthly.month_start_date
 
 ),
 
@@ -123,7 +125,7 @@ cells as (
         count(*) filter (where is_active) as active_customers,
         round(sum(net_revenue), 2) as net_revenue
     from activity
-    group by 1, 2, 3
+    group by cohort_month, value_tier, months_since
 
 ),
 
@@ -153,8 +155,8 @@ final as (
     from cells
     inner join cells as first_month
         on cells.cohort_month = first_month.cohort_month
-        and cells.value_tier = first_month.value_tier
-        and first_month.months_since = 0
+            and cells.value_tier = first_month.value_tier
+            and first_month.months_since = 0
 
 )
 

@@ -121,9 +121,10 @@ parts as (
         {{ health_part('avg_days_late', h.days_late_bad_at) }} as days_late_part,
         case
             when recency_days is null or coalesce(usual_gap_days, 0) = 0 then 1
-            else greatest(0, least(1,
-                1 - (recency_days / usual_gap_days - 1) / ({{ sql_number(h.gap_ratio_bad_at) }} - 1)
-            ))
+            else greatest(0, least(
+                    1,
+                    1 - (recency_days / usual_gap_days - 1) / ({{ sql_number(h.gap_ratio_bad_at) }} - 1)
+                ))
         end as order_gap_part,
         least(1, activities / {{ sql_number(h.activities_good_at) }}) as activity_part
     from metrics
@@ -148,10 +149,10 @@ scored as (
         support_points + payment_points + engagement_points as health_score,
         -- the component that lost the most points (ties: engagement, payment, support)
         case greatest(
-                {{ p_engagement }} - engagement_points,
-                {{ p_payment }} - payment_points,
-                {{ p_support }} - support_points
-            )
+            {{ p_engagement }} - engagement_points,
+            {{ p_payment }} - payment_points,
+            {{ p_support }} - support_points
+        )
             when {{ p_engagement }} - engagement_points then 'engagement'
             when {{ p_payment }} - payment_points then 'payment'
             else 'support'

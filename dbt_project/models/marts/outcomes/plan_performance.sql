@@ -99,7 +99,7 @@ plans as (
     from published_plans
     inner join closed_periods
         on published_plans.plan_period = closed_periods.plan_period
-        and published_plans.as_of_date = closed_periods.plan_as_of_date
+            and published_plans.as_of_date = closed_periods.plan_as_of_date
     where closed_periods.period_end_date < {{ as_of_date() }}
 
 ),
@@ -127,9 +127,20 @@ customer_outcomes as (
     from plans
     left join orders
         on plans.customer_id = orders.customer_id
-        and orders.order_date >= plans.previous_start_date
-        and orders.order_date <= plans.period_end_date
-    group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+            and plans.previous_start_date <= orders.order_date
+            and plans.period_end_date >= orders.order_date
+    group by
+        plans.customer_id,
+        plans.plan_period,
+        plans.plan_as_of_date,
+        plans.period_start_date,
+        plans.period_end_date,
+        plans.value_tier,
+        plans.tier_rank,
+        plans.assigned_action,
+        plans.is_control,
+        plans.allocated_budget,
+        plans.expected_return
 
 ),
 
@@ -192,7 +203,14 @@ groups as (
         union all
         select * from by_tier
     ) as unioned
-    group by 1, 2, 3, 4, 5, 6, 7
+    group by
+        plan_period,
+        plan_as_of_date,
+        period_start_date,
+        period_end_date,
+        value_tier,
+        tier_rank,
+        primary_action
 
 ),
 

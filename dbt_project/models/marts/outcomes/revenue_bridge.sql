@@ -40,7 +40,7 @@ monthly as (
         cast(date_trunc('month', order_date) as date) as month_start_date,
         round(sum(counted_revenue), 2) as revenue
     from orders
-    group by 1, 2
+    group by customer_id, cast(date_trunc('month', order_date) as date)
 
 ),
 
@@ -74,8 +74,8 @@ customer_months as (
         months.month_start_date
     from monthly
     inner join months
-        on months.month_start_date = monthly.month_start_date
-        or months.month_start_date = cast(monthly.month_start_date + interval '1 month' as date)
+        on monthly.month_start_date = months.month_start_date
+            or months.month_start_date = cast(monthly.month_start_date + interval '1 month' as date)
 
 ),
 
@@ -90,10 +90,10 @@ changes as (
     from customer_months
     left join monthly as this_month
         on customer_months.customer_id = this_month.customer_id
-        and customer_months.month_start_date = this_month.month_start_date
+            and customer_months.month_start_date = this_month.month_start_date
     left join monthly as previous_month
         on customer_months.customer_id = previous_month.customer_id
-        and previous_month.month_start_date = cast(customer_months.month_start_date - interval '1 month' as date)
+            and previous_month.month_start_date = cast(customer_months.month_start_date - interval '1 month' as date)
     left join first_revenue
         on customer_months.customer_id = first_revenue.customer_id
 
@@ -147,7 +147,7 @@ final as (
     select
         -- the row
         month_start_date,
-        to_char(month_start_date, 'YYYY-MM') as month,
+        to_char(month_start_date, 'YYYY-MM') as month,  -- noqa: RF04
         value_tier,
         min(tier_rank) as tier_rank,
         region,

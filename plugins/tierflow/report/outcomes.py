@@ -126,7 +126,7 @@ def interval_bars(
     (class "interval"); a category without an estimate says so instead of a bar."""
     bar_h, row_h = 18, 40
     left = 16 + 7.5 * max((len(c) for c in categories), default=4)
-    right, top = 24, 10
+    right, top = 170, 10  # the value labels get a column of their own on the right
     height = top + row_h * len(categories) + 28
     plot_w = width - left - right
     points = [v for v in values if v is not None] + [x for iv in intervals if iv for x in iv]
@@ -165,8 +165,7 @@ def interval_bars(
                 f'M{_n(b)} {_n(mid - 7)}V{_n(mid + 7)}" stroke="{TEXT}" stroke-width="1.5" fill="none"/>'
             )
         text = (fmt(v) if v <= 0 else "+" + fmt(v)) + ("" if iv else " (no interval)")
-        edge = max(x1, px(iv[1]) if iv else x1) + 6
-        out.append(_text(edge, mid + 4, text, "start", AXIS))
+        out.append(_text(width - right + 12, mid + 4, text, "start", AXIS))
     out.append(f'<line x1="{_n(px(0))}" y1="{top}" x2="{_n(px(0))}" y2="{bottom}" stroke="{AXIS}"/>')
     out.append("</svg>")
     return "\n".join(out)
@@ -250,7 +249,7 @@ def plan_section(d: Any) -> str:
         "out at random, allocation.control_share), from bi.plan_performance: the change in contribution "
         "(gross margin) against the period before, treated minus control = the uplift, for the whole tier "
         "with its interval (normal approximation), and realised ROI = uplift / budget against the ROI the "
-        "plan expected."
+        "plan expected. A bar is green (above 0) or red (below 0) when its interval excludes 0, else grey."
     )
     title = "Did last period's plan work?"
     p = d.outcomes.plan if d.outcomes else None

@@ -338,8 +338,8 @@ def retention_section(d: Any) -> str:
 
     intro = (
         "Share of each first-purchase cohort (customers whose first revenue fell in that month; their count "
-        "in brackets) with revenue in each month since, from bi.cohort_retention over all tiers (revenue "
-        "retention net of returns and the split by first tier are in the table)."
+        "in brackets) with revenue in each month since, over all tiers. bi.cohort_retention also holds "
+        "revenue retention net of returns and the split by the customers' first tier."
     )
     title = "Cohort retention"
     r = d.outcomes.retention if d.outcomes else None

@@ -177,9 +177,12 @@ def _kill_session(leader: int) -> None:
 
 
 def published(url: str) -> dict[str, list[tuple]]:
+    """Every published row, in an order fixed by the values alone (several tables have no
+    unique pair of leading columns, so `order by 1, 2` would leave ties in insertion order)."""
     with psycopg.connect(url) as conn:
-        return {t: conn.execute(sql.SQL("select * from {} order by 1, 2").format(sql.Identifier("bi", t)))
-                .fetchall() for t in PUBLISHED_TABLES}
+        select = sql.SQL("select * from {}")
+        return {t: sorted(conn.execute(select.format(sql.Identifier("bi", t))).fetchall(), key=repr)
+                for t in PUBLISHED_TABLES}
 
 
 def query(url: str, q: str, *params) -> list[tuple]:

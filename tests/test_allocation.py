@@ -34,9 +34,14 @@ ALL_ONE = {
 
 
 def make_config(**allocation) -> TierflowConfig:
-    """The shipped config with the allocation block changed (tiers: high, medium, low)."""
+    """The shipped config with the allocation block changed (tiers: high, medium, low).
+
+    Without a control group unless one is asked for: these tests are about how the budget is
+    split; the control group has its own tests (test_control_* below, tests/test_outcomes.py).
+    """
     data = yaml.safe_load((ROOT / "config" / "tierflow.yml").read_text(encoding="utf-8"))
     alloc = copy.deepcopy(data["allocation"])
+    alloc["control_share"] = 0
     tiers = allocation.pop("tiers", {})
     alloc.update(allocation)
     for name, change in tiers.items():
@@ -573,3 +578,60 @@ def test_step_in_optimized_mode_writes_plans_that_agree(warehouse_url: str) -> N
     for tier, mode, budget, budget_sum, hours, hours_sum, ret, ret_sum in rows:
         assert (mode, budget, hours, ret) == ("optimized", budget_sum, hours_sum, ret_sum), tier
     assert sum(r[2] for r in rows) == Decimal("10000.00")
+
+
+# --- control groups (allocation.control_share) ----------------------------------------------------
+
+TEN = [  # the ten-customer fixture on 2026-03-31 (as in the test above)
+    ("C01", "high", ".925", "2500"),
+    ("C02", "high", ".8", "1600"),
+    ("C05", "medium", ".73125", "1200"),
+    ("C03", "medium", ".65", "3000"),
+    ("C04", "medium", ".58125", "900"),
+    ("C08", "low", ".36875", "700"),
+    ("C06", "low", ".33125", "400"),
+    ("C07", "low", ".175", "100"),
+    ("C09", "low", "0", "0"),
+    ("C10", "low", "0", "0"),
+]
+
+
+def test_control_group_is_held_out_and_the_treated_customers_share_the_budget() -> None:
+    # draws u = sha256('<period>:<customer_id>')[:8] / 2**64, computed once with hashlib:
+    #   2026-03: C01 .0912, C06 .0405 are below .1 (the next lowest: C04 .1888)
+    #   2026-04: C08 .0749 is below .1 (the next lowest: C09 .3053)
+    cfg = make_config(control_share=0.1)
+    plan = build_plan([cust(*row, credit_risk_band="unknown") for row in TEN], cfg, AS_OF)
+    got = {p.customer.customer_id: p for p in plan.customers}
+    assert {c for c, p in got.items() if p.is_control} == {"C01", "C06"}
+    for cid, action in (("C01", "retain"), ("C06", "serve at low cost")):
+        p = got[cid]
+        assert (p.primary_action, p.assigned_action) == ("control group", action)
+        assert (p.allocated_cents, p.am_hundredths, p.expected_return) == (0, 0, 0)
+        assert p.action_reason.startswith("Control group of 2026-03 (allocation.control_share 0.1): no")
+    # high: C02 alone is treated and gets the tier's 600,000 (its cap is 3 x 600,000)
+    assert got["C02"].allocated_cents == 60_000_000 and got["C02"].primary_action == "retain"
+    # low: 100,000 over the treated C08, C07, C09, C10 (avg 25,000: floor 6,250, cap 75,000).
+    # C09 and C10 (score 0) get their floor: 87,500 left for C08 and C07 by score
+    # .36875 : .175 = 59 : 28 -> C08 87,500 x 59 / 87 = 59,339.0804..,
+    # C07 87,500 x 28 / 87 = 28,160.9195..; the missing cent goes to C07 (remainder .95 > .04)
+    assert [got[c].allocated_cents for c in ("C08", "C07", "C09", "C10")] == [
+        5_933_908, 2_816_092, 625_000, 625_000]
+    # still to the cent over the treated customers, per tier and in total
+    assert sum(p.allocated_cents for p in plan.customers) == 100_000_000
+    assert [(t.name, t.customers, t.control_customers, t.allocated_cents) for t in plan.tiers] == [
+        ("high", 2, 1, 60_000_000), ("medium", 3, 0, 30_000_000), ("low", 5, 1, 10_000_000)]
+    # another night of the same period draws the same customers; the next period anew
+    again = build_plan([cust(*row, credit_risk_band="unknown") for row in TEN], cfg, date(2026, 3, 5))
+    assert {p.customer.customer_id for p in again.customers if p.is_control} == {"C01", "C06"}
+    april = build_plan([cust(*row, credit_risk_band="unknown") for row in TEN], cfg, date(2026, 4, 1))
+    assert {p.customer.customer_id for p in april.customers if p.is_control} == {"C08"}
+    # 0 disables it
+    none = build_plan([cust(*row, credit_risk_band="unknown") for row in TEN], make_config(), AS_OF)
+    assert not any(p.is_control for p in none.customers)
+
+
+def test_control_group_that_takes_every_customer_is_an_error() -> None:
+    # C01's draw for 2026-03 is .0912 < .5: the only customer is in control
+    with pytest.raises(AllocationError, match=r"allocation.control_share 0.5: all 1 customers of 2026-03"):
+        build_plan([cust("C01", "high", ".9", "100")], make_config(control_share=0.5), AS_OF)

@@ -256,6 +256,32 @@ BAD_CONFIGS = [
         ["ingest.wait_poll_seconds", "number", "often"],
         id="wait-poll-not-a-number",
     ),
+    pytest.param(
+        lambda d: d["allocation"].update(control_share=0.7),
+        ["allocation.control_share", "less than or equal to 0.5", "0.7"],
+        id="control-share-above-half",
+    ),
+    pytest.param(
+        lambda d: d["outcomes"]["health"].update(bands=[{"name": "ok", "min_score": 50},
+                                                        {"name": "bad", "min_score": 60}]),
+        ["outcomes.health", "bands: min_score must fall strictly", "[50.0, 60.0]"],
+        id="health-bands-not-falling",
+    ),
+    pytest.param(
+        lambda d: d["outcomes"]["health"].update(bands=[{"name": "ok", "min_score": 50}]),
+        ["outcomes.health", "the last band must start at min_score 0", "50"],
+        id="health-bands-not-down-to-zero",
+    ),
+    pytest.param(
+        lambda d: d["outcomes"]["health"]["weights"].pop("payment"),
+        ["outcomes.health", "weights: need support, payment and engagement"],
+        id="health-weight-missing",
+    ),
+    pytest.param(
+        lambda d: d["outcomes"].update(confidence=1.5),
+        ["outcomes.confidence", "less than 1", "1.5"],
+        id="confidence-above-one",
+    ),
 ]
 
 

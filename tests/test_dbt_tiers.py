@@ -373,7 +373,7 @@ def test_tiers_over_two_dates(warehouse_url: str, tiers_config, tmp_path: Path) 
     )
     assert texts["2026-04-01:revenue_drop:C08"] == (
         "revenue of the last 180 days 200.00 CNY against 700.00 the 180 days before (-71.4%;"
-        " alert at -50% or worse)"
+        " alert at -50% or worse); revenue_bridge 2026-04 medium / 华东 / East China / online"
     )
     assert texts["2026-04-01:credit:C02"] == (
         "credit risk high: overdue share 100%, average days late 59, write-offs 0 in the credit window"

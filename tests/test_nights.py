@@ -37,7 +37,8 @@ def bi_tables(url: str) -> dict[str, list[tuple]]:
         tables = [r[0] for r in conn.execute(
             "select table_name from information_schema.tables where table_schema = 'bi' order by 1"
         )]
-        return {t: conn.execute(f"select * from bi.{t} order by 1, 2, 3").fetchall() for t in tables}
+        # sorted by the values alone: some tables have no unique leading columns to order by
+        return {t: sorted(conn.execute(f"select * from bi.{t}").fetchall(), key=repr) for t in tables}
 
 
 def date_rows(url: str, as_of: date) -> dict[str, list[tuple]]:
@@ -48,9 +49,8 @@ def date_rows(url: str, as_of: date) -> dict[str, list[tuple]]:
             " and column_name = 'as_of_date' and table_name <> 'data_quality_results' order by 1"
         )]
         return {
-            t: conn.execute(
-                f"select * from bi.{t} where as_of_date = %s order by 1, 2, 3", (as_of,)
-            ).fetchall()
+            t: sorted(conn.execute(f"select * from bi.{t} where as_of_date = %s", (as_of,)).fetchall(),
+                      key=repr)
             for t in tables
         }
 

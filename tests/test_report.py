@@ -414,11 +414,62 @@ EXPECTED_MARKS = {
     "kpi-decomposition": 4,
     "quality": 3,
     "rejects": 3,
+    "plan-uplift": 2,  # high and medium; low has no control group (build_outcome_tables)
+    "retention": 6,
 }
+
+
+def build_outcome_tables(url: str) -> None:
+    """bi.plan_performance and bi.cohort_retention (docs/closing-the-loop.md) for AS_OF.
+
+    plan_performance: plan period 2026-10 (the last closed one; 2026-09 is older and not shown):
+    high 1 treated / 1 control, uplift +500 without an interval; medium 10 / 2, +1,200 with the
+    interval +200 .. +2,200 (above 0: earned more than control); low without control: no bar.
+    cohort_retention: 2026-09 in two tiers of 2 customers each, active 2+2, 1+0, 1+1 of 4 ->
+    100%, 25%, 50%; 2026-10 3 customers, 3 then 1 active; 2026-11 1 customer. 6 cells.
+    """
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            """
+            create table bi.plan_performance (plan_period text, plan_as_of_date date, period_start_date date,
+                period_end_date date, value_tier text, tier_rank integer, primary_action text,
+                treated_customers bigint, control_customers bigint, budget_spent numeric,
+                expected_return numeric, uplift_per_customer numeric, uplift_ci_low numeric,
+                uplift_ci_high numeric, uplift_total numeric, uplift_total_ci_low numeric,
+                uplift_total_ci_high numeric, realised_roi numeric, expected_roi numeric,
+                interval_z numeric, as_of_date date);
+            create table bi.cohort_retention (cohort_month date, cohort text, months_since integer,
+                value_tier text, customers bigint, active_customers bigint, as_of_date date);
+            """
+        )
+        perf = [
+            ("2026-10", "high", 1, "all", 1, 1, 6000, 300, 500, None, None, 500, None, None, .0833, .05),
+            ("2026-10", "medium", 2, "all", 10, 2, 3000, 150, 120, 20, 220, 1200, 200, 2200, .4, .05),
+            ("2026-10", "medium", 2, "develop", 10, 2, 3000, 150, 120, 20, 220, 1200, 200, 2200, .4, .05),
+            ("2026-10", "low", 3, "all", 5, 0, 1000, 10, None, None, None, None, None, None, None, .01),
+            ("2026-09", "high", 1, "all", 1, 1, 6000, 300, -900, None, None, -900, None, None, -.15, .05),
+        ]
+        for p, tier, rank, action, n_t, n_c, budget, ret, up, lo, hi, total, tlo, thi, roi, eroi in perf:
+            end = "2026-10-31" if p == "2026-10" else "2026-09-30"
+            conn.execute(
+                "insert into bi.plan_performance values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s, 1.959964, %s)",
+                (p, end, p + "-01", end, tier, rank, action, n_t, n_c, budget, ret, up, lo, hi, total, tlo,
+                 thi, roi, eroi, AS_OF),
+            )
+        cells = [("2026-09", "high", [2, 1, 1], 2), ("2026-09", "low", [2, 0, 1], 2),
+                 ("2026-10", "high", [3, 1], 3), ("2026-11", "low", [1], 1)]
+        for cohort, tier, active, n in cells:
+            for k, a in enumerate(active):
+                conn.execute(
+                    "insert into bi.cohort_retention values (%s, %s, %s, %s, %s, %s, %s)",
+                    (date.fromisoformat(cohort + "-01"), cohort, k, tier, n, a, AS_OF),
+                )
 
 
 def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_path: Path) -> None:
     build_published_tables(warehouse_url)
+    build_outcome_tables(warehouse_url)
     out = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "2026-11-20" / "report.html", LINKS)
     page = out.read_text(encoding="utf-8")
     parsed = parse(page)
@@ -567,6 +618,22 @@ def test_report_known_answers_and_renders_in_chromium(warehouse_url: str, tmp_pa
     ]
     assert t["sales-kpis"][3][6] == "–"  # September has no previous month
     assert "Revenue change 2026-09 to 2026-10" in page  # the waterfall decomposes October
+    assert t["plan-performance"][1:] == [
+        ["high", "1", "1", "6,000.00", "300.00", "+500.00", "–", "8.33%", "5.00%",
+         "too few customers for an interval"],
+        ["medium", "10", "2", "3,000.00", "150.00", "+1,200.00", "+200.00 to +2,200.00", "40.00%", "5.00%",
+         "earned more than control"],
+        ["low", "5", "0", "1,000.00", "10.00", "–", "–", "–", "1.00%", "no control group: not measured"],
+    ]
+    assert t["plan-performance"][0][6] == "95% interval"
+    assert t["plan-performance-actions"][1:] == [
+        ["medium", "develop", "10", "2", "3,000.00", "+120.00", "+20.00 to +220.00",
+         "earned more than control"]
+    ]
+    assert "Plan period <b>2026-10</b>, the plan published on 2026-10-31" in page
+    # the retention triangle: 2026-09 over both tiers 4 customers, 100%, 25%, 50% active
+    assert "2026-09 +1: 25.0% active" in page and "2026-09 +2: 50.0% active" in page
+    assert "2026-11 +1" not in page  # a month the cohort has not reached stays empty
     assert t["quality"][1:] == [
         ["marts.customer_tiers", "3", "2", "1", "0"],
         ["raw.erp_orders", "3", "3", "0", "0"],

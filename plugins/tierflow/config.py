@@ -380,6 +380,10 @@ class AllocationConfig(_Strict):
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     # rules on the customer's profile, checked after 'credit review' (ProfileRule)
     profile_rules: list[ProfileRule] = Field(default_factory=list)
+    # control group: this share of customers per plan period gets no budget, hours or action
+    # (a hash of plan period and customer_id decides; 0 disables it), so that the plan's
+    # effect can be measured (plan_performance)
+    control_share: float = Field(0.05, ge=0, le=0.5)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> AllocationConfig:
@@ -486,6 +490,63 @@ class AlertsConfig(_Strict):
     revenue_drop: RevenueDropAlert = Field(default_factory=RevenueDropAlert)
 
 
+class HealthBand(_Strict):
+    name: str = Field(min_length=1)
+    min_score: float = Field(ge=0, le=100)
+
+
+class HealthConfig(_Strict):
+    """customer_health: three components, each 0..1 (1 = healthy), weighted to a 0..100 score.
+
+    Each metric's part is 1 at 0 and falls linearly to 0 at its ``*_bad_at`` value; a
+    component is the mean of its metrics' parts (engagement: the order gap against the
+    customer's own usual gap, and sales activities, which count fully from activities_good_at).
+    """
+
+    window_days: int = Field(90, gt=0)
+    weights: dict[Literal["support", "payment", "engagement"], float] = Field(
+        default_factory=lambda: {"support": 0.3, "payment": 0.3, "engagement": 0.4}
+    )
+    tickets_bad_at: float = Field(5, gt=0)
+    open_ticket_age_bad_at: float = Field(30, gt=0)
+    resolution_days_bad_at: float = Field(10, gt=0)
+    overdue_share_bad_at: float = Field(0.5, gt=0, le=1)
+    days_late_bad_at: float = Field(30, gt=0)
+    gap_ratio_bad_at: float = Field(3, gt=1)
+    activities_good_at: float = Field(2, gt=0)
+    bands: list[HealthBand] = Field(
+        default_factory=lambda: [
+            HealthBand(name="healthy", min_score=70),
+            HealthBand(name="watch", min_score=40),
+            HealthBand(name="at risk", min_score=0),
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _weights_and_bands(self) -> HealthConfig:
+        parts = {"support", "payment", "engagement"}
+        if set(self.weights) != parts or any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"weights: need support, payment and engagement, each >= 0, got {self.weights}")
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("weights: must not all be 0")
+        scores = [b.min_score for b in self.bands]
+        if not scores or scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
+            raise ValueError(
+                f"bands: min_score must fall strictly from the first band to the last, got {scores}"
+            )
+        if scores[-1] != 0:
+            raise ValueError(f"bands: the last band must start at min_score 0 (got {scores[-1]:g})")
+        return self
+
+
+class OutcomesConfig(_Strict):
+    """Closing the loop: plan_performance, revenue_bridge, cohort_retention, customer_health."""
+
+    # two-sided confidence level of the uplift intervals (normal approximation)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+
 class TierflowConfig(_Strict):
     base_currency: str = Field(pattern=r"^[A-Z]{3}$")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -499,6 +560,7 @@ class TierflowConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     region_potential: RegionPotentialConfig = Field(default_factory=RegionPotentialConfig)
+    outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
 
     @model_validator(mode="after")
     def _alert_tiers_are_levels(self) -> TierflowConfig:
@@ -585,4 +647,16 @@ def dbt_vars(cfg: TierflowConfig) -> dict:
         "lifecycle": cfg.lifecycle.model_dump(mode="json"),
         "profile": cfg.profile.model_dump(mode="json"),
         "region_potential": cfg.region_potential.model_dump(mode="json"),
+        **outcome_vars(cfg),
+    }
+
+
+def outcome_vars(cfg: TierflowConfig) -> dict:
+    """What the closing-the-loop marts read: the plan period, the interval's z, health rules."""
+    from statistics import NormalDist
+
+    return {
+        "plan_period": cfg.allocation.plan_period,
+        "uplift_z": round(NormalDist().inv_cdf((1 + cfg.outcomes.confidence) / 2), 6),
+        "health": cfg.outcomes.health.model_dump(mode="json"),
     }

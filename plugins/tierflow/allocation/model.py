@@ -113,6 +113,8 @@ class CustomerPlan:
     am_hundredths: int = 0
     expected_return: Fraction = Fraction(0)  # cents of incremental contribution
     action_reason: str = ""
+    is_control: bool = False  # held out of the plan (allocation.control_share)
+    assigned_action: str = ""  # the action by the rules, also for a control customer
 
 
 @dataclass
@@ -128,6 +130,7 @@ class TierPlan:
     allocated_cents: int = 0
     am_hundredths: int = 0
     expected_return: Decimal = Decimal(0)
+    control_customers: int = 0
 
 
 @dataclass

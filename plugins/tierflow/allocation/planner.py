@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 from tierflow.allocation.actions import HIGH_CREDIT_RISK, action_reason, primary_action, profile_rule
+from tierflow.allocation.control import control_reason, hold_out, is_control
 from tierflow.allocation.curves import curve_for
 from tierflow.allocation.model import (
     AllocationError,
@@ -48,15 +49,29 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
         TierPlan(name, rank_of[name], alloc.tiers[name].service_level, share, cents)
         for name, share, cents in zip(levels, shares, tier_policy_budgets(budget_cents, shares), strict=True)
     ]
-    counts = {name: 0 for name in levels}
+    period = plan_period_label(as_of, alloc.plan_period)
+    control = {c.customer_id for c in customers if is_control(period, c.customer_id, alloc.control_share)}
+    if len(control) == len(customers):
+        raise AllocationError(
+            f"allocation.control_share {alloc.control_share:g}: all {len(customers)} customers of {period} "
+            f"drew the control group, so nobody can receive the budget"
+        )
+    counts = {name: 0 for name in levels}  # treated customers: the budget is planned over them
     for c in customers:
-        counts[c.value_tier] += 1
+        counts[c.value_tier] += c.customer_id not in control
     for tier, cents in zip(tiers, tier_budgets(tiers, [counts[name] for name in levels]), strict=True):
         tier.tier_cents = cents
 
     plans: list[CustomerPlan] = []
+    held_out: list[CustomerPlan] = []
     for c in customers:
         rank, policy = rank_of[c.value_tier], alloc.tiers[c.value_tier]
+        if c.customer_id in control:
+            action = primary_action(c, rank, len(levels), alloc)
+            held = CustomerPlan(c, rank, policy.service_level, action, 0, 0, False, 0)
+            hold_out(held)
+            held_out.append(held)
+            continue
         floor_, cap, credit_capped = customer_bounds(
             tiers[rank - 1].tier_cents,
             counts[c.value_tier],
@@ -86,7 +101,7 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
     am_capacity = to_hundredths(alloc.account_manager_capacity_hours)
     plan = Plan(
         as_of,
-        plan_period_label(as_of, alloc.plan_period),
+        period,
         alloc.mode,
         budget_cents,
         am_capacity,
@@ -117,14 +132,23 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
                 p.expected_return = curve.expected_return(cents, hours)
 
     for p in plans:
+        p.assigned_action = p.primary_action
+    # the control customers join the plan only now: nothing was planned or optimized for them
+    plans.extend(held_out)
+    plans.sort(key=lambda p: p.customer.customer_id)
+    plan.customers = plans
+    for p in plans:
         better = levels[p.tier_rank - 2] if p.tier_rank > 1 else None
         p.action_reason = action_reason(
-            p.primary_action, p.customer, p.service_level, better, p.cap_cents, alloc.credit_risk_cap,
+            p.assigned_action, p.customer, p.service_level, better, p.cap_cents, alloc.credit_risk_cap,
             profile_rule(p.customer, alloc),
         )
+        if p.is_control:
+            p.action_reason = control_reason(period, alloc.control_share, p.assigned_action, p.action_reason)
     for t in tiers:
         members = [p for p in plans if p.tier_rank == t.rank]
         t.customers = len(members)
+        t.control_customers = sum(p.is_control for p in members)
         t.revenue_in_window = sum((p.customer.monetary for p in members), Decimal(0))
         t.allocated_cents = sum(p.allocated_cents for p in members)
         t.am_hundredths = sum(p.am_hundredths for p in members)

@@ -115,6 +115,19 @@ CUSTOMER_COLUMNS = (
         "numeric not null",
         "monetary (net revenue in the RFM window, at least 0): scales the customer's response curve.",
     ),
+    (
+        "is_control",
+        "boolean not null",
+        "In the plan period's control group (allocation.control_share, a hash of plan_period and "
+        "customer_id): no budget, hours or action (primary_action 'control group'), so that "
+        "plan_performance can measure the plan's effect. Its account alerts still go out.",
+    ),
+    (
+        "assigned_action",
+        "text not null",
+        "The action by the rules (actions.py); equals primary_action except for control customers, "
+        "where it is the action they would have had: plan_performance compares by it.",
+    ),
 )
 
 TIER_COLUMNS = (
@@ -156,6 +169,12 @@ TIER_COLUMNS = (
     ("expected_return", "numeric not null", "Sum of the tier's customers' expected_return."),
     ("account_manager_hours", "numeric not null", "Sum of the tier's customers' account-manager hours."),
     ("plan_mode", "text not null", "policy or optimized (allocation.mode)."),
+    (
+        "control_customers",
+        "bigint not null",
+        "Customers of the tier in the control group (is_control in allocation_plan_customer): counted "
+        "in customers, but no budget or hours.",
+    ),
 )
 
 TABLE_COMMENTS = {
@@ -270,6 +289,8 @@ def _customer_rows(plan: Plan) -> list[tuple]:
                 (ret / budget).quantize(Decimal("0.0001")) if budget else None,
                 c.value_score,
                 max(c.monetary, Decimal(0)),
+                p.is_control,
+                p.assigned_action,
             )
         )
     return rows
@@ -296,6 +317,7 @@ def _tier_rows(plan: Plan) -> list[tuple]:
                 t.expected_return,
                 from_hundredths(t.am_hundredths),
                 plan.mode,
+                t.control_customers,
             )
         )
     return rows

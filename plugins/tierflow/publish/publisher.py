@@ -51,6 +51,11 @@ PER_DATE_TABLES = (
     "sales_kpis",  # every month up to A, as known on A
     "sales_rep_performance",  # every month up to A, as known on A
     "region_potential",  # every month up to A, as known on A
+    # closing the loop (docs/closing-the-loop.md)
+    "plan_performance",  # every closed plan period, as judged on A
+    "revenue_bridge",  # every month up to A, as known on A
+    "cohort_retention",
+    "customer_health",
 )
 # the state as of the newest published date
 CURRENT_STATE_TABLES = (

@@ -20,9 +20,12 @@ from tierflow.settings import META_SCHEMA
 log = logging.getLogger(__name__)
 
 EXPORTED_TABLES = ("customer_tiers", "allocation_plan_tier", "allocation_plan_customer")
-# the customer typing and the sales team's view (issue 17), exported when published: a BI
-# schema restored from before them, or built by hand, has none (a warning says so)
+# exported when published: a BI schema restored from before them, or built by hand, has none
+# (a warning says so). The customer typing and the sales team's view (docs/typing.md), and
+# closing the loop (docs/closing-the-loop.md).
 TEAM_EXPORTED_TABLES = ("customer_profile", "sales_rep_performance", "region_potential")
+OUTCOME_TABLES = ("plan_performance", "revenue_bridge", "cohort_retention", "customer_health")
+OPTIONAL_EXPORTED_TABLES = TEAM_EXPORTED_TABLES + OUTCOME_TABLES
 CRM_IMPORT_FILE = "crm_import.csv"
 CRM_IMPORT_COLUMNS = ("customer_id", "value_tier", "rfm_segment", "service_level", "primary_action")
 # A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), =cmd|...)
@@ -50,9 +53,9 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     with psycopg.connect(url) as conn:
-        published = [t for t in TEAM_EXPORTED_TABLES
-                     if conn.execute("select to_regclass(%s)", (f"{publish_schema}.{t}",)).fetchone()[0]]
-        for table in sorted(set(TEAM_EXPORTED_TABLES) - set(published)):
+        published = [t for t in OPTIONAL_EXPORTED_TABLES
+                     if conn.execute("select to_regclass(%s)", (f'"{publish_schema}"."{t}"',)).fetchone()[0]]
+        for table in sorted(set(OPTIONAL_EXPORTED_TABLES) - set(published)):
             log.warning("export: %s.%s is not published, not exported", publish_schema, table)
         for table in (*EXPORTED_TABLES, *published):
             cur = conn.execute(

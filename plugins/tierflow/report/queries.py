@@ -545,6 +545,7 @@ class ReportData:
     # the sales team and regions by potential (tierflow.report.team; issue 17)
     team: Any = None
     regions: Any = None
+    outcomes: Any = None  # tierflow.report.outcomes.Outcomes: closing the loop
 
 
 def read_report_data(
@@ -561,6 +562,8 @@ def read_report_data(
         # one snapshot for every section, so the report never mixes two publishes
         conn.execute("set transaction isolation level repeatable read, read only")
         ranks = tier_ranks(conn, publish_schema)
+        from tierflow.report.outcomes import read_outcomes  # it imports this module
+
         return ReportData(
             as_of=as_of,
             run_id=run_id,
@@ -580,4 +583,5 @@ def read_report_data(
             degradations=degradations(conn, as_of),
             team=team.read_team(conn, publish_schema, as_of),
             regions=team.read_regions(conn, publish_schema, as_of),
+            outcomes=read_outcomes(conn, publish_schema, as_of),
         )

@@ -1134,6 +1134,8 @@ def _tiles(d: ReportData) -> str:
 
 
 def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | None = None) -> str:
+    from tierflow.report.outcomes import plan_section, retention_section  # they import this module
+
     _check_links(links)
     generated_at = generated_at or datetime.now(UTC)
     status = ""
@@ -1150,10 +1152,12 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
             ("migrations", "Migrations"),
             ("allocation", "Allocation"),
             ("actions", "Actions"),
+            ("plan-performance", "Did the plan work?"),
             ("alerts", "Alerts"),
             ("kpis", "Sales KPIs"),
             ("team", "Sales team"),
             ("regions", "Regions"),
+            ("retention", "Retention"),
             ("quality", "Quality"),
             ("rejects", "Rejects"),
         )
@@ -1164,10 +1168,12 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
         migrations_section(d),
         allocation_section(d),
         actions_section(d),
+        plan_section(d),
         alerts_section(d),
         sales_section(d),
         team_section(d),
         regions_section(d),
+        retention_section(d),
         quality_section(d),
         rejects_section(d),
     ]

@@ -53,6 +53,13 @@ customers as (
 
 ),
 
+customer_health as (
+
+    select * from {{ ref('customer_health') }}
+    where as_of_date = {{ as_of_date() }}
+
+),
+
 watched as (
 
     -- customers of the alerted tiers, with what the alerts read
@@ -222,7 +229,22 @@ final as (
         end as severity,
         -- owner: the column name the alert e-mails read
         coalesce(nullif(trim(customers.account_manager), ''), 'unassigned') as owner,  -- noqa: RF04
-        all_alerts.reason,
+        -- closing the loop: a revenue drop names its revenue_bridge row, a top-tier churn risk
+        -- the health components behind it (customer_health)
+        all_alerts.reason
+        || case
+            when all_alerts.alert_type = 'revenue_drop'
+                then '; revenue_bridge ' || to_char({{ as_of_date() }}, 'YYYY-MM') || ' '
+                    || customer_tiers.value_tier || ' / ' || coalesce(customers.region, 'unknown')
+                    || ' / ' || coalesce(customers.channel, 'unknown')
+            when all_alerts.alert_type = 'churn_risk'
+                and customer_tiers.value_tier = {{ sql_literal(top_tier) }}
+                and customer_health.customer_id is not null
+                then '; health ' || trim_scale(customer_health.health_score) || ' ('
+                    || customer_health.health_band || ', weakest: ' || customer_health.weakest_component
+                    || '): ' || customer_health.health_reason
+            else ''
+        end as reason,
 
         -- the numbers behind it
         all_alerts.metric_value,
@@ -233,6 +255,8 @@ final as (
         on all_alerts.customer_id = customer_tiers.customer_id
     left join customers
         on all_alerts.customer_id = customers.customer_id
+    left join customer_health
+        on all_alerts.customer_id = customer_health.customer_id
 
 )
 

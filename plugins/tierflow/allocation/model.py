@@ -88,6 +88,8 @@ class CustomerInput:
     high_potential_reason: str | None = None
     account_manager: str | None = None
     is_override: bool = False  # the tier was set by sales management (crm/tier_overrides)
+    # customer_clv's predicted 12-month CLV; None without one (never purchased, or no CLV fit)
+    predicted_clv_12m: Decimal | None = None
 
 
 @dataclass
@@ -133,6 +135,7 @@ class Plan:
     customers: list[CustomerPlan]
     tiers: list[TierPlan]
     policy_expected_return: Fraction = Fraction(0)
+    value_base: str = "revenue"  # what scaled the response curves: revenue or clv
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -72,9 +72,13 @@ def _check(model, names: tuple[str, ...], n: int) -> tuple[dict[str, float], boo
         return params, False, f"parameter(s) {bad} not positive and finite"
     huge = [k for k, v in params.items() if v > MAX_PARAMETER]
     if huge:
-        return params, False, (
-            f"parameter(s) {huge} ran off to {max(params[k] for k in huge):.3g}: "
-            "the data do not identify them"
+        return (
+            params,
+            False,
+            (
+                f"parameter(s) {huge} ran off to {max(params[k] for k in huge):.3g}: "
+                "the data do not identify them"
+            ),
         )
     point = {f"{k}_log__": np.log(v) for k, v in params.items()}
     grad = model.model.compile_dlogp(jacobian=False)(point)
@@ -143,7 +147,10 @@ def expected_purchases(summary: pd.DataFrame, bg: dict[str, float], days: int | 
 
 
 def score(
-    summary: pd.DataFrame, bg: dict[str, float], gg: dict[str, float], horizon_months: int,
+    summary: pd.DataFrame,
+    bg: dict[str, float],
+    gg: dict[str, float],
+    horizon_months: int,
     monthly_discount_rate: float,
 ) -> pd.DataFrame:
     """Per customer: P(alive), expected purchases in 90 / 365 days, expected value per purchase
@@ -169,24 +176,32 @@ def score(
         e365 = bg_model.expected_purchases(frame, future_t=365).values.reshape(-1)
         avg_value = gg_model.expected_customer_spend(spend).values.reshape(-1)
         clv = gg_model.expected_customer_lifetime_value(
-            bg_model, frame.assign(monetary_value=spend["monetary_value"], frequency=summary["frequency"].values),
-            future_t=horizon_months, discount_rate=monthly_discount_rate, time_unit="D",
+            bg_model,
+            frame.assign(monetary_value=spend["monetary_value"], frequency=summary["frequency"].values),
+            future_t=horizon_months,
+            discount_rate=monthly_discount_rate,
+            time_unit="D",
         ).values.reshape(-1)
     # expected_customer_lifetime_value takes the spend from the frame's own conditional mean;
     # customers outside the spend model must get the population mean: recompute their CLV
     # as purchases per month x that mean, discounted (the library's own formula, see below)
     if (~in_spend).any():
-        clv = np.where(in_spend, clv, _discounted_purchases(bg_model, frame, horizon_months,
-                                                            monthly_discount_rate) * avg_value)
-    return pd.DataFrame({
-        "customer_id": summary["customer_id"].to_numpy(),
-        "probability_alive": p_alive,
-        "expected_purchases_90d": e90,
-        "expected_purchases_365d": e365,
-        "expected_avg_value": avg_value,
-        "predicted_clv_12m": clv,
-        "in_spend_model": in_spend,
-    })
+        clv = np.where(
+            in_spend,
+            clv,
+            _discounted_purchases(bg_model, frame, horizon_months, monthly_discount_rate) * avg_value,
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": summary["customer_id"].to_numpy(),
+            "probability_alive": p_alive,
+            "expected_purchases_90d": e90,
+            "expected_purchases_365d": e365,
+            "expected_avg_value": avg_value,
+            "predicted_clv_12m": clv,
+            "in_spend_model": in_spend,
+        }
+    )
 
 
 def _discounted_purchases(bg_model, frame: pd.DataFrame, months: int, rate: float) -> np.ndarray:
@@ -217,22 +232,26 @@ def holdout_comparison(
     error = sum over buckets |predicted - actual| / sum of actual purchases (None when nobody
     purchased in the holdout: there is nothing to check against).
     """
-    frame = pd.DataFrame({
-        "bucket": [bucket_of(f) for f in calibration_frequency],
-        "predicted": np.asarray(predicted, dtype=float),
-        "actual": np.asarray(actual, dtype=float),
-    })
+    frame = pd.DataFrame(
+        {
+            "bucket": [bucket_of(f) for f in calibration_frequency],
+            "predicted": np.asarray(predicted, dtype=float),
+            "actual": np.asarray(actual, dtype=float),
+        }
+    )
     rows = []
     for name in BUCKETS:
         part = frame[frame["bucket"] == name]
         if part.empty:
             continue
-        rows.append({
-            "bucket": name,
-            "customers": len(part),
-            "predicted": round(float(part["predicted"].sum()), 4),
-            "actual": int(part["actual"].sum()),
-        })
+        rows.append(
+            {
+                "bucket": name,
+                "customers": len(part),
+                "predicted": round(float(part["predicted"].sum()), 4),
+                "actual": int(part["actual"].sum()),
+            }
+        )
     total_actual = sum(r["actual"] for r in rows)
     if total_actual == 0:
         return rows, None

@@ -93,6 +93,13 @@ def validate(holdout: pd.DataFrame, cfg: ClvConfig) -> Validation:
     return Validation(cfg.holdout_days, len(holdout), buckets, error, True, note)
 
 
+def validate_date(url: str, cfg: ClvConfig, as_of: date, schema: str) -> Validation:
+    """``tierflow clv validate``: the holdout check for ``as_of`` on the orders in ``schema``."""
+    with psycopg.connect(url) as conn:
+        holdout = store.read_holdout(conn, as_of, cfg.holdout_days, schema)
+    return validate(holdout, cfg)
+
+
 def _candidate_problem(bg, gg, check: Validation, cfg: ClvConfig) -> str:
     """Why a candidate fit must not be used ('' when it may)."""
     if not bg.converged:

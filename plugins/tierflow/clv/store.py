@@ -167,7 +167,9 @@ def read_summary(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
     return frame
 
 
-def read_holdout(conn: psycopg.Connection, as_of: date, holdout_days: int) -> pd.DataFrame:
+def read_holdout(
+    conn: psycopg.Connection, as_of: date, holdout_days: int, schema: str = MARTS_SCHEMA
+) -> pd.DataFrame:
     """The calibration/holdout split: for every customer whose first purchase day is on or
     before the cutoff C = A - holdout_days, the BTYD summary as of C (frequency, recency, T) and
     the purchase days in (C, A] (actual)."""
@@ -188,7 +190,7 @@ def read_holdout(conn: psycopg.Connection, as_of: date, holdout_days: int) -> pd
         having min(order_date) <= %(cutoff)s
         order by customer_id
         """
-    ).format(orders=sql.Identifier(MARTS_SCHEMA, "fct_orders"))
+    ).format(orders=sql.Identifier(schema, "fct_orders"))
     cutoff = date.fromordinal(as_of.toordinal() - holdout_days)
     rows = conn.execute(query, {"as_of": as_of, "cutoff": cutoff}).fetchall()
     frame = pd.DataFrame(rows, columns=["customer_id", "frequency", "recency", "T", "actual"])

@@ -14,6 +14,7 @@ from datetime import date
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from tierflow.settings import MARTS_SCHEMA
 
@@ -282,13 +283,13 @@ def _fit_tuple(row: dict) -> tuple:
 
 def read_fits(conn: psycopg.Connection, schema: str, as_of: date) -> list[dict]:
     """clv_model_fits rows of one date (for the CLI and the report)."""
-    if conn.execute("select to_regclass(%s)", (f"{schema}.{FITS_TABLE}",)).fetchone()[0] is None:
+    cur = conn.cursor(row_factory=dict_row)  # whatever the connection's own row factory
+    if cur.execute("select to_regclass(%s) as t", (f"{schema}.{FITS_TABLE}",)).fetchone()["t"] is None:
         return []
-    cur = conn.execute(
+    cur.execute(
         sql.SQL("select * from {} where as_of_date = %s order by is_in_use desc, model, fit_id").format(
             sql.Identifier(schema, FITS_TABLE)
         ),
         (as_of,),
     )
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return list(cur.fetchall())

@@ -472,7 +472,7 @@ def clv_section(d: ReportData) -> str:
         bg = next(f for f in in_use if f["model"] == "bg_nbd")
         gg = next(f for f in in_use if f["model"] == "gamma_gamma")
         parts.append(
-            f"<p>Fit in use <b>{esc(bg['fit_id'])}</b> ({esc(bg['status'])}; {esc(bg['note'])}). "
+            f"<p>Fit in use <b>{esc(bg['fit_id'])}</b> ({esc(bg['note'])}). "
             f"BG/NBD {esc(_params(bg['parameters']))} on {fmt_int(bg['n_customers'])} customers; "
             f"Gamma-Gamma {esc(_params(gg['parameters']))} on {fmt_int(gg['n_customers'])} customers. "
             f"{fmt_int(c.customers)} customers scored, mean P(alive) {c.mean_probability_alive:.2f}, "

@@ -59,5 +59,5 @@ bench-ingest: setup
 # The first fit on a machine compiles pytensor's C code: measured here with a fresh compile dir.
 CLV_CUSTOMERS ?= 100000
 bench-clv: setup
-	$(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS)
-	$(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS) --warm
+	$(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS); \
+		cold=$$?; $(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS) --warm && exit $$cold

@@ -332,3 +332,59 @@ def test_tiers_weigh_the_predicted_value(demo_marts: str) -> None:
             assert "predicted value decides" not in reason, cid
     if in_use:
         assert decided > 0, "on 200 customers the predicted value should move someone across a cutoff"
+
+
+def test_clv_reuses_the_last_accepted_fit_and_a_rejected_fit_does_not_replace_it(demo_marts: str) -> None:
+    """Nights after the first: within clv.refit_days the published fit in use scores everyone
+    (no fit); a due fit whose holdout error exceeds the bound is recorded as rejected, and
+    the fit in use stays. The history is read from a schema holding tonight's fit as if a
+    night 3 days earlier had published it. (Runs last: it puts the fixture's rows back.)"""
+    from tierflow.clv import run_clv
+    from tierflow.clv.store import read_fits
+    from tierflow.config import load_config
+    from tierflow.publish.summary import _clv_lines
+    from tierflow.settings import MARTS_SCHEMA as m
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "tierflow.yml").clv
+    earlier = date.fromordinal(AS_OF.toordinal() - 3)
+    before = _rows(demo_marts, f"select customer_id, predicted_clv_12m from {m}.customer_clv"
+                               " where as_of_date = %s order by 1", AS_OF)
+    params = _fits(demo_marts)["bg_nbd"]["parameters"]
+    with psycopg.connect(demo_marts, autocommit=True) as conn:
+        conn.execute("create schema history")
+        conn.execute(f"create table history.clv_model_fits as select * from {m}.clv_model_fits")
+        conn.execute("update history.clv_model_fits set as_of_date = %s, fitted_as_of_date = %s",
+                     (earlier, earlier))
+    try:
+        reused = run_clv(demo_marts, cfg, AS_OF, "history")  # refit_days 7: 3 days old, reused
+        assert reused["refitted"] is False and reused["fit_in_use"] == f"clv-{AS_OF}"
+        assert reused["warnings"] == []
+        rows = _rows(demo_marts, f"select model, status, is_in_use, fitted_as_of_date, parameters, note"
+                                 f" from {m}.clv_model_fits where as_of_date = %s order by model", AS_OF)
+        assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+            ("bg_nbd", "reused", True, earlier), ("gamma_gamma", "reused", True, earlier)]
+        assert rows[0][4] == params
+        assert "within the refit period" in rows[0][5]
+        # the same fit scores the same predictions
+        assert _rows(demo_marts, f"select customer_id, predicted_clv_12m from {m}.customer_clv"
+                                 " where as_of_date = %s order by 1", AS_OF) == before
+
+        strict = cfg.model_copy(update={"refit_days": 1, "max_holdout_error": 0.001})
+        rejected = run_clv(demo_marts, strict, AS_OF, "history")
+        assert rejected["refitted"] is True and rejected["fit_in_use"] == f"clv-{AS_OF}"
+        assert "clv.max_holdout_error 0.001" in rejected["warnings"][0]
+        rows = _rows(demo_marts, f"select model, status, is_in_use from {m}.clv_model_fits"
+                                 " where as_of_date = %s order by is_in_use, model", AS_OF)
+        assert rows == [("bg_nbd", "rejected", False), ("gamma_gamma", "rejected", False),
+                        ("bg_nbd", "reused", True), ("gamma_gamma", "reused", True)]
+        assert _rows(demo_marts, f"select customer_id, predicted_clv_12m from {m}.customer_clv"
+                                 " where as_of_date = %s order by 1", AS_OF) == before
+        # and the run summary says so
+        with psycopg.connect(demo_marts) as conn:
+            lines = _clv_lines(read_fits(conn, m, AS_OF))
+        assert lines[0].startswith(f"  clv: fit clv-{AS_OF} in use (reused")
+        assert lines[1].startswith("  warning: clv: fitted on A's summary; not used: holdout error")
+    finally:
+        with psycopg.connect(demo_marts, autocommit=True) as conn:
+            conn.execute("drop schema history cascade")
+        run_clv(demo_marts, cfg, AS_OF, "bi")  # the fixture's first night again

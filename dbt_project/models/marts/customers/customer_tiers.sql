@@ -418,24 +418,21 @@ explained as (
     select
         *,
         {{ tier_rank('value_tier') }} as value_tier_rank,
-        coalesce(revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
-            and growth_position < {{ sql_number(potential.top_share) }}, false) as is_growth_potential,
-        {%- if potential.get('use_predicted_value', true) %}
-        -- SPEC: growth or predicted value in the top share of the base
-        coalesce(predicted_clv_12m > 0
-            and predicted_value_position < {{ sql_number(potential.top_share) }}, false)
-        {%- else %}
+        -- high potential (SPEC: growth or predicted value in the top share of the base)
+        coalesce(
+            revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
+            and growth_position < {{ sql_number(potential.top_share) }},
+            false
+        ) as is_growth_potential,
+        {% if potential.get('use_predicted_value', true) -%}
+        coalesce(
+            predicted_clv_12m > 0
+            and predicted_value_position < {{ sql_number(potential.top_share) }},
+            false
+        )
+        {%- else -%}
         false
         {%- endif %} as is_value_potential,
-        {{ tier_rank('value_tier') }} > 1
-        and (
-            coalesce(revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
-                and growth_position < {{ sql_number(potential.top_share) }}, false)
-            {%- if potential.get('use_predicted_value', true) %}
-            or coalesce(predicted_clv_12m > 0
-                and predicted_value_position < {{ sql_number(potential.top_share) }}, false)
-            {%- endif %}
-        ) as is_high_potential,
         -- why the score gave its tier
         case
             when not has_purchase_in_window
@@ -496,7 +493,25 @@ reasoned as (
                     || ' cutoff ' || to_char(hysteresis_cutoff, 'FM0.0000')
                     || '; by score alone ' || score_reason
             else score_reason
-        end as computed_reason
+        end as computed_reason,
+        value_tier_rank > 1 and (is_growth_potential or is_value_potential) as is_high_potential,
+        case
+            when is_growth_potential
+                then 'revenue of the last ' || {{ trend_days }} || ' days '
+                    || {{ format_amount('recent_revenue') }} || ' against '
+                    || {{ format_amount('prior_revenue') }} || ' the ' || {{ trend_days }}
+                    || ' days before (+' || {{ format_share('revenue_growth_rate') }}
+                    || '), growth ranks ' || growth_rank || ' of ' || customer_count
+                    || ' customers (top ' || {{ format_share(sql_number(potential.top_share)) }}
+                    || ')'
+        end as growth_potential_text,
+        case
+            when is_value_potential
+                then 'predicted 12-month CLV ' || {{ format_amount('predicted_clv_12m') }} || ' '
+                    || {{ base_currency() }} || ' ranks ' || predicted_value_rank || ' of '
+                    || customer_count || ' customers (top '
+                    || {{ format_share(sql_number(potential.top_share)) }} || ')'
+        end as value_potential_text
     from explained
 
 ),
@@ -590,23 +605,8 @@ final as (
         coalesce(is_high_potential, false) as is_high_potential,
         case
             when is_high_potential
-                then concat_ws('; ',
-                    case when is_growth_potential then
-                        'revenue of the last ' || {{ trend_days }} || ' days '
-                        || {{ format_amount('recent_revenue') }} || ' against '
-                        || {{ format_amount('prior_revenue') }} || ' the ' || {{ trend_days }}
-                        || ' days before (+' || {{ format_share('revenue_growth_rate') }}
-                        || '), growth ranks ' || growth_rank || ' of ' || customer_count
-                        || ' customers (top ' || {{ format_share(sql_number(potential.top_share)) }}
-                        || ')'
-                    end,
-                    case when is_value_potential then
-                        'predicted 12-month CLV ' || {{ format_amount('predicted_clv_12m') }} || ' '
-                        || {{ base_currency() }} || ' ranks ' || predicted_value_rank || ' of '
-                        || customer_count || ' customers (top '
-                        || {{ format_share(sql_number(potential.top_share)) }} || ')'
-                    end
-                ) || ', below the top tier as ' || value_tier
+                then concat_ws('; ', growth_potential_text, value_potential_text)
+                    || ', below the top tier as ' || value_tier
         end as high_potential_reason,
 
         -- owner and account group

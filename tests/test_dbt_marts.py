@@ -388,3 +388,30 @@ def test_clv_reuses_the_last_accepted_fit_and_a_rejected_fit_does_not_replace_it
         with psycopg.connect(demo_marts, autocommit=True) as conn:
             conn.execute("drop schema history cascade")
         run_clv(demo_marts, cfg, AS_OF, "bi")  # the fixture's first night again
+
+
+def test_clv_validate_command_repeats_the_nights_holdout_check(demo_marts: str) -> None:
+    """`tierflow clv validate --date D` reads the order facts of the published schema (here the
+    build schema, named as TIERFLOW_PUBLISH_SCHEMA) and prints the same buckets and error
+    as the night's check stored in clv_model_fits."""
+    import os
+    import subprocess
+    import sys
+
+    from tierflow.settings import MARTS_SCHEMA as m
+
+    bg = _fits(demo_marts)["bg_nbd"]
+    env = {**os.environ, "TIERFLOW_WAREHOUSE_URL": demo_marts, "TIERFLOW_PUBLISH_SCHEMA": m}
+    tierflow = Path(sys.executable).parent / "tierflow"
+    res = subprocess.run([str(tierflow), "clv", "validate", "--date", AS_OF.isoformat()],
+                         env=env, capture_output=True, text=True, timeout=600)
+    out = res.stdout
+    assert f"customers with a purchase before the holdout: {bg['holdout_customers']:,}" in out
+    for b in bg["holdout_buckets"]:
+        line = f"{b['bucket']:>17}  {b['customers']:>9,}  {b['predicted']:>10,.1f}  {b['actual']:>7,}"
+        assert line in out, (line, out)
+    error = float(bg["holdout_error"])
+    verdict = "passes" if error <= 0.35 else "FAILS"
+    assert f"holdout error {error:.4f} (sum |predicted - actual| / actual): {verdict}" in out
+    assert res.returncode == (0 if verdict == "passes" else 1), res.stderr[-2000:]
+    assert f"published fit clv-{AS_OF} bg_nbd" in out

@@ -426,7 +426,7 @@ def cmd_clv(args: argparse.Namespace, settings: Settings) -> None:
     if check.buckets:
         print(f"{'repeat purchases':>17}  {'customers':>9}  {'predicted':>10}  {'actual':>7}")
         for b in check.buckets:
-            print(f"{b['bucket']:>17}  {b['customers']:>9,}  {b['predicted']:>10.1f}  {b['actual']:>7,}")
+            print(f"{b['bucket']:>17}  {b['customers']:>9,}  {b['predicted']:>10,.1f}  {b['actual']:>7,}")
     if check.error is None:
         _die(f"no holdout error: {check.note}")
     verdict = "passes" if check.error <= cfg.max_holdout_error else "FAILS"

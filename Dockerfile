@@ -10,6 +10,13 @@ ENV GX_ANALYTICS_ENABLED=False \
     DBT_SEND_ANONYMOUS_USAGE_STATS=False \
     DO_NOT_TRACK=1
 
+# pytensor (under pymc-marketing's CLV models, plugins/tierflow/clv) compiles C++ on first use
+# (cached in $TIERFLOW_HOME/pytensor); without a compiler it falls back to far slower Python.
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ \
+ && rm -rf /var/lib/apt/lists/*
+
 USER airflow
 WORKDIR /opt/airflow
 

@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint bench-ingest clean warehouse-stop
+.PHONY: setup run test lint bench-ingest bench-clv clean warehouse-stop
 
 setup: $(STAMP)
 
@@ -55,3 +55,11 @@ bench-ingest: setup
 	@command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client; } \
 		|| echo "postgresql-client not installed; using the embedded wheel's psql"
 	$(BIN)/python bench/bench_ingest.py --rows $(BENCH_ROWS) --repeat $(BENCH_REPEAT)
+
+# Issue 13 item 6: fit (on a sample of clv.fit_sample_size) and score the CLV models at
+# CLV_CUSTOMERS synthetic customers; seconds and peak RSS (target < 60 s, < 1 GB on 2 cores).
+# The first fit on a machine compiles pytensor's C code: measured here with a fresh compile dir.
+CLV_CUSTOMERS ?= 100000
+bench-clv: setup
+	$(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS); \
+		cold=$$?; $(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS) --warm && exit $$cold

@@ -7,6 +7,8 @@ tiers and an allocation plan in the BI schema.
 `ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
 task) -> `transform` (dbt via Cosmos: each mart and its tests visible as tasks; one dbt build
 for all marts under the Airflow services, one per mart under `tierflow run`) ->
+`clv` (predicted lifetime value, fitted on customer_rfm) -> `tiers` (dbt via Cosmos:
+customer_tiers and the marts downstream of it, which use the predicted value) ->
 `allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
 (one transaction into `bi`) -> `report` (exports and run summary) and `notify`
 (account-alert e-mails, one per owner, when SMTP is set).
@@ -95,19 +97,32 @@ def customer_tiering() -> None:
     # ensure_manifest() costs one hash of the dbt project when the manifest is current and runs
     # `dbt parse` (no database) when it is missing or stale: a fresh clone, a new image or a
     # changed model never renders from an old manifest.
-    transform = DbtTaskGroup(
-        group_id="transform",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest()),
-        profile_config=profile_config,
-        execution_config=cosmos_execution_config(dbt_executable),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=cosmos_test_behavior(),
-            exclude=view_paths,
-            emit_datasets=False,  # our own Assets are emitted by `publish`
-        ),
-        operator_args=dbt_task_args,
-    )
+    # The marts come in two Cosmos groups with the CLV step between them: the tiers
+    # (customer_tiers and every model downstream of it) read the predicted value that `clv`
+    # fits on customer_rfm, so they wait for it; every other mart is built before it.
+    project_config = ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest())
+
+    def marts(group_id: str, **selection: list[str]) -> DbtTaskGroup:
+        return DbtTaskGroup(
+            group_id=group_id,
+            project_config=project_config,
+            profile_config=profile_config,
+            execution_config=cosmos_execution_config(dbt_executable),
+            render_config=RenderConfig(
+                load_method=LoadMode.DBT_MANIFEST,
+                test_behavior=cosmos_test_behavior(),
+                emit_datasets=False,  # our own Assets are emitted by `publish`
+                **selection,
+            ),
+            operator_args=dbt_task_args,
+        )
+
+    transform = marts("transform", exclude=[*view_paths, pipeline.DBT_TIERS_SELECTOR])
+    tiers = marts("tiers", select=[pipeline.DBT_TIERS_SELECTOR])
+
+    @task
+    def clv(as_of: str) -> dict:
+        return pipeline.clv(as_of, get_current_context()["run_id"])
 
     @task
     def allocate(as_of: str) -> dict:
@@ -132,10 +147,12 @@ def customer_tiering() -> None:
     as_of = resolve_as_of_date()
     loaded = ingest(as_of)
     checked_raw = validate_raw(as_of)
+    predicted = clv(as_of)
     planned = allocate(as_of)
     checked_marts = validate_marts(as_of)
     published = publish(as_of)
-    loaded >> checked_raw >> prepare >> transform >> planned >> checked_marts >> published
+    loaded >> checked_raw >> prepare >> transform >> predicted >> tiers
+    tiers >> planned >> checked_marts >> published
     published >> report(as_of, loaded)
     published >> notify(as_of)
 

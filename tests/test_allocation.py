@@ -107,7 +107,7 @@ NINE = [
 ]
 
 
-def nine_config(mode: str = "policy") -> TierflowConfig:
+def nine_config(mode: str = "policy", value_base: str = "revenue") -> TierflowConfig:
     return make_config(
         mode=mode,
         budget=10000,
@@ -143,6 +143,7 @@ def nine_config(mode: str = "policy") -> TierflowConfig:
             ],
             "account_manager_hour_return": 0.01,
             "action_multipliers": {**ALL_ONE, "credit review": 0.5},
+            "value_base": value_base,
         },
     )
 
@@ -216,6 +217,36 @@ def test_policy_plan_known_answer() -> None:
     tiers = {t.name: t for t in plan.tiers}
     assert [tiers[n].allocated_cents for n in ("high", "medium", "low")] == [500000, 300000, 200000]
     assert tiers["high"].am_hundredths == 500 and tiers["medium"].customers == 3
+
+
+def test_response_scaled_by_predicted_clv() -> None:
+    """allocation.response.value_base: clv scales the curves by predicted_clv_12m instead of
+    the window's revenue; the budget split (by value score) does not change."""
+    from dataclasses import replace
+
+    with_clv = [replace(c, predicted_clv_12m=Decimal("5000")) if c.customer_id == "H1" else c for c in NINE]
+    revenue_plan = build_plan(with_clv, nine_config(), AS_OF)
+    clv_plan = build_plan(with_clv, nine_config(value_base="clv"), AS_OF)
+    assert (revenue_plan.value_base, clv_plan.value_base) == ("revenue", "clv")
+    got = {p.customer.customer_id: p for p in clv_plan.customers}
+    assert {c: p.allocated_cents for c, p in got.items()} == {
+        p.customer.customer_id: p.allocated_cents for p in revenue_plan.customers
+    }
+    # H1 (2,500.00 and 2 h, as in the known answer above), clv 5000 instead of revenue 20000:
+    #   breakpoints 10% and 20% of 5000 = 500, 1000: 500 x 2 + 500 x 1 = 1500; hours
+    #   2 h x 1% x 5000 = 100; total 1600 (revenue base: 4900)
+    assert got["H1"].expected_return == Fraction(160000)
+    assert {p.customer.customer_id: p.expected_return for p in revenue_plan.customers}["H1"] == 490000
+    # H2 has no predicted_clv_12m here (in customer_clv: it never purchased) on a night with
+    # predicted values: its value base is 0, so its spend returns nothing
+    assert got["H2"].expected_return == 0
+    assert not clv_plan.notes
+
+    # a night without any predicted value: the curves fall back to revenue, and the plan says so
+    fallback = build_plan(NINE, nine_config(value_base="clv"), AS_OF)
+    assert fallback.value_base == "revenue"
+    assert fallback.expected_return == build_plan(NINE, nine_config(), AS_OF).expected_return
+    assert any("no CLV fit in use" in n for n in fallback.notes)
 
 
 def test_a_tier_without_customers_passes_its_money_on_by_budget_share() -> None:
@@ -367,7 +398,7 @@ create schema build_marts;
 create table build_marts.customer_tiers (
     customer_id text, as_of_date date, value_tier text, value_score numeric, monetary numeric,
     recency_days integer, lifecycle_stage text, credit_risk_band text, is_high_potential boolean,
-    high_potential_reason text, account_manager text, is_override boolean
+    high_potential_reason text, account_manager text, is_override boolean, predicted_clv_12m numeric
 );
 """
 
@@ -375,7 +406,8 @@ create table build_marts.customer_tiers (
 def _insert_tiers(conn: psycopg.Connection, as_of: date, customers: list[CustomerInput]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into build_marts.customer_tiers values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "insert into build_marts.customer_tiers values"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     c.customer_id,
@@ -390,6 +422,7 @@ def _insert_tiers(conn: psycopg.Connection, as_of: date, customers: list[Custome
                     c.high_potential_reason,
                     c.account_manager,
                     c.is_override,
+                    c.predicted_clv_12m,
                 )
                 for c in customers
             ],

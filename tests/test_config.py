@@ -46,6 +46,9 @@ def test_shipped_config_loads() -> None:
     assert (cfg.tiers.potential.top_share, cfg.tiers.potential.min_growth) == (0.2, 0.2)
     assert cfg.alerts.tiers == ["high", "medium"]
     assert cfg.alerts.churn_risk.gap_factor == 2.0
+    assert cfg.tiers.weights.predicted_value == 0.2 and cfg.tiers.potential.use_predicted_value
+    assert (cfg.clv.refit_days, cfg.clv.holdout_days, cfg.clv.max_holdout_error) == (7, 90, 0.35)
+    assert cfg.allocation.response.value_base == "revenue"
 
 
 def test_a_round_tripped_copy_of_the_shipped_config_loads(tmp_path: Path) -> None:
@@ -245,6 +248,41 @@ BAD_CONFIGS = [
         lambda d: d["notifications"].update(recipients={"王芳": "wang.fang"}),
         ["notifications", "recipients.王芳: not an e-mail address", "'wang.fang'"],
         id="notifications-bad-recipient",
+    ),
+    pytest.param(
+        lambda d: d["tiers"]["weights"].update(purchasing_power=0, frequency=0, profit=0, recency=0),
+        ["tiers.weights", "at least one of purchasing_power, frequency, profit, recency must be > 0"],
+        id="only-the-predicted-value-weighs",
+    ),
+    pytest.param(
+        lambda d: d["tiers"]["weights"].update(predicted_value=-0.1),
+        ["tiers.weights.predicted_value", "greater than or equal to 0", "-0.1"],
+        id="negative-predicted-value-weight",
+    ),
+    pytest.param(
+        lambda d: d["clv"].update(holdout_days=3),
+        ["clv.holdout_days", "greater than or equal to 7", "3"],
+        id="clv-holdout-too-short",
+    ),
+    pytest.param(
+        lambda d: d["clv"].update(max_holdout_error=0),
+        ["clv.max_holdout_error", "greater than 0"],
+        id="clv-holdout-bound-zero",
+    ),
+    pytest.param(
+        lambda d: d["clv"].update(monthly_discount_rate=1.5),
+        ["clv.monthly_discount_rate", "less than 1", "1.5"],
+        id="clv-discount-rate",
+    ),
+    pytest.param(
+        lambda d: d["clv"].update(refit_every=3),
+        ["clv.refit_every", "Extra inputs are not permitted"],
+        id="clv-unknown-key",
+    ),
+    pytest.param(
+        lambda d: d["allocation"]["response"].update(value_base="margin"),
+        ["allocation.response.value_base", "'revenue'", "'clv'", "'margin'"],
+        id="response-value-base-unknown",
     ),
     pytest.param(
         lambda d: d["ingest"].update(wait_timeout_minutes=0),

@@ -37,9 +37,15 @@ def test_customer_tiering_shape(dagbag) -> None:
     steps = ("resolve_as_of_date", "ingest", "validate_raw", "allocate", "validate_marts", "publish")
     for step in (*steps, "report", "notify"):
         assert step in ids
-    # dbt models became Cosmos tasks inside the `transform` group
-    assert any(t.startswith("transform.customer_tiers") for t in ids)
+    # dbt models became Cosmos tasks: the marts in the `transform` group, customer_tiers and
+    # the marts downstream of it in the `tiers` group, after the `clv` step that they read
+    assert any(t.startswith("tiers.customer_tiers") for t in ids)
     assert any(t.startswith("transform.customer_rfm") for t in ids)
+    assert not any(t.startswith("transform.customer_tiers") for t in ids)
+    clv = dag.get_task("clv")
+    assert {t for t in clv.upstream_task_ids if t.startswith("transform.")}
+    assert not {t for t in clv.upstream_task_ids if t.startswith("tiers.")}
+    assert clv.downstream_task_ids and all(t.startswith("tiers.") for t in clv.downstream_task_ids)
     # the staging and intermediate views are one task, after the raw gate and before the marts
     prepare = dag.get_task("prepare")
     assert prepare.select == ["path:models/staging", "path:models/intermediate"]
@@ -52,7 +58,7 @@ def test_customer_tiering_shape(dagbag) -> None:
     assert "validate_marts" in publish.upstream_task_ids
     # the allocation is planned after every dbt task and checked by the marts gate
     allocate = dag.get_task("allocate")
-    assert {t for t in allocate.upstream_task_ids if t.startswith("transform.")}
+    assert {t for t in allocate.upstream_task_ids if t.startswith("tiers.")}
     assert dag.get_task("validate_marts").upstream_task_ids == {"allocate", "resolve_as_of_date"}
     # alert e-mails go out only after publish
     assert "publish" in dag.get_task("notify").upstream_task_ids
@@ -137,7 +143,7 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     fresh = _parse_dags(checkout, tmp_path / "airflow")
     assert fresh["errors"] == {}
     # the deployments' default, Cosmos WATCHER: a task per mart and one per mart's tests
-    assert fresh["tasks"]["transform.customer_tiers.test"] == ["transform.customer_tiers.run"]
+    assert fresh["tasks"]["tiers.customer_tiers.test"] == ["tiers.customer_tiers.run"]
     assert (target / "manifest.json").is_file() and (target / "manifest.fingerprint").is_file()
 
     # a new mart: its task appears, after the model it reads
@@ -155,5 +161,7 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     os.utime(probe, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed = _parse_dags(checkout, tmp_path / "airflow")
     assert changed["errors"] == {}
-    assert changed["tasks"]["transform.zz_probe_run"] == ["transform.customer_tiers.test"]
-    assert set(changed["tasks"]) == set(added["tasks"])
+    # (it now reads customer_tiers, so it moved to the `tiers` group, after the CLV step)
+    assert changed["tasks"]["tiers.zz_probe_run"] == ["tiers.customer_tiers.test"]
+    assert set(changed["tasks"]) - set(added["tasks"]) == {"tiers.zz_probe_run"}
+    assert set(added["tasks"]) - set(changed["tasks"]) == {"transform.zz_probe_run"}

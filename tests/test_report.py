@@ -762,3 +762,69 @@ def test_report_refuses_absolute_links(tmp_path: Path) -> None:
             {"Data Docs": "https://example.com/docs"},
         )
     assert not (tmp_path / "r.html").exists()
+
+
+
+CLV_FIT_SQL = (
+    "insert into bi.clv_model_fits (as_of_date, model, fit_id, fitted_as_of_date, status, is_in_use,"
+    " parameters, n_customers, converged, holdout_days, holdout_error, max_holdout_error,"
+    " holdout_buckets, note) values (%s, %s, %s, %s, %s, %s, %s, %s, true, %s, %s, 0.35, %s, %s)"
+)
+
+
+def test_report_clv_section(warehouse_url: str, tmp_path: Path) -> None:
+    """The CLV section: the fit in use, its holdout check as a chart, a rejected candidate,
+    a night without a fit, and a warehouse without the tables."""
+    from psycopg import sql
+    from tierflow.clv.store import CLV_COLUMNS, FITS_COLUMNS
+
+    build_published_tables(warehouse_url)
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "a.html").read_text(encoding="utf-8")
+    assert "Table bi.clv_model_fits does not exist in the warehouse (not published yet)" in page
+
+    buckets = json.dumps([{"bucket": "0", "customers": 3, "predicted": 2.5, "actual": 2},
+                          {"bucket": "7+", "customers": 2, "predicted": 9.5, "actual": 10}])
+    reused, fitted = "reused: within the refit period", date(2026, 11, 18)
+    with psycopg.connect(warehouse_url) as conn:
+        for table, columns in (("customer_clv", CLV_COLUMNS), ("clv_model_fits", FITS_COLUMNS)):
+            defs = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t.replace(" not null", "")))
+                for n, t, _ in columns
+            )
+            conn.execute(sql.SQL("create table {} ({})").format(sql.Identifier("bi", table), defs))
+        conn.execute(CLV_FIT_SQL, (AS_OF, "bg_nbd", "clv-2026-11-18", fitted, "reused", True,
+                                   '{"r": 0.5, "alpha": 10, "a": 1, "b": 3}', 5, 90, 0.25, buckets, reused))
+        conn.execute(CLV_FIT_SQL, (AS_OF, "gamma_gamma", "clv-2026-11-18", fitted, "reused", True,
+                                   '{"p": 6, "q": 4, "v": 60}', 4, None, None, None, reused))
+        conn.execute(
+            "insert into bi.customer_clv (customer_id, as_of_date, fit_id, probability_alive,"
+            " predicted_clv_12m) values ('c1', %s, 'clv-2026-11-18', 0.5, 100),"
+            " ('c2', %s, 'clv-2026-11-18', 1, 50)",
+            (AS_OF, AS_OF),
+        )
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "b.html").read_text(encoding="utf-8")
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert 'data-chart="clv-holdout"' in page
+    assert "Fit in use clv-2026-11-18 (reused: within the refit period)." in text
+    assert "BG/NBD a 1, alpha 10, b 3, r 0.5 on 5 customers" in text
+    # mean P(alive) (0.5 + 1) / 2 = 0.75; CLV 100 + 50 = 150
+    assert "2 customers scored, mean P(alive) 0.75, predicted 12-month CLV 150.00 in all." in text
+    # error .25 <= bound .35
+    assert ("Holdout error 25.0% (sum over buckets of |predicted - actual| / actual), bound 35%: passed."
+            in text)
+    assert "0 repeat purchases (3 customers)" in text and "7+ repeat purchases (2 customers)" in text
+
+    rejected = "fitted on A's summary; not used: holdout error 0.5000 > 0.35"
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute(CLV_FIT_SQL, (AS_OF, "bg_nbd", "clv-2026-11-20", AS_OF, "rejected", False,
+                                   '{"r": 1}', 5, 90, 0.5, buckets, rejected))
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "c.html").read_text(encoding="utf-8")
+    assert f"Tonight's fit was not used: {rejected}" in html.unescape(page)
+
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("delete from bi.clv_model_fits; delete from bi.customer_clv")
+        conn.execute(CLV_FIT_SQL, (AS_OF, "bg_nbd", "clv-2026-11-20", None, "not_fitted", False, None, 8,
+                                   None, None, None, "no fit in use: 8 customers with a purchase"))
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "d.html").read_text(encoding="utf-8")
+    assert "No CLV fit in use: no fit in use: 8 customers with a purchase" in page
+    assert 'data-chart="clv-holdout"' not in page

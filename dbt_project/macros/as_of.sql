@@ -27,3 +27,21 @@
     ) -%}
     {{ return(relation is not none) }}
 {% endmacro %}
+
+
+{#
+    Predicted lifetime value for A exists when the `clv` step (tierflow.clv, run between the
+    DAG's two dbt groups) wrote customer_clv into the marts schema. The step always creates the
+    table; it holds rows for A only when a CLV fit was accepted and in use. A `dbt build` run by
+    hand without the step computes the tiers without predicted value, as such a night does.
+    Always true while dbt parses (so the source is in dbt's graph). Unit tests override it.
+#}
+{% macro has_clv_predictions() %}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(
+        database=target.database, schema=target.schema ~ '_marts', identifier='customer_clv'
+    ) -%}
+    {{ return(relation is not none) }}
+{% endmacro %}

@@ -112,20 +112,32 @@
 {%- endmacro %}
 
 
-{#- value_score_expr: round(weighted components / sum of the weights, 4), var tier_weights. -#}
-{% macro value_score_expr() -%}
+{#-
+    value_score_expr: round(weighted components / sum of the weights, 4), var tier_weights.
+    predicted=true adds the predicted_value component (column predicted_value_score) with its
+    weight on rows whose column has_predicted_value is true; on other rows (a night without an
+    accepted CLV fit) it and its weight drop out, so the score is the four others' as before.
+-#}
+{% macro value_score_expr(predicted=false) -%}
     {%- set weights = var('tier_weights') -%}
+    {%- set w_predicted = sql_number(weights.get('predicted_value', 0)) -%}
     round(
         (
             {{ sql_number(weights.purchasing_power) }} * purchasing_power_score
             + {{ sql_number(weights.frequency) }} * frequency_score
             + {{ sql_number(weights.profit) }} * profit_score
             + {{ sql_number(weights.recency) }} * recency_score
+            {%- if predicted %}
+            + case when has_predicted_value then {{ w_predicted }} * predicted_value_score else 0 end
+            {%- endif %}
         ) / (
             {{ sql_number(weights.purchasing_power) }}
             + {{ sql_number(weights.frequency) }}
             + {{ sql_number(weights.profit) }}
             + {{ sql_number(weights.recency) }}
+            {%- if predicted %}
+            + case when has_predicted_value then {{ w_predicted }} else 0 end
+            {%- endif %}
         ),
         4
     )
@@ -136,13 +148,14 @@
     score_tier_expr: the tier by score alone, per var tier_method, from the columns
     value_position (share of rows with a strictly higher score), contribution_ranked_above
     and contribution_total (positive net contribution held by rows with a strictly higher
-    score, and in all).
+    score, and in all). prefix reads the position columns of another score (base_: the
+    score without the predicted value).
 -#}
-{% macro score_tier_expr() -%}
+{% macro score_tier_expr(prefix='') -%}
     {%- if var('tier_method') == 'pareto' -%}
-        {{ tier_level('case when contribution_total > 0 then contribution_ranked_above / contribution_total else value_position end') }}
+        {{ tier_level('case when contribution_total > 0 then ' ~ prefix ~ 'contribution_ranked_above / contribution_total else ' ~ prefix ~ 'value_position end') }}
     {%- elif var('tier_method') == 'percentile' -%}
-        {{ tier_level('value_position') }}
+        {{ tier_level(prefix ~ 'value_position') }}
     {%- else -%}
         {{ exceptions.raise_compiler_error("var tier_method must be percentile or pareto, got '" ~ var('tier_method') ~ "'") }}
     {%- endif -%}

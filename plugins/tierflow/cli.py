@@ -3,6 +3,7 @@
     tierflow warehouse start | stop | status | url | remove
     tierflow demo [--customers N] [--days D] [--seed S] [--end-date YYYY-MM-DD] [--if-absent]
     tierflow run --date D | --from D1 --to D2 | --last N
+    tierflow clv validate --date D
     tierflow airflow start [--executor celery|local] [--workers N] | stop | status | manifest
 """
 
@@ -406,6 +407,42 @@ def _ingest_totals(url: str, run_ids: list[str]) -> str:
 
 
 # -- airflow (the real services on this machine) -----------------------------------------------
+def cmd_clv(args: argparse.Namespace, settings: Settings) -> None:
+    """The CLV model's holdout check for one as-of date, on the published order facts."""
+    import psycopg
+
+    from tierflow.clv import validate_date
+    from tierflow.clv.store import read_fits
+    from tierflow.config import load_config
+
+    cfg = load_config(settings.config_path).clv
+    url = settings.warehouse_url()
+    with psycopg.connect(url) as conn:
+        orders = f"{settings.publish_schema}.fct_orders"
+        if conn.execute("select to_regclass(%s)", (orders,)).fetchone()[0] is None:
+            _die(f"{settings.publish_schema}.fct_orders does not exist: publish a night first (tierflow run)")
+    check = validate_date(url, cfg, args.date, settings.publish_schema)
+    cutoff = args.date - timedelta(days=cfg.holdout_days)
+    print(f"CLV holdout check for {args.date}: BG/NBD fitted on purchases up to {cutoff}, "
+          f"predicting each customer's purchase days in ({cutoff}, {args.date}] "
+          f"({settings.publish_schema}.fct_orders)")
+    print(f"customers with a purchase before the holdout: {check.customers:,}")
+    if check.buckets:
+        print(f"{'repeat purchases':>17}  {'customers':>9}  {'predicted':>10}  {'actual':>7}")
+        for b in check.buckets:
+            print(f"{b['bucket']:>17}  {b['customers']:>9,}  {b['predicted']:>10,.1f}  {b['actual']:>7,}")
+    if check.error is None:
+        _die(f"no holdout error: {check.note}")
+    verdict = "passes" if check.error <= cfg.max_holdout_error else "FAILS"
+    print(f"holdout error {check.error:.4f} (sum |predicted - actual| / actual): {verdict} "
+          f"clv.max_holdout_error {cfg.max_holdout_error:g}")
+    with psycopg.connect(url) as conn:
+        for fit in read_fits(conn, settings.publish_schema, args.date):
+            print(f"published fit {fit['fit_id']} {fit['model']} ({fit['status']}): {fit['note']}")
+    if check.error > cfg.max_holdout_error:
+        raise SystemExit(1)
+
+
 def cmd_airflow(args: argparse.Namespace, settings: Settings) -> None:
     from tierflow.deploy import local
 
@@ -482,6 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the summary after each date or only after the last (default)")
     r.add_argument("--verbose", action="store_true", help="show Airflow's and dbt's logs")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("clv", help="the CLV model (predicted lifetime value)")
+    c_sub = c.add_subparsers(dest="action", required=True)
+    c_validate = c_sub.add_parser(
+        "validate", help="holdout check: predicted vs actual purchases per frequency bucket"
+    )
+    c_validate.add_argument("--date", type=date.fromisoformat, required=True, help="as-of date YYYY-MM-DD")
+    c.set_defaults(func=cmd_clv)
 
     a = sub.add_parser("airflow", help="the real Airflow services on this machine (UI, scheduler, workers)")
     a_sub = a.add_subparsers(dest="action", required=True)

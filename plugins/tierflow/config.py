@@ -111,11 +111,17 @@ class TierWeights(_Strict):
     frequency: float = Field(ge=0)
     profit: float = Field(ge=0)
     recency: float = Field(ge=0)
+    # predicted 12-month CLV (customer_clv). It counts only on a night with an accepted CLV fit;
+    # without one the component and its weight drop out and the other weights decide alone.
+    predicted_value: float = Field(0.2, ge=0)
 
     @model_validator(mode="after")
     def _positive_total(self) -> TierWeights:
+        # without a CLV fit the score is the other four components: they must weigh something
         if self.purchasing_power + self.frequency + self.profit + self.recency <= 0:
-            raise ValueError("weights: at least one weight must be > 0")
+            raise ValueError(
+                "weights: at least one of purchasing_power, frequency, profit, recency must be > 0"
+            )
         return self
 
 
@@ -130,6 +136,9 @@ class TierPotential(_Strict):
     top_share: float = Field(0.2, gt=0, le=1)
     # and be at least this relative growth (0.2 = +20%)
     min_growth: float = Field(0.2, ge=0)
+    # or: its predicted 12-month CLV ranks in the top_share of all customers (on a night with an
+    # accepted CLV fit; customer_clv.predicted_clv_12m)
+    use_predicted_value: bool = True
 
 
 class TierConfig(_Strict):
@@ -333,6 +342,10 @@ class ResponseConfig(_Strict):
     """Diminishing-return response curves (tierflow.allocation.curves)."""
 
     segments: list[ResponseSegment] = Field(default_factory=_default_segments, min_length=1)
+    # the customer value the breakpoints are shares of: revenue (monetary, net revenue in the
+    # RFM window) or clv (predicted_clv_12m of customer_clv; a night without an accepted CLV
+    # fit falls back to revenue and says so)
+    value_base: Literal["revenue", "clv"] = "revenue"
     account_manager_hour_return: float = Field(0.002, ge=0)
     action_multipliers: dict[str, float] = Field(
         default_factory=lambda: {
@@ -545,6 +558,28 @@ class OutcomesConfig(_Strict):
     # two-sided confidence level of the uplift intervals (normal approximation)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     health: HealthConfig = Field(default_factory=HealthConfig)
+class ClvConfig(_Strict):
+    """Predicted lifetime value (tierflow.clv; docs/clv.md): BG/NBD + Gamma-Gamma on the BTYD
+    summary of customer_rfm, refitted every ``refit_days`` and accepted only after a holdout check.
+    """
+
+    # refit when the fit in use was made this many days before the as-of date or more
+    # (1 = every night); nights in between score with the last accepted fit
+    refit_days: int = Field(7, ge=1)
+    # the holdout check: a model fitted on the history up to A - holdout_days predicts each
+    # customer's purchases in (A - holdout_days, A]; compared per calibration-frequency bucket
+    holdout_days: int = Field(90, ge=7)
+    # a fit is accepted only if the holdout error (sum over buckets of |predicted - actual|
+    # purchases / actual purchases) is at most this
+    max_holdout_error: float = Field(0.35, gt=0)
+    # no fit with fewer customers with a purchase than this (the model would not be identified);
+    # the night then has no predicted value and says so
+    min_customers: int = Field(50, ge=10)
+    # fit on a deterministic sample of at most this many customers (everyone is scored)
+    fit_sample_size: int = Field(50_000, ge=100)
+    # predicted_clv_12m: months ahead (30-day months) and the monthly discount rate
+    horizon_months: int = Field(12, ge=1, le=120)
+    monthly_discount_rate: float = Field(0.01, ge=0, lt=1)
 
 
 class TierflowConfig(_Strict):
@@ -561,6 +596,7 @@ class TierflowConfig(_Strict):
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     region_potential: RegionPotentialConfig = Field(default_factory=RegionPotentialConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
+    clv: ClvConfig = Field(default_factory=ClvConfig)
 
     @model_validator(mode="after")
     def _alert_tiers_are_levels(self) -> TierflowConfig:

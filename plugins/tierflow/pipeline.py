@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 # dbt model folders built together by the DAG's `prepare` task (views); the marts get a task each
 DBT_VIEW_LAYERS = ("staging", "intermediate")
+# the marts built after the `clv` step (they read customer_clv): customer_tiers and downstream
+DBT_TIERS_SELECTOR = "customer_tiers+"
 
 
 def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:
@@ -112,6 +114,14 @@ def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date,
     from tierflow.quality import run_gate
 
     return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
+
+
+@step("clv")
+def clv(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+    """Predicted lifetime value for A (customer_clv, clv_model_fits), between the two dbt groups."""
+    from tierflow.clv import run_clv
+
+    return run_clv(url, cfg.clv, as_of, settings.publish_schema)
 
 
 @step("allocate")

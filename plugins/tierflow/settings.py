@@ -240,6 +240,19 @@ def load_settings() -> Settings:
     )
 
 
+def configure_pytensor() -> Path:
+    """Where pytensor (under pymc-marketing's CLV models) keeps the C code it compiles on first
+    use: ``$TIERFLOW_HOME/pytensor`` unless PYTENSOR_FLAGS already names a compiledir. Must run
+    before pytensor is imported; the first fit on a machine pays the compilation once.
+    """
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    compiledir = load_settings().home / "pytensor"
+    if "compiledir" not in flags:
+        compiledir.mkdir(parents=True, exist_ok=True)
+        os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"compiledir={compiledir}") if f)
+    return compiledir
+
+
 def sqlalchemy_url(url: str) -> str:
     """The same URL with the driver spelled out (SQLAlchemy 2.1 changed the default driver)."""
     parts = urlsplit(url)

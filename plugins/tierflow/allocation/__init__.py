@@ -49,6 +49,7 @@ def run_allocation(url: str, cfg: TierflowConfig, as_of: date) -> dict:
         "account_manager_hours": str(from_hundredths(sum(c.am_hundredths for c in plan.customers))),
         "customers_at_cap": sum(c.allocated_cents == c.cap_cents for c in plan.customers),
         "customers_credit_capped": sum(c.is_credit_capped for c in plan.customers),
+        "value_base": plan.value_base,
         "notes": plan.notes,
     }
     log.info(

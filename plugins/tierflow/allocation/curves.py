@@ -1,6 +1,7 @@
 """Diminishing-return response curves: the expected incremental contribution of a plan.
 
-For a customer with value base ``v`` (monetary: net revenue in the RFM window, at least 0)
+For a customer with value base ``v`` (``allocation.response.value_base``: revenue = monetary,
+net revenue in the RFM window; clv = predicted_clv_12m of customer_clv; at least 0)
 the config's segments ``[(u1, r1), (u2, r2), ...]`` (``allocation.response.segments``,
 ``u`` increasing, ``r`` not increasing) give breakpoints ``b_k = u_k x v`` (in cents, rounded
 down): every cent spent up to ``b_1`` returns ``r1`` cents of contribution, every cent from
@@ -49,12 +50,21 @@ class Curve:
         return self.budget_return(cents) + self.hours_return(hundredths)
 
 
-def value_base_cents(customer: CustomerInput) -> int:
+def uses_clv(customers: list[CustomerInput], response: ResponseConfig) -> bool:
+    """value_base clv, on a night with predicted values (else the curves scale by revenue)."""
+    return response.value_base == "clv" and any(c.predicted_clv_12m is not None for c in customers)
+
+
+def value_base_cents(customer: CustomerInput, use_clv: bool = False) -> int:
+    """The value the curve's breakpoints are shares of: predicted CLV (0 for a customer without
+    one: it never purchased) or revenue in the window."""
+    if use_clv:
+        return max(to_hundredths(customer.predicted_clv_12m or 0), 0)
     return max(to_hundredths(customer.monetary), 0)
 
 
-def curve_for(customer: CustomerInput, action: str, response: ResponseConfig) -> Curve:
-    value = value_base_cents(customer)
+def curve_for(customer: CustomerInput, action: str, response: ResponseConfig, use_clv: bool = False) -> Curve:
+    value = value_base_cents(customer, use_clv)
     multiplier = exact(response.action_multipliers[action])
     lengths, rates, previous = [], [], 0
     for seg in response.segments:

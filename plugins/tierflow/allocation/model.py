@@ -95,6 +95,8 @@ class CustomerInput:
     channel_preference: str | None = None
     breadth_trend: str | None = None
     loyalty_band: str | None = None
+    # customer_clv's predicted 12-month CLV; None without one (never purchased, or no CLV fit)
+    predicted_clv_12m: Decimal | None = None
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Plan:
     customers: list[CustomerPlan]
     tiers: list[TierPlan]
     policy_expected_return: Fraction = Fraction(0)
+    value_base: str = "revenue"  # what scaled the response curves: revenue or clv
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from tierflow.allocation.actions import HIGH_CREDIT_RISK, action_reason, primary_action, profile_rule
 from tierflow.allocation.control import control_reason, hold_out, is_control
-from tierflow.allocation.curves import curve_for
+from tierflow.allocation.curves import curve_for, uses_clv
 from tierflow.allocation.model import (
     AllocationError,
     CustomerInput,
@@ -94,7 +94,8 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
         )
 
     allocate_policy(plans, tiers, budget_cents, alloc)
-    curves = [curve_for(p.customer, p.primary_action, alloc.response) for p in plans]
+    use_clv = uses_clv(customers, alloc.response)
+    curves = [curve_for(p.customer, p.primary_action, alloc.response, use_clv) for p in plans]
     for p, curve in zip(plans, curves, strict=True):
         p.expected_return = curve.expected_return(p.allocated_cents, p.am_hundredths)
     policy_return = sum(p.expected_return for p in plans)
@@ -108,7 +109,13 @@ def build_plan(customers: list[CustomerInput], cfg: TierflowConfig, as_of: date)
         plans,
         tiers,
         policy_expected_return=policy_return,
+        value_base="clv" if use_clv else "revenue",
     )
+    if alloc.response.value_base == "clv" and not use_clv:
+        plan.notes.append(
+            "allocation.response.value_base is clv, but the night has no predicted value "
+            "(no CLV fit in use): the response curves scale by revenue"
+        )
 
     if alloc.mode == "optimized":
         policy_amounts = [(p.allocated_cents, p.am_hundredths) for p in plans]

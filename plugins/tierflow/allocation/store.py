@@ -8,6 +8,7 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
+from tierflow.allocation.curves import value_base_cents
 from tierflow.allocation.model import AllocationError, CustomerInput, Plan, from_hundredths
 from tierflow.settings import MARTS_SCHEMA
 
@@ -24,6 +25,7 @@ INPUT_COLUMNS = (
     "high_potential_reason",
     "account_manager",
     "is_override",
+    "predicted_clv_12m",
 )
 
 # the profile columns of customer_tiers (customer_profile), read when present; needed only when
@@ -113,7 +115,8 @@ CUSTOMER_COLUMNS = (
     (
         "value_base",
         "numeric not null",
-        "monetary (net revenue in the RFM window, at least 0): scales the customer's response curve.",
+        "The value that scales the customer's response curve (allocation.response.value_base): monetary "
+        "(net revenue in the RFM window) or predicted_clv_12m (customer_clv), at least 0.",
     ),
     (
         "is_control",
@@ -228,6 +231,8 @@ def read_customers(conn: psycopg.Connection, as_of: date, needs_profile: bool = 
         d["is_override"] = bool(d["is_override"])
         if "is_overdue_by_rhythm" in d:
             d["is_overdue_by_rhythm"] = bool(d["is_overdue_by_rhythm"])
+        if d["predicted_clv_12m"] is not None:
+            d["predicted_clv_12m"] = Decimal(d["predicted_clv_12m"])
         out.append(CustomerInput(**d))
     return out
 
@@ -288,7 +293,7 @@ def _customer_rows(plan: Plan) -> list[tuple]:
                 ret,
                 (ret / budget).quantize(Decimal("0.0001")) if budget else None,
                 c.value_score,
-                max(c.monetary, Decimal(0)),
+                from_hundredths(value_base_cents(c, plan.value_base == "clv")),
                 p.is_control,
                 p.assigned_action,
             )

@@ -41,6 +41,8 @@ PER_DATE_TABLES = (
     "customer_credit_risk",
     "customer_lifecycle",
     "customer_profile",
+    "customer_clv",  # predicted value (tierflow.clv); no rows on a night without a fit in use
+    "clv_model_fits",  # the night's fit in use, its candidate, the holdout check
     "customer_tiers",
     "account_group_tiers",
     "customer_tier_history",

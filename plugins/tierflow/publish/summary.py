@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from tierflow.clv.store import read_fits
 from tierflow.quality.completeness import degradations
 from tierflow.settings import META_SCHEMA
 
@@ -212,6 +213,7 @@ def build_summary(
             (run_id,),
         ).fetchone()
         degraded = degradations(conn, as_of)
+        clv_fits = read_fits(conn, publish_schema, as_of)
     total_customers = sum(t["customers"] for t in tiers) or 1
     total_revenue = sum(_f(t["revenue"]) for t in tiers) or 1.0
     return {
@@ -249,6 +251,11 @@ def build_summary(
         "rejects_by_reason": [{"reason": r["reason"], "rows": r["rows"]} for r in rejects],
         "quality": dict(quality) if quality else {},
         "degradations": degraded,
+        "clv": [
+            {k: f[k] for k in ("model", "fit_id", "status", "is_in_use", "holdout_error", "note")}
+            | {"holdout_error": float(f["holdout_error"]) if f["holdout_error"] is not None else None}
+            for f in clv_fits
+        ],
         "exports": exports,
     }
 
@@ -272,6 +279,21 @@ def load_summary(url: str, run_id: str) -> dict | None:
     return row[0] if row else None
 
 
+def _clv_lines(fits: list[dict]) -> list[str]:
+    """The CLV model's night in a line; a fit that was not used, or none in use, as a warning."""
+    out = []
+    bg = [f for f in fits if f["model"] == "bg_nbd"]
+    in_use = next((f for f in bg if f["is_in_use"]), None)
+    if in_use:
+        error = in_use["holdout_error"]
+        error = f", holdout error {error:.1%}" if error is not None else ""
+        out.append(f"  clv: fit {in_use['fit_id']} in use ({in_use['status']}{error})")
+    for f in bg:
+        if f["status"] in ("rejected", "not_fitted"):
+            out.append(f"  warning: clv: {f['note']}")
+    return out
+
+
 def format_summary(s: dict) -> str:
     """Human-readable run summary (printed by ``tierflow run``)."""
     ing = s["ingest"]
@@ -284,6 +306,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"  warning: {w}")
     for d in s.get("degradations", []):
         lines.append(f"  degraded: {d}")
+    lines.extend(_clv_lines(s.get("clv", [])))
     if ing.get("extra_columns"):
         lines.append(f"  extra columns kept aside: {', '.join(ing['extra_columns'])}")
     for p in ing.get("ignored_paths", []):

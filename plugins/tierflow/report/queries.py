@@ -125,6 +125,43 @@ class Rejects:
     extra_columns: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, columns kept aside)
 
 
+@dataclass
+class Clv:
+    """The CLV model of the night: its fits (clv_model_fits) and what customer_clv holds."""
+
+    fits: list[dict[str, Any]]  # in use first
+    customers: int = 0
+    mean_probability_alive: float = 0.0
+    total_predicted_clv: float = 0.0
+
+
+def read_clv(conn: psycopg.Connection, bi: str, as_of: date) -> Clv | Missing:
+    if not _exists(conn, bi, "clv_model_fits"):
+        return Missing(f"{bi}.clv_model_fits")
+    fits = [
+        dict(r)
+        for r in conn.execute(
+            sql.SQL(
+                "select * from {} where as_of_date = %s order by is_in_use desc, fit_id desc, model"
+            ).format(sql.Identifier(bi, "clv_model_fits")),
+            (as_of,),
+        )
+    ]
+    out = Clv(fits)
+    if _exists(conn, bi, "customer_clv"):
+        r = conn.execute(
+            sql.SQL(
+                "select count(*) as n, avg(probability_alive) as alive, sum(predicted_clv_12m) as clv"
+                " from {} where as_of_date = %s"
+            ).format(sql.Identifier(bi, "customer_clv")),
+            (as_of,),
+        ).fetchone()
+        out.customers, out.mean_probability_alive, out.total_predicted_clv = (
+            int(r["n"]), _num(r["alive"]), _num(r["clv"])
+        )
+    return out
+
+
 def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
     row = conn.execute(
         "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
@@ -546,6 +583,7 @@ class ReportData:
     team: Any = None
     regions: Any = None
     outcomes: Any = None  # tierflow.report.outcomes.Outcomes: closing the loop
+    clv: Clv | Missing | None = None  # None: not read (a caller that builds ReportData by hand)
 
 
 def read_report_data(
@@ -584,4 +622,5 @@ def read_report_data(
             team=team.read_team(conn, publish_schema, as_of),
             regions=team.read_regions(conn, publish_schema, as_of),
             outcomes=read_outcomes(conn, publish_schema, as_of),
+            clv=read_clv(conn, publish_schema, as_of),
         )

@@ -446,6 +446,65 @@ def migrations_section(d: ReportData) -> str:
     return section("migrations", f"Tier migrations{since}", intro, row(chart, summary))
 
 
+def _params(p: dict | None) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted((p or {}).items())) or "none"
+
+
+def clv_section(d: ReportData) -> str:
+    intro = (
+        "Predicted value: BG/NBD (purchases) and Gamma-Gamma (spend) fitted on the BTYD summary, "
+        "accepted only when a model fitted on the history before the holdout period predicts "
+        "the purchase days in it within the configured error. The chart compares predicted "
+        "and actual holdout purchase days per number of repeat purchases before the holdout."
+    )
+    c = d.clv
+    if c is None:
+        return ""
+    if isinstance(c, Missing):
+        return section("clv", "Predicted value (CLV)", intro, missing(c))
+    if not c.fits:
+        return section("clv", "Predicted value (CLV)", intro, note(f"No CLV fit recorded for {d.as_of}."))
+    in_use = [f for f in c.fits if f["is_in_use"]]
+    parts = []
+    if not in_use:
+        parts.append(note(f"No CLV fit in use: {c.fits[0]['note']}"))
+    else:
+        bg = next(f for f in in_use if f["model"] == "bg_nbd")
+        gg = next(f for f in in_use if f["model"] == "gamma_gamma")
+        parts.append(
+            f"<p>Fit in use <b>{esc(bg['fit_id'])}</b> ({esc(bg['note'])}). "
+            f"BG/NBD {esc(_params(bg['parameters']))} on {fmt_int(bg['n_customers'])} customers; "
+            f"Gamma-Gamma {esc(_params(gg['parameters']))} on {fmt_int(gg['n_customers'])} customers. "
+            f"{fmt_int(c.customers)} customers scored, mean P(alive) {c.mean_probability_alive:.2f}, "
+            f"predicted 12-month CLV {esc(fmt_money(c.total_predicted_clv))} in all.</p>"
+        )
+    rejected = [f for f in c.fits if f["status"] == "rejected" and f["model"] == "bg_nbd"]
+    if rejected:
+        parts.append(note(f"Tonight's fit was not used: {rejected[0]['note']}"))
+    checked = next((f for f in c.fits if f["model"] == "bg_nbd" and f.get("holdout_buckets")), None)
+    if checked:
+        buckets = checked["holdout_buckets"]
+        chart = svg.hbars(
+            "clv-holdout",
+            f"Holdout purchase days, predicted vs actual ({checked['holdout_days']} days, fit "
+            f"{checked['fit_id']})",
+            [f"{b['bucket']} repeat purchases ({fmt_int(b['customers'])} customers)" for b in buckets],
+            [
+                ("predicted", TIER_COLORS[1], [float(b["predicted"]) for b in buckets]),
+                ("actual", TIER_COLORS[5], [float(b["actual"]) for b in buckets]),
+            ],
+            fmt_int,
+        )
+        error = checked["holdout_error"]
+        bound = checked["max_holdout_error"]
+        verdict = "" if error is None else (
+            f"Holdout error {float(error):.1%} (sum over buckets of |predicted - actual| / actual), "
+            f"bound {float(bound):.0%}: {'passed' if float(error) <= float(bound) else 'failed'}."
+        )
+        parts.append(row(chart, f"<p>{esc(verdict)}</p>"))
+    return section("clv", "Predicted value (CLV)", intro, "".join(parts))
+
+
 def allocation_section(d: ReportData) -> str:
     intro = (
         "The sales and service budget of the plan period, by value tier, next to each tier's share "
@@ -1150,6 +1209,7 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
             ("tiers", "Tier mix"),
             ("whale", "Whale curve"),
             ("migrations", "Migrations"),
+            ("clv", "CLV"),
             ("allocation", "Allocation"),
             ("actions", "Actions"),
             ("plan-performance", "Did the plan work?"),
@@ -1166,6 +1226,7 @@ def build_html(d: ReportData, links: dict[str, str], generated_at: datetime | No
         tier_mix_section(d),
         whale_section(d),
         migrations_section(d),
+        clv_section(d),
         allocation_section(d),
         actions_section(d),
         plan_section(d),

@@ -72,6 +72,24 @@ customer_profile as (
 
 ),
 
+customer_clv as (
+
+    -- predicted lifetime value (tierflow.clv, the DAG's `clv` step): rows for A only on a
+    -- night with an accepted CLV fit in use
+    {% if has_clv_predictions() %}
+    select * from {{ source('clv', 'customer_clv') }}
+    where as_of_date = {{ as_of_date() }}
+    {% else %}
+    select
+        cast(null as text) as customer_id,
+        cast(null as numeric) as predicted_clv_12m,
+        cast(null as numeric) as probability_alive,
+        cast(null as text) as fit_id
+    where false
+    {% endif %}
+
+),
+
 {% if has_published_history('customer_tiers') %}
 published_tiers as (
 
@@ -119,10 +137,16 @@ customer_metrics as (
         coalesce(customer_profitability.gross_margin, 0) as gross_margin,
         coalesce(customer_profitability.net_contribution, 0) as net_contribution,
         customer_rfm.has_purchase_in_window,
-        customer_rfm.rfm_segment
+        customer_rfm.rfm_segment,
+        -- predicted value (null: never purchased, or no CLV fit in use tonight)
+        customer_clv.predicted_clv_12m,
+        customer_clv.probability_alive,
+        customer_clv.fit_id as clv_fit_id
     from customer_rfm
     left join customer_profitability
         on customer_rfm.customer_id = customer_profitability.customer_id
+    left join customer_clv
+        on customer_rfm.customer_id = customer_clv.customer_id
 
 ),
 
@@ -130,7 +154,21 @@ components as (
 
     select
         *,
-        {{ value_component_columns() }}
+        {{ value_component_columns() }},
+        -- the predicted value counts on a night with a CLV fit in use (any customer has one)
+        count(predicted_clv_12m) over () > 0 as has_predicted_value,
+        -- its component: cume_dist of predicted_clv_12m among the customers that have one
+        -- (every customer with a purchase, on such a night); 0 for the others
+        case
+            when predicted_clv_12m is not null
+                then cast(cume_dist() over (
+                        partition by predicted_clv_12m is not null order by predicted_clv_12m
+                    ) as numeric)
+            when count(predicted_clv_12m) over () > 0 then 0
+        end as predicted_value_score,
+        rank() over (order by predicted_clv_12m desc nulls last) as predicted_value_rank,
+        cast(rank() over (order by predicted_clv_12m desc nulls last) - 1 as numeric)
+        / count(*) over () as predicted_value_position
     from customer_metrics
 
 ),
@@ -139,7 +177,9 @@ value_scored as (
 
     select
         *,
-        {{ value_score_expr() }} as value_score
+        {{ value_score_expr(predicted=true) }} as value_score,
+        -- the score the four historical components alone give (= value_score without a CLV fit)
+        {{ value_score_expr() }} as base_value_score
     from components
 
 ),
@@ -169,7 +209,14 @@ positioned as (
         sum(greatest(net_contribution, 0)) over (order by value_score desc)
         - sum(greatest(net_contribution, 0)) over (partition by value_score)
             as contribution_ranked_above,
-        sum(greatest(net_contribution, 0)) over () as contribution_total
+        sum(greatest(net_contribution, 0)) over () as contribution_total,
+        -- the same positions by the score without the predicted value (tier reasons say when
+        -- the predicted value decided the tier)
+        cast(rank() over (order by base_value_score desc) - 1 as numeric)
+        / count(*) over () as base_value_position,
+        sum(greatest(net_contribution, 0)) over (order by base_value_score desc)
+        - sum(greatest(net_contribution, 0)) over (partition by base_value_score)
+            as base_contribution_ranked_above
     from value_scored
 
 ),
@@ -179,6 +226,7 @@ tiered as (
     select
         *,
         {{ score_tier_expr() }} as score_tier,
+        {{ score_tier_expr('base_') }} as base_score_tier,
         {{ tier_level('purchasing_power_position') }} as purchasing_power_tier,
         {{ tier_level('frequency_position') }} as frequency_tier,
         {{ tier_level('profit_position') }} as profit_tier
@@ -377,9 +425,21 @@ explained as (
     select
         *,
         {{ tier_rank('value_tier') }} as value_tier_rank,
-        {{ tier_rank('value_tier') }} > 1
-        and revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
-        and growth_position < {{ sql_number(potential.top_share) }} as is_high_potential,
+        -- high potential (SPEC: growth or predicted value in the top share of the base)
+        coalesce(
+            revenue_growth_rate >= {{ sql_number(potential.min_growth) }}
+            and growth_position < {{ sql_number(potential.top_share) }},
+            false
+        ) as is_growth_potential,
+        {% if potential.get('use_predicted_value', true) -%}
+        coalesce(
+            predicted_clv_12m > 0
+            and predicted_value_position < {{ sql_number(potential.top_share) }},
+            false
+        )
+        {%- else -%}
+        false
+        {%- endif %} as is_value_potential,
         -- why the score gave its tier
         case
             when not has_purchase_in_window
@@ -413,6 +473,15 @@ explained as (
                     else recency_days || ' days ago'
                 end
                 || ')'
+        end
+        -- the predicted value, when it decided the tier: without it the score gives another
+        || case
+            when has_predicted_value and base_score_tier <> score_tier
+                then '; the predicted value decides: predicted 12-month CLV '
+                    || {{ format_amount('coalesce(predicted_clv_12m, 0)') }} || ' ' || {{ base_currency() }}
+                    || ' ranks ' || predicted_value_rank || ' of ' || customer_count
+                    || ' customers, without it ' || base_score_tier
+            else ''
         end as score_reason
     from finalised
 
@@ -431,7 +500,25 @@ reasoned as (
                     || ' cutoff ' || to_char(hysteresis_cutoff, 'FM0.0000')
                     || '; by score alone ' || score_reason
             else score_reason
-        end as computed_reason
+        end as computed_reason,
+        value_tier_rank > 1 and (is_growth_potential or is_value_potential) as is_high_potential,
+        case
+            when is_growth_potential
+                then 'revenue of the last ' || {{ trend_days }} || ' days '
+                    || {{ format_amount('recent_revenue') }} || ' against '
+                    || {{ format_amount('prior_revenue') }} || ' the ' || {{ trend_days }}
+                    || ' days before (+' || {{ format_share('revenue_growth_rate') }}
+                    || '), growth ranks ' || growth_rank || ' of ' || customer_count
+                    || ' customers (top ' || {{ format_share(sql_number(potential.top_share)) }}
+                    || ')'
+        end as growth_potential_text,
+        case
+            when is_value_potential
+                then 'predicted 12-month CLV ' || {{ format_amount('predicted_clv_12m') }} || ' '
+                    || {{ base_currency() }} || ' ranks ' || predicted_value_rank || ' of '
+                    || customer_count || ' customers (top '
+                    || {{ format_share(sql_number(potential.top_share)) }} || ')'
+        end as value_potential_text
     from explained
 
 ),
@@ -489,6 +576,14 @@ final as (
         frequency_score,
         profit_score,
         recency_score,
+        predicted_value_score,
+
+        -- predicted value (customer_clv; null without a CLV fit in use)
+        predicted_clv_12m,
+        probability_alive,
+        clv_fit_id,
+        base_value_score,
+        base_score_tier,
 
         -- metrics in the window (money in the base currency)
         has_purchase_in_window,
@@ -517,13 +612,8 @@ final as (
         coalesce(is_high_potential, false) as is_high_potential,
         case
             when is_high_potential
-                then 'revenue of the last ' || {{ trend_days }} || ' days '
-                    || {{ format_amount('recent_revenue') }} || ' against '
-                    || {{ format_amount('prior_revenue') }} || ' the ' || {{ trend_days }}
-                    || ' days before (+' || {{ format_share('revenue_growth_rate') }}
-                    || '), growth ranks ' || growth_rank || ' of ' || customer_count
-                    || ' customers (top ' || {{ format_share(sql_number(potential.top_share)) }}
-                    || '), below the top tier as ' || value_tier
+                then concat_ws('; ', growth_potential_text, value_potential_text)
+                    || ', below the top tier as ' || value_tier
         end as high_potential_reason,
 
         -- owner and account group

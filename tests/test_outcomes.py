@@ -71,13 +71,20 @@ def _write_health_extracts(landing: Path) -> None:
 
 def _night(url: str, cfg, landing: Path, as_of: date) -> None:
     from tierflow.allocation import run_allocation
+    from tierflow.clv import run_clv
     from tierflow.ingest.loader import run_ingest
+    from tierflow.pipeline import DBT_TIERS_SELECTOR
     from tierflow.publish import publish
     from tierflow.quality import run_gate
     from tierflow.transform import run_dbt, run_vars
 
     run_ingest(url, landing, as_of, cfg)
-    run_dbt(["build", "--exclude", "test_type:unit", "--vars", json.dumps(run_vars(cfg, as_of, "bi"))], url)
+    # as a night runs dbt: the marts, the clv step (ten customers: no fit, no predictions), then
+    # customer_tiers and everything downstream
+    dbt_vars = ["--vars", json.dumps(run_vars(cfg, as_of, "bi"))]
+    run_dbt(["build", "--exclude", "test_type:unit", DBT_TIERS_SELECTOR, *dbt_vars], url)
+    assert run_clv(url, cfg.clv, as_of, "bi")["customers_scored"] == 0
+    run_dbt(["build", "--select", DBT_TIERS_SELECTOR, "--exclude", "test_type:unit", *dbt_vars], url)
     run_allocation(url, cfg, as_of)
     gate = run_gate(url, "marts", as_of, cfg, f"outcomes_{as_of}", Path(__file__).parents[1] / "expectations",
                     landing.parent / f"gate-{as_of}")

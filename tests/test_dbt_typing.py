@@ -23,13 +23,13 @@ Completed orders (tiny_fixture), window (2025-03-31, 2026-03-31]:
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from night_helpers import dbt_night
 from tierflow.config import ProfileRule
 from tiny_fixture import AS_OF, LI_LEI, WANG_FANG, ZHOU_QIANG, write_sales_team_extracts, write_tiny_landing
 
@@ -57,9 +57,8 @@ def _night(url: str, cfg, as_of: date) -> None:
     """dbt (without the unit tests: test_dbt_tiers runs them), allocation, publish."""
     from tierflow.allocation import run_allocation
     from tierflow.publish import publish
-    from tierflow.transform import run_dbt, run_vars
 
-    run_dbt(["build", "--exclude", "test_type:unit", "--vars", json.dumps(run_vars(cfg, as_of, "bi"))], url)
+    dbt_night(url, cfg, as_of)
     run_allocation(url, cfg, as_of)
     publish(url, "bi", f"typing_{as_of}", as_of)
 

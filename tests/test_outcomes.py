@@ -29,13 +29,13 @@ One test, three dbt builds (about 60-90 s).
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from night_helpers import dbt_night
 from tiny_fixture import _write, write_tiny_landing
 
 N1, N2, N3 = date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 1)
@@ -71,20 +71,13 @@ def _write_health_extracts(landing: Path) -> None:
 
 def _night(url: str, cfg, landing: Path, as_of: date) -> None:
     from tierflow.allocation import run_allocation
-    from tierflow.clv import run_clv
     from tierflow.ingest.loader import run_ingest
-    from tierflow.pipeline import DBT_TIERS_SELECTOR
     from tierflow.publish import publish
     from tierflow.quality import run_gate
-    from tierflow.transform import run_dbt, run_vars
 
     run_ingest(url, landing, as_of, cfg)
-    # as a night runs dbt: the marts, the clv step (ten customers: no fit, no predictions), then
-    # customer_tiers and everything downstream
-    dbt_vars = ["--vars", json.dumps(run_vars(cfg, as_of, "bi"))]
-    run_dbt(["build", "--exclude", "test_type:unit", DBT_TIERS_SELECTOR, *dbt_vars], url)
-    assert run_clv(url, cfg.clv, as_of, "bi")["customers_scored"] == 0
-    run_dbt(["build", "--select", DBT_TIERS_SELECTOR, "--exclude", "test_type:unit", *dbt_vars], url)
+    # ten customers: fewer than clv.min_customers, so no fit and no predicted value
+    assert dbt_night(url, cfg, as_of)["customers_scored"] == 0
     run_allocation(url, cfg, as_of)
     gate = run_gate(url, "marts", as_of, cfg, f"outcomes_{as_of}", Path(__file__).parents[1] / "expectations",
                     landing.parent / f"gate-{as_of}")

@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint bench-ingest clean warehouse-stop
+.PHONY: setup run test lint bench-ingest bench-pipeline clean warehouse-stop
 
 setup: $(STAMP)
 
@@ -53,3 +53,11 @@ bench-ingest: setup
 	@command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client; } \
 		|| echo "postgresql-client not installed; using the embedded wheel's psql"
 	$(BIN)/python bench/bench_ingest.py --rows $(BENCH_ROWS) --repeat $(BENCH_REPEAT)
+
+# Issue 11 item 1: a fresh warehouse, `tierflow demo --customers $(BENCH_CUSTOMERS) --days 730`,
+# night 1 (full) and night 2 (one day of new files) through the real DAG, and the core of the
+# night as hand-written SQL (bench/core.sql) on the same order lines; prints per-task seconds
+# and the ratio lines (docs/performance.md).
+BENCH_CUSTOMERS ?= 50000
+bench-pipeline: setup
+	$(BIN)/python bench/bench_pipeline.py --customers $(BENCH_CUSTOMERS)

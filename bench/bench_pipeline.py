@@ -47,7 +47,8 @@ BIN = Path(sys.executable).parent
 CORE_MARTS = ("fct_order_lines", "fct_orders", "customer_rfm", "customer_tiers")
 # tasks whose whole time is quality checking or the allocation solver, not orchestration
 WORK_TASKS = ("validate_raw", "validate_marts", "allocate")
-LOG_LINE = re.compile(r"^(\d+\.\d+) \[\d+\] LOG:  duration: ([0-9.]+) ms")
+LOG_LINE = re.compile(r"^(\d+\.\d+) \[\d+\] LOG:  duration: ([0-9.]+) ms(.*)")
+NODE_ID = re.compile(r'"node_id": "([^"]+)"')
 
 
 def tierflow(env: dict, *args: str, log: Path | None = None) -> tuple[float, int]:
@@ -78,17 +79,21 @@ def task_times(airflow_db: Path) -> list[tuple[str, float, float, float]]:
     return [(t, epoch(s), epoch(e), d or 0.0) for t, s, e, d in rows]
 
 
-def statement_intervals(logfile: Path, offset: int) -> list[tuple[float, float]]:
-    """(start, end) epoch of every statement the server logged after byte ``offset``."""
-    intervals = []
+def statement_intervals(logfile: Path, offset: int) -> tuple[list, list]:
+    """(start, end) epoch of every statement the server logged after byte ``offset``, and the
+    slowest statements (seconds, dbt node or the statement's start)."""
+    intervals, slow = [], []
     with open(logfile, "rb") as fh:
         fh.seek(offset)
         for raw in fh:
             m = LOG_LINE.match(raw.decode("utf-8", "replace"))
             if m:
-                end = float(m.group(1))
-                intervals.append((end - float(m.group(2)) / 1000, end))
-    return intervals
+                end, secs = float(m.group(1)), float(m.group(2)) / 1000
+                intervals.append((end - secs, end))
+                if secs >= 0.5:
+                    node = NODE_ID.search(m.group(3))
+                    slow.append((secs, node.group(1) if node else " ".join(m.group(3).split())[:100]))
+    return intervals, sorted(slow, reverse=True)[:8]
 
 
 def covered_seconds(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
@@ -109,10 +114,11 @@ def night(env: dict, as_of: date, label: str, home: Path, logfile: Path) -> dict
     wall, rss = tierflow(env, "run", "--date", as_of.isoformat(), log=home / f"{label}.log")
     ended = time.time()
     tasks = task_times(home / "airflow" / "airflow.db")
-    busy = statement_intervals(logfile, offset)
+    busy, slow = statement_intervals(logfile, offset)
     busy += [(s, e) for t, s, e, _ in tasks if t in WORK_TASKS]
     share = 1 - covered_seconds(busy, started, ended) / (ended - started)
-    return {"label": label, "as_of": as_of, "wall": wall, "rss": rss, "tasks": tasks, "orchestration": share}
+    return {"label": label, "as_of": as_of, "wall": wall, "rss": rss, "tasks": tasks, "orchestration": share,
+            "slow": slow}
 
 
 def core_sql(url: str, as_of: date) -> float:
@@ -194,7 +200,9 @@ def main() -> None:
         print(f"{name:58s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}")
     for n, s in zip(nights, secs, strict=True):
         print(f"{n['label']} ({n['as_of']}): wall {n['wall']:.1f}s, tasks {sum(s.values()):.1f}s, "
-              f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB")
+              f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB; slowest statements:")
+        for secs, what in n["slow"]:
+            print(f"    {secs:8.2f}s  {what}")
     core = sum(d for t, d in secs[0].items() if t.split(".")[-1].rsplit("_model", 1)[0] in CORE_MARTS)
     print(f"core marts (night 1, {order_lines:,} order lines): {core:.2f}s; "
           f"hand-written SQL {sql_seconds:.2f}s")

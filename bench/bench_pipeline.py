@@ -201,8 +201,8 @@ def main() -> None:
     for n, s in zip(nights, secs, strict=True):
         print(f"{n['label']} ({n['as_of']}): wall {n['wall']:.1f}s, tasks {sum(s.values()):.1f}s, "
               f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB; slowest statements:")
-        for secs, what in n["slow"]:
-            print(f"    {secs:8.2f}s  {what}")
+        for took, what in n["slow"]:
+            print(f"    {took:8.2f}s  {what}")
     core = sum(d for t, d in secs[0].items() if t.split(".")[-1].rsplit("_model", 1)[0] in CORE_MARTS)
     print(f"core marts (night 1, {order_lines:,} order lines): {core:.2f}s; "
           f"hand-written SQL {sql_seconds:.2f}s")

@@ -188,7 +188,8 @@ def main() -> None:
     finally:
         if not args.keep:
             try:
-                EmbeddedWarehouse(load_settings().warehouse_dir).stop()
+                # its data too, also where it lives outside the folder (as root, under the service root)
+                EmbeddedWarehouse(load_settings().warehouse_dir).remove()
             finally:
                 shutil.rmtree(root, ignore_errors=True)
 

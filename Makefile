@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint bench-ingest bench-clv clean warehouse-stop
+.PHONY: setup run test lint bench-ingest bench-clv bench-pipeline clean warehouse-stop
 
 setup: $(STAMP)
 
@@ -63,3 +63,11 @@ CLV_CUSTOMERS ?= 100000
 bench-clv: setup
 	$(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS); \
 		cold=$$?; $(BIN)/python bench/bench_clv.py --customers $(CLV_CUSTOMERS) --warm && exit $$cold
+
+# Issue 11 item 1: a fresh warehouse, `tierflow demo --customers $(BENCH_CUSTOMERS) --days 730`,
+# night 1 (full) and night 2 (one day of new files) through the real DAG, and the core of the
+# night as hand-written SQL (bench/core.sql) on the same order lines; prints per-task seconds
+# and the ratio lines (docs/performance.md).
+BENCH_CUSTOMERS ?= 50000
+bench-pipeline: setup
+	$(BIN)/python bench/bench_pipeline.py --customers $(BENCH_CUSTOMERS)

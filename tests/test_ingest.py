@@ -201,6 +201,34 @@ def test_second_run_loads_nothing(
     assert count(warehouse_url, "tierflow_meta.rejects") == 3
 
 
+def test_ingest_analyzes_the_tables_it_grew_by_a_tenth_or_more(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig
+) -> None:
+    """A first night loads the whole history: the raw gate and dbt must not plan against tables
+    the planner takes for empty (never analyzed: pg_class.reltuples is -1). These tables are
+    far below autovacuum's own threshold (50 rows + 10%), so only the ingest's ANALYZE sets
+    their sizes. A night that grows a table by less than a tenth leaves it to autovacuum."""
+    def planner_rows() -> dict[str, float]:
+        return dict(query(warehouse_url, "select relname, reltuples from pg_class where relnamespace ="
+                                         " 'raw'::regnamespace and relkind = 'r'"))
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, TINY_AS_OF, config, run_id="first")
+    rows = planner_rows()
+    # the loaded counts of test_second_run_loads_nothing
+    assert {t: rows[t] for t in ("crm__customers", "erp__products", "erp__orders", "erp__order_lines")} == {
+        "crm__customers": 10, "erp__products": 2, "erp__orders": 28, "erp__order_lines": 28}
+
+    # one more order the next day: 1 row on 28 is under a tenth (2.8)
+    write_csv(landing / "erp/orders/2026-04-01/orders.csv", ORDERS_HEADER,
+              [["C01-9", "C01", "2026-04-01", "completed", "CNY", "2026-04-01T12:00:00"]])
+    run_ingest(warehouse_url, landing, date(2026, 4, 1), config, run_id="second")
+
+    assert count(warehouse_url, "raw.erp__orders") == 29
+    assert planner_rows()["erp__orders"] == 28  # not analyzed again
+
+
 def test_redelivered_file_is_loaded_again(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig
 ) -> None:

@@ -536,6 +536,7 @@ def run_ingest(
             _sweep_orphans(conn, run_id)
             _record_ignored(conn, run_id, as_of, report.ignored)
             _load_all(conn, files, cfg, report, run_id)
+            _analyze_grown_tables(conn, files, report)
             _check_ignored(report.ignored, fail_unknown)
             _check_required_entities(conn, files, as_of, cfg, report)
         except BaseException as exc:
@@ -601,6 +602,37 @@ def _load_all(
             "loaded %s: %d rows in, %d loaded, %d rejected (%.2fs)",
             lf.relpath, res.rows_in, res.rows_loaded, res.rows_rejected, time.monotonic() - started,
         )
+
+
+def _analyze_grown_tables(conn: psycopg.Connection, files: list[LandingFile], report: IngestReport) -> None:
+    """ANALYZE each raw table this ingest grew by 10% or more (autovacuum's own default), and
+    the load audit with it, before the raw gate and dbt read them.
+
+    A first night loads years of files in one go: without fresh statistics the planner takes
+    the new tables for near-empty and picks nested loops over millions of rows (the raw gate's
+    load reconciliation took 257 s instead of 0.3 s on the 3,000-customer demo), and autovacuum
+    may not get there before the next task. A night of one day's files leaves the tables to
+    autovacuum, so this costs what the night's growth costs.
+    """
+    grown: dict[str, int] = {}
+    by_path = {lf.relpath: lf for lf in files}
+    for res in report.files:
+        lf = by_path.get(res.path)
+        if res.status == "loaded" and lf is not None:
+            grown[lf.entity.raw_table] = grown.get(lf.entity.raw_table, 0) + res.rows_loaded
+    stale = []
+    for table, rows in sorted(grown.items()):
+        (known,) = conn.execute(
+            "select greatest(reltuples, 0) from pg_class where oid = to_regclass(%s)",
+            (sql.Identifier(RAW_SCHEMA, table).as_string(conn),),
+        ).fetchone() or (None,)
+        if rows and (not known or rows >= 0.1 * known):
+            stale.append(sql.Identifier(RAW_SCHEMA, table))
+    if stale:
+        stale += [sql.Identifier(META_SCHEMA, "load_audit"), sql.Identifier(META_SCHEMA, "rejects")]
+        started = time.monotonic()
+        conn.execute(sql.SQL("analyze {}").format(sql.SQL(", ").join(stale)))
+        log.info("analyzed %d grown tables in %.1fs", len(stale), time.monotonic() - started)
 
 
 # -- load_audit bookkeeping ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from tierflow.deploy.plan import PARSE_TIMEOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -353,6 +354,7 @@ def test_airflow_environment(services, name):
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-apiserver:8080/execution/",
+        **PARSE_TIMEOUTS,  # as `tierflow airflow start` sets them
     }
     for key, value in expected.items():
         assert env.get(key) == value, f"{name}: {key} should be {value!r}, is {env.get(key)!r}"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tierflow.deploy.plan import PARSE_TIMEOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,6 +122,9 @@ def _parse_dags(checkout: Path, airflow_home: Path) -> dict:
         AIRFLOW_HOME=str(airflow_home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
+        # as the deployment parses (compose, `tierflow airflow start`): the parse that builds
+        # the manifest runs `dbt parse`, longer than Airflow's default 30 s on a busy machine
+        **PARSE_TIMEOUTS,
     )
     res = subprocess.run(
         [sys.executable, "-c", _PARSE, str(checkout / "dags")],

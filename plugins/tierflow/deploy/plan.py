@@ -93,6 +93,15 @@ def celery_result_backend(db_url: str) -> str:
     return "db+" + sqlalchemy_url(db_url)
 
 
+
+# Parsing customer_tiering rebuilds the dbt manifest (`dbt parse`) when the models changed:
+# 10-60 s on a busy 2-core machine, over Airflow's 30 s import timeout (an import error) and
+# near the dag-processor's 50 s. Compose sets the same values.
+PARSE_TIMEOUTS = {
+    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
+    "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
+}
+
 def environment(
     *,
     layout: Layout,
@@ -139,6 +148,7 @@ def environment(
         "DO_NOT_TRACK": "1",
     }
     tunable = {
+        **PARSE_TIMEOUTS,
         # a task whose worker died is failed after this long without a heartbeat, then retried
         "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "60",

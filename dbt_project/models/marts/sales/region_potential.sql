@@ -54,19 +54,10 @@ customer_regions as (
 
 months as (
 
-    select
-        cast(month_start as date) as month_start_date,
-        least(
-            cast(month_start + interval '1 month' - interval '1 day' as date),
-            {{ as_of_date() }}
-        ) as month_end_date,
+    {% call months_to_as_of() %}
         cast(month_start - interval '{{ months_back - 1 }} months' as date) as window_start_date,
         cast(month_start - interval '{{ 2 * months_back - 1 }} months' as date) as previous_window_start_date
-    from generate_series(
-            (select date_trunc('month', min(order_date)) from orders),
-            date_trunc('month', {{ as_of_date() }}),
-            interval '1 month'
-        ) as month_start
+    {% endcall %}
 
 ),
 

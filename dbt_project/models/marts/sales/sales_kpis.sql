@@ -34,17 +34,7 @@ customer_segments as (
 
 months as (
 
-    select
-        cast(month_start as date) as month_start_date,
-        least(
-            cast(month_start + interval '1 month' - interval '1 day' as date),
-            {{ as_of_date() }}
-        ) as month_end_date
-    from generate_series(
-            (select date_trunc('month', min(order_date)) from orders),
-            date_trunc('month', {{ as_of_date() }}),
-            interval '1 month'
-        ) as month_start
+    {{ months_to_as_of() }}
 
 ),
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tierflow.demo import BAD_KINDS, MANIFEST_NAME, generate
-from tierflow.ingest.entities import BY_PATH
+from tierflow.extracts import BY_PATH
 
 END = date(2026, 11, 20)
 SMALL = {"customers": 60, "days": 40, "seed": 7, "end_date": END}

@@ -14,8 +14,8 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 import pytest
+from tierflow.extracts import Column
 from tierflow.ingest import fast
-from tierflow.ingest.entities import Column
 
 COL = Column("amount", "numeric")
 

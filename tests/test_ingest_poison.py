@@ -26,8 +26,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from tierflow.config import TierflowConfig
+from tierflow.extracts import BY_PATH
 from tierflow.ingest import run_ingest
-from tierflow.ingest.entities import BY_PATH
 from tierflow.settings import EXPECTATIONS_DIR
 
 D = date(2026, 3, 1)

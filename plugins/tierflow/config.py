@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tierflow.extracts import BY_PATH
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -46,8 +48,6 @@ class IngestConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_entities(self) -> IngestConfig:
-        from tierflow.ingest.entities import BY_PATH
-
         unknown = [e for e in self.expected_daily if e not in BY_PATH]
         if unknown:
             raise ValueError(f"expected_daily: unknown entities {unknown}; known: {sorted(BY_PATH)}")

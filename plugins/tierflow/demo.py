@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tierflow.ingest.entities import BY_PATH
+from tierflow.extracts import BY_PATH
 
 BASE_CURRENCY = "CNY"
 MANIFEST_NAME = "_demo_manifest.json"

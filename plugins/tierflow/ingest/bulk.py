@@ -38,7 +38,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tierflow.ingest.entities import (
+from tierflow.extracts import (
     BY_PATH,
     FIELD_LIMIT,
     INT4_MAX,

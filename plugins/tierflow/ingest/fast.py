@@ -68,8 +68,8 @@ from psycopg import sql
 from psycopg.types.datetime import DateBinaryDumper, DatetimeBinaryDumper, DatetimeNoTzBinaryDumper
 from psycopg.types.numeric import DecimalBinaryDumper
 
+from tierflow.extracts import BY_PATH, FIELD_LIMIT, Column, Entity
 from tierflow.ingest.bulk import FALSE, TRUE, WHITESPACE, BulkResult, UseRowPath, _open, read_header
-from tierflow.ingest.entities import BY_PATH, FIELD_LIMIT, Column, Entity
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 log = logging.getLogger(__name__)

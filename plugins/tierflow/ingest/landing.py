@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from tierflow.ingest.entities import BY_PATH, LOAD_ORDER, Entity
+from tierflow.extracts import BY_PATH, LOAD_ORDER, Entity
 from tierflow.ingest.readers import FORMATS, file_format
 
 SYSTEMS: tuple[str, ...] = tuple(dict.fromkeys(e.system for e in BY_PATH.values()))

@@ -32,8 +32,7 @@ import psycopg
 from psycopg import sql
 
 from tierflow.config import TierflowConfig
-from tierflow.ingest.bulk import PLAIN_DECIMAL, UseRowPath, load_csv
-from tierflow.ingest.entities import (
+from tierflow.extracts import (
     BY_PATH,
     FIELD_LIMIT,
     INT4_MAX,
@@ -44,6 +43,7 @@ from tierflow.ingest.entities import (
     Column,
     Entity,
 )
+from tierflow.ingest.bulk import PLAIN_DECIMAL, UseRowPath, load_csv
 from tierflow.ingest.fast import EncodeError, UseSqlPath, load_csv_fast
 from tierflow.ingest.landing import IgnoredPath, LandingError, LandingFile, discover, unsupported
 from tierflow.ingest.readers import FileProblem, JsonNumber, file_format, open_records

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from tierflow.ingest.entities import ENTITIES, PG_TYPES, RAW_META_COLUMNS
+from tierflow.extracts import ENTITIES, PG_TYPES, RAW_META_COLUMNS
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 META_DDL = """

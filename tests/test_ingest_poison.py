@@ -351,7 +351,7 @@ def test_the_numeric_range_is_postgresqls(warehouse_url: str, text: str) -> None
     """PostgreSQL is the oracle: the loader takes a number exactly when its numeric type does."""
     from decimal import Decimal
 
-    from tierflow.ingest.loader import _numeric_in_range
+    from tierflow.ingest.row_contract import _numeric_in_range
 
     with psycopg.connect(warehouse_url) as conn:
         (valid,) = conn.execute("select pg_input_is_valid(%s, 'numeric')", (text,)).fetchone()

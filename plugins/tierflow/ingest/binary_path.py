@@ -667,7 +667,7 @@ def _stream(f: _File, copy: psycopg.Copy, chunks) -> int:
     return rows_in
 
 
-def load_csv(conn: psycopg.Connection, load: FileLoad) -> PathResult:
+def load_csv_binary(conn: psycopg.Connection, load: FileLoad) -> PathResult:
     """Load one UTF-8 CSV / csv.gz file; raise UseSqlPath when another path must do it.
 
     Runs inside the caller's transaction (the file's), in a savepoint: a hand-back leaves

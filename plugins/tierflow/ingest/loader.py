@@ -31,13 +31,13 @@ from psycopg import sql
 
 from tierflow.config import TierflowConfig
 from tierflow.extracts import BY_PATH, REQUIRED_ENTITIES
-from tierflow.ingest import binary_path, row_path, sql_path
-from tierflow.ingest.binary_path import EncodeError
+from tierflow.ingest.binary_path import EncodeError, load_csv_binary
 from tierflow.ingest.file_load import FileLoad, IngestError, PathResult, UseRowPath, UseSqlPath
 from tierflow.ingest.landing import IgnoredPath, LandingError, LandingFile, discover, unsupported
 from tierflow.ingest.readers import file_format
-from tierflow.ingest.row_path import RunLookups
+from tierflow.ingest.row_path import RunLookups, load_rows
 from tierflow.ingest.schema import ensure_schema
+from tierflow.ingest.sql_path import load_csv_in_sql
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -112,16 +112,16 @@ def _load_file(
     if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
         try:
             try:
-                done = binary_path.load_csv(conn, load)
+                done = load_csv_binary(conn, load)
             except UseSqlPath as why:
                 log.info("%s: loading set-based in SQL: %s", lf.relpath, why)
-                done = sql_path.load_csv(conn, load)
+                done = load_csv_in_sql(conn, load)
         except UseRowPath as why:
             log.info("%s: loading row by row: %s", lf.relpath, why)
         else:
             lookups.forget(entity)  # the cached keys / rates no longer cover this entity
             return _file_result(lf, done)
-    return _file_result(lf, row_path.load_rows(conn, load, lookups))
+    return _file_result(lf, load_rows(conn, load, lookups))
 
 
 def _file_result(lf: LandingFile, done: PathResult) -> FileResult:

@@ -46,6 +46,30 @@ _ISO_CURRENCY = re.compile(r"[A-Za-z]{3}")
 _PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL)
 
 
+# -- reject reasons ------------------------------------------------------------------------
+# Each reason's words, written once: validate_row fills the {fields} with Python values, the
+# SQL path (sql_path.py) with SQL expressions that give the same text. {value} is the
+# value as Python's repr() shows it unless said otherwise.
+MALFORMED = "malformed row: {problem}"
+TOO_LONG = "{column}: a value of {length} characters, over the limit of {limit}"
+NUL_BYTE = "{column}: NUL byte (PostgreSQL text cannot hold it; shown as " + NUL_SHOWN_AS + " in raw_record)"
+NOT_ALLOWED = "{column}: {value} is not one of {allowed}"
+BAD_VALUE = "bad {type} in {column}: {value}"
+OUT_OF_NUMERIC_RANGE = BAD_VALUE + (
+    f" (out of PostgreSQL's numeric range: {NUMERIC_MAX_WEIGHT_DIGITS} digits before the point,"
+    f" {NUMERIC_MAX_SCALE} after)")
+OUT_OF_INT_RANGE = BAD_VALUE + f" (out of the integer range {INT4_MIN}..{INT4_MAX})"
+NEGATIVE = "negative {column}: {value}"  # the parsed value as text
+NOT_POSITIVE = "{column} must be greater than 0: {value}"
+MISSING = "missing required value: {columns}"
+BEFORE = "{later} {later_value} is before {earlier} {earlier_value}"  # the dates as text
+IN_FUTURE = "{column} {value} is in the future: more than {days} day(s) after the extract date {date}"
+UNKNOWN_CURRENCY = "unknown currency {value}"  # upper-cased
+NO_FX_RATE = "no fx rate for {currency} on or before {date}"  # as text
+UNKNOWN_KEY = "unknown {column} {value}: no such {entity} row loaded"
+DUPLICATE_KEY = "duplicate key ({columns}) = {key} also on line {line} of this file"
+
+
 class RowProblem(ValueError):
     """One row cannot be loaded; the message is the reject reason."""
 
@@ -64,7 +88,7 @@ class Lookups(Protocol):
 def duplicate_key_message(entity: Entity, key: tuple, first_line: int) -> str:
     """The reject reason of a row whose parsed key an earlier line of the file has."""
     shown = key if len(key) > 1 else key[0]
-    return f"duplicate key ({', '.join(entity.key)}) = {shown!r} also on line {first_line} of this file"
+    return DUPLICATE_KEY.format(columns=", ".join(entity.key), key=repr(shown), line=first_line)
 
 
 # -- value parsing -------------------------------------------------------------------------
@@ -103,26 +127,23 @@ def _parse(col: Column, value: object) -> object:
             if col.allowed is not None:
                 text = text.lower()
                 if text not in col.allowed:
-                    raise RowProblem(f"{col.name}: {value!r} is not one of {', '.join(col.allowed)}")
+                    raise RowProblem(NOT_ALLOWED.format(
+                        column=col.name, value=repr(value), allowed=", ".join(col.allowed)))
             return text
         if col.type == "numeric":
             try:
                 return _finite_number(value)
             except ValueError:
                 if isinstance(value, str) and _looks_finite(value):
-                    raise RowProblem(
-                        f"bad numeric in {col.name}: {value!r} (out of PostgreSQL's numeric range: "
-                        f"{NUMERIC_MAX_WEIGHT_DIGITS} digits before the point, {NUMERIC_MAX_SCALE} after)"
-                    ) from None
+                    raise RowProblem(OUT_OF_NUMERIC_RANGE.format(
+                        type=col.type, column=col.name, value=repr(value))) from None
                 raise
         if col.type == "int":
             num = _finite_number(value)
             if num != num.to_integral_value():
                 raise ValueError
             if num.adjusted() > 9 or not INT4_MIN <= int(num) <= INT4_MAX:
-                raise RowProblem(
-                    f"bad int in {col.name}: {value!r} (out of the integer range {INT4_MIN}..{INT4_MAX})"
-                )
+                raise RowProblem(OUT_OF_INT_RANGE.format(type=col.type, column=col.name, value=repr(value)))
             return int(num)
         if col.type == "date":
             if isinstance(value, datetime):
@@ -152,9 +173,8 @@ def _parse(col: Column, value: object) -> object:
     except RowProblem:
         raise
     except (ValueError, InvalidOperation, TypeError):
-        raise RowProblem(f"bad {col.type} in {col.name}: {value!r}") from None
+        raise RowProblem(BAD_VALUE.format(type=col.type, column=col.name, value=repr(value))) from None
     raise AssertionError(f"unknown column type {col.type}")
-
 
 
 def _looks_finite(text: str) -> bool:
@@ -169,9 +189,9 @@ def _value_problem(name: str, value: object) -> str | None:
     object or list of an unknown column)."""
     if isinstance(value, str):
         if len(value) > FIELD_LIMIT:
-            return f"{name}: a value of {len(value)} characters, over the limit of {FIELD_LIMIT}"
+            return TOO_LONG.format(column=name, length=len(value), limit=FIELD_LIMIT)
         if "\x00" in value:
-            return f"{name}: NUL byte (PostgreSQL text cannot hold it; shown as {NUL_SHOWN_AS} in raw_record)"
+            return NUL_BYTE.format(column=name)
     elif isinstance(value, dict):
         for k, v in value.items():
             problem = _value_problem(name, k) or _value_problem(name, v)
@@ -192,7 +212,7 @@ def validate_row(
     enforces is enforced here too (expectations/raw; tests/test_ingest_poison.py checks that),
     so a row the raw gate would refuse never reaches raw to block later nights."""
     if "__malformed__" in record:
-        raise RowProblem(f"malformed row: {record['__malformed__']}")
+        raise RowProblem(MALFORMED.format(problem=record["__malformed__"]))
     for name, value in record.items():
         problem = _value_problem(name, value)
         if problem:
@@ -205,25 +225,24 @@ def validate_row(
             missing.append(col.name)
         if value is not None and (col.non_negative or col.positive):
             if col.non_negative and value < 0:
-                raise RowProblem(f"negative {col.name}: {value}")
+                raise RowProblem(NEGATIVE.format(column=col.name, value=value))
             if col.positive and value <= 0:
                 received = record.get(col.name)
                 received = received.strip() if isinstance(received, str) else received
-                raise RowProblem(f"{col.name} must be greater than 0: {received!r}")
+                raise RowProblem(NOT_POSITIVE.format(column=col.name, value=repr(received)))
         row[col.name] = value
     if missing:
-        raise RowProblem(f"missing required value: {', '.join(missing)}")
+        raise RowProblem(MISSING.format(columns=", ".join(missing)))
     for earlier, later in entity.ordered_dates:
         if row[earlier] is not None and row[later] is not None and row[later] < row[earlier]:
-            raise RowProblem(f"{later} {row[later]} is before {earlier} {row[earlier]}")
+            raise RowProblem(BEFORE.format(
+                later=later, later_value=row[later], earlier=earlier, earlier_value=row[earlier]))
     if entity.event_date_column:
         v = row[entity.event_date_column]
         v = v.date() if isinstance(v, datetime) else v
         if v is not None and v > business_date + timedelta(days=max_future_days):
-            raise RowProblem(
-                f"{entity.event_date_column} {v} is in the future: more than {max_future_days} day(s) "
-                f"after the extract date {business_date}"
-            )
+            raise RowProblem(IN_FUTURE.format(
+                column=entity.event_date_column, value=v, days=max_future_days, date=business_date))
     currency_column = entity.iso_currency_column
     if currency_column:
         received = str(row[currency_column])
@@ -231,15 +250,15 @@ def validate_row(
         row[currency_column] = cur
         # three ASCII letters, as the raw suites' ^[A-Z]{3}$ wants them (isalpha() took 'ÄÖÜ')
         if not _ISO_CURRENCY.fullmatch(received):
-            raise RowProblem(f"unknown currency {cur!r}")
+            raise RowProblem(UNKNOWN_CURRENCY.format(value=repr(cur)))
         if entity.currency_column:
             on = row[entity.currency_date_column]
             if cur != lookups.base and not lookups.has_rate(cur, on):
-                raise RowProblem(f"no fx rate for {cur} on or before {on}")
+                raise RowProblem(NO_FX_RATE.format(currency=cur, date=on))
     for fk in entity.foreign_keys:
         v = row[fk.column]
         if v is not None and v not in lookups.keys(BY_PATH[fk.entity], fk.ref_column):
-            raise RowProblem(f"unknown {fk.column} {v!r}: no such {fk.entity} row loaded")
+            raise RowProblem(UNKNOWN_KEY.format(column=fk.column, value=repr(v), entity=fk.entity))
     return row
 
 

@@ -42,8 +42,6 @@ from tierflow.extracts import (
     FIELD_LIMIT,
     INT4_MAX,
     INT4_MIN,
-    NUMERIC_MAX_SCALE,
-    NUMERIC_MAX_WEIGHT_DIGITS,
     Column,
     Entity,
 )
@@ -51,9 +49,22 @@ from tierflow.ingest.file_load import FileLoad, PathResult, UseRowPath
 from tierflow.ingest.readers import open_bytes, read_csv_header
 from tierflow.ingest.rejects import insert_rejects_from
 from tierflow.ingest.row_contract import (
+    BAD_VALUE,
+    BEFORE,
     FALSE_WORDS,
+    IN_FUTURE,
+    MISSING,
+    NEGATIVE,
+    NO_FX_RATE,
+    NOT_ALLOWED,
+    NOT_POSITIVE,
+    OUT_OF_INT_RANGE,
+    OUT_OF_NUMERIC_RANGE,
     PLAIN_DECIMAL,
+    TOO_LONG,
     TRUE_WORDS,
+    UNKNOWN_CURRENCY,
+    UNKNOWN_KEY,
     WHITESPACE,
     duplicate_key_message,
 )
@@ -99,6 +110,19 @@ def _repr(expr: sql.Composable) -> sql.Composable:
         "(case when strpos({e}, '''') > 0 and strpos({e}, '\"') = 0 then '\"' || {e} || '\"'"
         " else '''' || replace(replace({e}, '\\', '\\\\'), '''', '\\''') || '''' end)"
     ).format(e=expr)
+
+
+def _reason(template: str, **fields: object) -> sql.Composable:
+    """A reject reason of the row contract as SQL giving its text: the template's words as
+    literals, each {field} the SQL expression given for it (or a literal of a plain value)."""
+    parts: list[sql.Composable] = []
+    for words, name, _, _ in string.Formatter().parse(template):
+        if words:
+            parts.append(_lit(words))
+        if name is not None:
+            value = fields[name]
+            parts.append(value if isinstance(value, sql.Composable) else _lit(str(value)))
+    return sql.SQL("({})").format(sql.SQL(" || ").join(parts))
 
 
 def _plain_number(t: sql.Composable) -> sql.Composable:
@@ -173,24 +197,20 @@ class _Sql:
     # -- checks, in the order the row path makes them ------------------------------------------
     def type_problems(self, col: Column) -> list[tuple[sql.Composable, sql.Composable]]:
         t = self.t(col.name)
-        name = _lit(col.name)
-        bad = sql.SQL("'bad ' || {} || ' in ' || {} || ': ' || {}").format(
-            _lit(col.type), name, _repr(t))
+        shown = {"type": col.type, "column": col.name, "value": _repr(t)}
+        bad = _reason(BAD_VALUE, **shown)
         out: list[tuple[sql.Composable, sql.Composable]] = []
         if col.type == "text" and col.allowed is not None:
             out.append((
                 sql.SQL("lower({}) not in ({})").format(t, sql.SQL(", ").join(map(_lit, col.allowed))),
-                sql.SQL("{} || ': ' || {} || ' is not one of ' || {}").format(
-                    name, _repr(t), _lit(", ".join(col.allowed))),
+                _reason(NOT_ALLOWED, column=col.name, value=_repr(t), allowed=", ".join(col.allowed)),
             ))
         elif col.type == "numeric":
             # a plain decimal PostgreSQL refuses is too big or too precise for its numeric
             out.append((
                 sql.SQL("not pg_input_is_valid({t}, 'numeric') and {t} ~ {shape}").format(
                     t=t, shape=_lit(PLAIN_DECIMAL)),
-                sql.SQL("{} || {}").format(bad, _lit(
-                    f" (out of PostgreSQL's numeric range: {NUMERIC_MAX_WEIGHT_DIGITS} digits before the"
-                    f" point, {NUMERIC_MAX_SCALE} after)")),
+                _reason(OUT_OF_NUMERIC_RANGE, **shown),
             ))
             # NaN and the infinities parse but are no amounts; every spelling of them has an n
             out.append((
@@ -211,7 +231,7 @@ class _Sql:
             out.append((
                 sql.SQL("{t}::numeric not between {lo} and {hi}").format(
                     t=t, lo=_lit(INT4_MIN), hi=_lit(INT4_MAX)),
-                sql.SQL("{} || {}").format(bad, _lit(f" (out of the integer range {INT4_MIN}..{INT4_MAX})")),
+                _reason(OUT_OF_INT_RANGE, **shown),
             ))
         elif col.type in ("date", "timestamp"):
             # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026',
@@ -231,12 +251,12 @@ class _Sql:
         if col.non_negative:
             out.append((
                 sql.SQL("{} like '-%' and {} < 0").format(t, self.typed(col)),
-                sql.SQL("'negative ' || {} || ': ' || {}::text").format(name, self.typed(col)),
+                _reason(NEGATIVE, column=col.name, value=sql.SQL("{}::text").format(self.typed(col))),
             ))
         if col.positive:
             out.append((
                 sql.SQL("{} <= 0").format(self.typed(col)),
-                sql.SQL("{} || ' must be greater than 0: ' || {}").format(name, _repr(t)),
+                _reason(NOT_POSITIVE, column=col.name, value=_repr(t)),
             ))
         return out
 
@@ -273,8 +293,8 @@ class _Sql:
             whens.append((
                 sql.SQL("octet_length(s.{c}) > {n} and length(s.{c}) > {n}").format(
                     c=self.raw(name), n=_lit(FIELD_LIMIT)),
-                sql.SQL("{} || ': a value of ' || length(s.{}) || ' characters, over the limit of ' || {}"
-                        ).format(_lit(name), self.raw(name), _lit(str(FIELD_LIMIT))),
+                _reason(TOO_LONG, column=name, length=sql.SQL("length(s.{})").format(self.raw(name)),
+                        limit=FIELD_LIMIT),
             ))
         for col in e.columns:
             if col.name not in self.pos:
@@ -285,12 +305,12 @@ class _Sql:
         if required:
             whens.append((
                 sql.SQL(" or ").join(sql.SQL("{} is null").format(self.t(c)) for c in required),
-                sql.SQL("'missing required value: ' || concat_ws(', ', {})").format(
+                _reason(MISSING, columns=sql.SQL("concat_ws(', ', {})").format(
                     sql.SQL(", ").join(
                         sql.SQL("case when {} is null then {} end").format(self.t(c), _lit(c))
                         for c in required
                     )
-                ),
+                )),
             ))
         for earlier, later in e.ordered_dates:
             if earlier not in self.pos or later not in self.pos:
@@ -299,18 +319,16 @@ class _Sql:
             whens.append((
                 sql.SQL("{lo} is not null and {hi} is not null"
                         " and left({hi}, 10)::date < left({lo}, 10)::date").format(lo=lo, hi=hi),
-                sql.SQL("{} || left({}, 10) || {} || left({}, 10)").format(
-                    _lit(f"{later} "), hi, _lit(f" is before {earlier} "), lo),
+                _reason(BEFORE, later=later, later_value=sql.SQL("left({}, 10)").format(hi),
+                        earlier=earlier, earlier_value=sql.SQL("left({}, 10)").format(lo)),
             ))
         if e.event_date_column and e.event_date_column in self.pos:
             t = self.t(e.event_date_column)
             whens.append((
                 sql.SQL("{t} is not null and left({t}, 10)::date > {d}::date + {n}").format(
                     t=t, d=_lit(business_date), n=_lit(max_future_days)),
-                sql.SQL("{c} || ' ' || left({t}, 10) || {msg}").format(
-                    c=_lit(e.event_date_column), t=t,
-                    msg=_lit(f" is in the future: more than {max_future_days} day(s) after the extract"
-                             f" date {business_date}")),
+                _reason(IN_FUTURE, column=e.event_date_column, value=sql.SQL("left({}, 10)").format(t),
+                        days=max_future_days, date=business_date),
             ))
         joins: list[sql.Composable] = []
         iso = e.iso_currency_column
@@ -318,7 +336,7 @@ class _Sql:
             received = sql.SQL("coalesce({}, 'None')").format(self.t(iso))
             whens.append((
                 sql.SQL("{} !~ {}").format(received, _lit("^[" + string.ascii_letters + "]{3}$")),
-                sql.SQL("'unknown currency ' || {}").format(_repr(sql.SQL("upper({})").format(received))),
+                _reason(UNKNOWN_CURRENCY, value=_repr(sql.SQL("upper({})").format(received))),
             ))
         if e.currency_column:
             cur = sql.SQL("upper(coalesce({}, 'None'))").format(self.t(e.currency_column))
@@ -326,7 +344,7 @@ class _Sql:
             whens.append((
                 sql.SQL("{cur} <> {base} and not coalesce(fx.first_rate <= left({on}, 10)::date, false)")
                 .format(cur=cur, base=_lit(self.base), on=on),
-                sql.SQL("'no fx rate for ' || {} || ' on or before ' || left({}, 10)").format(cur, on),
+                _reason(NO_FX_RATE, currency=cur, date=sql.SQL("left({}, 10)").format(on)),
             ))
             joins.append(sql.SQL(
                 "left join (select currency, min(rate_date) as first_rate from {}.erp__fx_rates"
@@ -340,8 +358,7 @@ class _Sql:
             ref = BY_PATH[fk.entity]
             whens.append((
                 sql.SQL("{} is not null and {}.k is null").format(t, alias),
-                sql.SQL("'unknown ' || {} || ' ' || {} || {}").format(
-                    _lit(fk.column), _repr(t), _lit(f": no such {fk.entity} row loaded")),
+                _reason(UNKNOWN_KEY, column=fk.column, value=_repr(t), entity=fk.entity),
             ))
             joins.append(sql.SQL(
                 "left join (select distinct {col} as k from {s}.{tbl}) {a} on {a}.k = {t}"
@@ -365,7 +382,7 @@ class _Sql:
         return sql.SQL(" || ").join(parts)
 
 
-def load_csv(conn: psycopg.Connection, load: FileLoad) -> PathResult:
+def load_csv_in_sql(conn: psycopg.Connection, load: FileLoad) -> PathResult:
     """Load one CSV / csv.gz file set-based; raise UseRowPath when the row path must do it.
 
     Runs inside the caller's transaction (the file's); uses a savepoint so that a hand-back

@@ -52,6 +52,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -175,12 +176,12 @@ class _Recorder:
 class _ValidateLookups:
     """The row contract's ``Lookups``, answered from this file's key sets and first fx rates."""
 
-    def __init__(self, base: str, keysets: dict[str, object], first_rate: dict[str, date]) -> None:
+    def __init__(self, base: str, keysets: dict[str, Container[object]], first_rate: dict[str, date]) -> None:
         self.base = base
         self._keysets = keysets
         self._first_rate = first_rate
 
-    def keys(self, entity: Entity, column: str) -> object:
+    def keys(self, entity: Entity, column: str) -> Container[object]:
         return self._keysets[f"{entity.path}.{column}"]
 
     def has_rate(self, currency: str, on: date) -> bool:
@@ -189,6 +190,11 @@ class _ValidateLookups:
 
 
 class _File:
+    """One file on the binary path: the key sets and first fx rates its rows are checked
+    against, the key-hash spill, its rejects and counts. Blocks are checked and encoded by
+    ``check`` (in threads), committed in file order by ``commit``; ``remove_repeats`` finds
+    the repeated keys at the end."""
+
     def __init__(self, conn: psycopg.Connection, entity: Entity, columns: list[str], base: str,
                  business_date: date, max_future_days: int, load_id: int, expected_rows: int) -> None:
         self.entity = entity
@@ -351,7 +357,7 @@ class _File:
                 validate_row(self.entity, record, probe, self.business_date, self.max_future_days)
             except RowProblem:
                 pass
-        answered: dict[str, object] = dict(self.keysets)
+        answered: dict[str, Container[object]] = dict(self.keysets)
         for name, recorder in asked.items():
             values = list(recorder.asked)
             hits = large[name].contains(pa.array([str(v) for v in values], pa.string())) if values else []

@@ -132,7 +132,7 @@ def critical_raw_expectations() -> list[tuple[str, str, dict]]:
 def breaking_values(entity_path: str, kind: str, kw: dict) -> list[dict]:
     """Changes to a good row that break the expectation, as the raw table would hold them.
     An expectation this does not know fails the test: a new critical expectation needs an
-    ingest rule (loader._validate_row) and a case here."""
+    ingest rule (row_contract.validate_row) and a case here."""
     entity = BY_PATH[entity_path]
     if kind == "expect_column_values_to_not_be_null":
         return [{kw["column"]: ""}]
@@ -162,7 +162,7 @@ def breaking_values(entity_path: str, kind: str, kw: dict) -> list[dict]:
             out.append({a: "2026-02-15", b: "2026-02-15"})
         return out
     pytest.fail(f"critical raw expectation {kind} on {entity_path} has no ingest case in this test: "
-                "enforce it per row at ingest (loader._validate_row) and add a case here")
+                "enforce it per row at ingest (row_contract.validate_row) and add a case here")
 
 
 def test_the_critical_raw_expectations_are_the_known_ones() -> None:

@@ -708,7 +708,7 @@ def test_symlink_outside_the_landing_root_is_refused(
                  "select count(*) from pg_tables where schemaname = 'raw'") == [(0,)]
 
 
-# -- the set-based CSV path (tierflow.ingest.bulk) -------------------------------------------
+# -- the set-based CSV path (tierflow.ingest.sql_path) ---------------------------------------
 # CSV files are checked in SQL after a plain COPY; these pin that it behaves exactly as the
 # row-by-row checks did, on the cases where PostgreSQL and Python read values differently.
 ROW_PATH = "loading row by row"

@@ -1,4 +1,4 @@
-"""The fast CSV path (tierflow.ingest.fast) loads exactly what the row path loads.
+"""The binary CSV path (tierflow.ingest.binary_path) loads exactly what the row path loads.
 
 Why: the fast path checks values with vectorised kernels and writes binary COPY rows, the row
 path parses each value in Python; the SPEC's "nothing lost" promise and every reject reason
@@ -23,7 +23,8 @@ import psycopg
 import pytest
 from tierflow.config import TierflowConfig
 from tierflow.ingest import IngestError, run_ingest
-from tierflow.ingest.fast import KeySet, _KeyRuns
+from tierflow.ingest.key_hashing import KeyRuns as _KeyRuns
+from tierflow.ingest.key_hashing import KeySet
 
 DAY = "2026-03-01"
 AS_OF = date(2026, 3, 1)
@@ -140,7 +141,7 @@ def test_fast_path_loads_and_rejects_exactly_what_the_row_path_does(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch, block: int | None,
 ) -> None:
-    from tierflow.ingest import fast
+    from tierflow.ingest import binary_path as fast
 
     if block:  # the order lines file (~75 kB) becomes ~18 blocks, checked two at a time
         monkeypatch.setattr(fast, "BLOCK", block)
@@ -175,7 +176,7 @@ def test_fast_path_with_ids_of_one_length_matches_the_row_path(
 ) -> None:
     """Ids of one length (K007, O0042, P07) in blocks without an odd id are encoded as fixed-width
     fields laid side by side by numpy; blocks with one (" K007", "K999") join per row."""
-    from tierflow.ingest import fast
+    from tierflow.ingest import binary_path as fast
 
     monkeypatch.setattr(fast, "BLOCK", 4096)
     joins: list[int] = []
@@ -206,7 +207,7 @@ def test_duplicate_in_another_block_and_hash_collision_free_check(
 ) -> None:
     """Blocks of ~200 bytes: a key repeated many blocks later is still found (held back,
     compared exactly with its first line, which is read again from the file)."""
-    from tierflow.ingest import fast
+    from tierflow.ingest import binary_path as fast
 
     monkeypatch.setattr(fast, "BLOCK", 200)
     landing = tmp_path / "landing"
@@ -258,7 +259,7 @@ def test_too_many_odd_rows_go_to_the_set_based_path_with_the_same_result(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tierflow.ingest import fast
+    from tierflow.ingest import binary_path as fast
 
     landing = tmp_path / "landing"
     tricky_landing(landing)

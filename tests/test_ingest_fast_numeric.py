@@ -15,7 +15,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 from tierflow.extracts import Column
-from tierflow.ingest import fast
+from tierflow.ingest import binary_path as fast
 
 COL = Column("amount", "numeric")
 

@@ -264,7 +264,7 @@ def test_a_value_the_binary_format_cannot_carry_names_line_and_column(
     """The row path's checks now reject such values (test_ingest_poison); should one ever get
     through, the fast path's error names the line and the column (the loader adds the file)."""
     from tierflow.extracts import BY_PATH
-    from tierflow.ingest.fast import EncodeError, _File
+    from tierflow.ingest.binary_path import EncodeError, _File
     from tierflow.ingest.schema import ensure_schema
 
     with psycopg.connect(warehouse_url, autocommit=True) as conn:

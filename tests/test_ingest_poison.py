@@ -132,7 +132,7 @@ def critical_raw_expectations() -> list[tuple[str, str, dict]]:
 def breaking_values(entity_path: str, kind: str, kw: dict) -> list[dict]:
     """Changes to a good row that break the expectation, as the raw table would hold them.
     An expectation this does not know fails the test: a new critical expectation needs an
-    ingest rule (loader._validate_row) and a case here."""
+    ingest rule (row_contract.validate_row) and a case here."""
     entity = BY_PATH[entity_path]
     if kind == "expect_column_values_to_not_be_null":
         return [{kw["column"]: ""}]
@@ -162,7 +162,7 @@ def breaking_values(entity_path: str, kind: str, kw: dict) -> list[dict]:
             out.append({a: "2026-02-15", b: "2026-02-15"})
         return out
     pytest.fail(f"critical raw expectation {kind} on {entity_path} has no ingest case in this test: "
-                "enforce it per row at ingest (loader._validate_row) and add a case here")
+                "enforce it per row at ingest (row_contract.validate_row) and add a case here")
 
 
 def test_the_critical_raw_expectations_are_the_known_ones() -> None:
@@ -351,7 +351,7 @@ def test_the_numeric_range_is_postgresqls(warehouse_url: str, text: str) -> None
     """PostgreSQL is the oracle: the loader takes a number exactly when its numeric type does."""
     from decimal import Decimal
 
-    from tierflow.ingest.loader import _numeric_in_range
+    from tierflow.ingest.row_contract import _numeric_in_range
 
     with psycopg.connect(warehouse_url) as conn:
         (valid,) = conn.execute("select pg_input_is_valid(%s, 'numeric')", (text,)).fetchone()

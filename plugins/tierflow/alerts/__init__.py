@@ -30,6 +30,7 @@ from psycopg import sql
 
 from tierflow.alerts.messages import Alert, compose, sort_key
 from tierflow.config import NotificationsConfig
+from tierflow.meta import ensure_alert_notifications_table
 from tierflow.settings import META_SCHEMA, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -48,24 +49,6 @@ ALERT_COLUMNS = (
     "threshold",
 )
 
-META_DDL = """
-create table if not exists {meta}.alert_notifications (
-    run_id       text not null,
-    as_of_date   date not null,
-    owner        text not null,
-    recipient    text,
-    alert_count  integer not null,
-    alert_digest text,
-    status       text not null check (status in ('sent', 'failed', 'skipped')),
-    error        text,
-    attempted_at timestamptz not null default now()
-);
-alter table {meta}.alert_notifications add column if not exists alert_digest text;
-comment on table {meta}.alert_notifications is
-    'One row per account-alert e-mail attempt: run, owner, recipient, number of alerts, outcome.';
-"""
-
-
 class AlertsError(RuntimeError):
     """The alerts cannot be read; the message names the table."""
 
@@ -78,13 +61,6 @@ def _log_no_smtp() -> None:
     if not _no_smtp_logged:
         log.info("TIERFLOW_SMTP_HOST is not set: no account-alert e-mails are sent")
         _no_smtp_logged = True
-
-
-def ensure_meta_table(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext('tierflow.alert_notifications'))")
-        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(META_SCHEMA)))
-        conn.execute(sql.SQL(META_DDL.replace("{meta}", "{m}")).format(m=sql.Identifier(META_SCHEMA)))
 
 
 def read_alerts(conn: psycopg.Connection, publish_schema: str, as_of: date) -> dict[str, list[Alert]]:
@@ -190,7 +166,7 @@ def send_alert_emails(
         return {"smtp": "not configured", "sent": 0}
     summary = dict.fromkeys(("owners", "alerts", "sent", "updates", "failed", "skipped", "already_sent"), 0)
     with psycopg.connect(url, autocommit=True) as conn:
-        ensure_meta_table(conn)
+        ensure_alert_notifications_table(conn)
         by_owner = read_alerts(conn, publish_schema, as_of)
         sent_before = _sent_before(conn, as_of)
         summary["owners"], summary["alerts"] = len(by_owner), sum(map(len, by_owner.values()))

@@ -1,4 +1,4 @@
-"""Load landing files into ``raw`` with COPY, one transaction per file.
+"""Load landing files into ``raw``, one transaction per file: the orchestrator of the ingest.
 
 Every row of every file ends up either in its raw table or in ``tierflow_meta.rejects``
 (file, line, the record as received, the reason), and ``loaded + rejected = rows in`` is
@@ -6,59 +6,41 @@ recorded per file in ``tierflow_meta.load_audit``. A file that cannot be read at
 with an error naming the file and the problem; it leaves no partial rows, its audit row
 says why, and the ingest stops there so the run does not publish.
 
-CSV and csv.gz files take the set-based path (``bulk.load_csv``: the bytes stream into COPY,
-the checks run in SQL); Parquet, JSON lines and the CSV files that path hands back take the
-row-by-row path here (``_load_rows``). Both apply the same rules with the same reasons; see
-docs/ingest.md.
+Three load paths, one row contract (``row_contract.py``), chosen here per file:
+CSV and csv.gz files of at least ``ingest.bulk_min_bytes`` go to the binary path
+(``binary_path.py``: pyarrow, vectorised checks, binary COPY); the files it hands back go to
+the SQL path (``sql_path.py``: the bytes stream into COPY, the checks run in SQL); Parquet,
+JSON lines, small CSV files and the CSV files the SQL path hands back take the row path
+(``row_path.py``: each record checked in Python). All apply the same rules with the same
+reasons; see docs/ingest.md. This module also keeps the load audit (a lock per running load,
+a sweep of orphaned ones), records ignored landing paths, and waits for expected extracts.
 """
 
 from __future__ import annotations
 
-import bisect
-import csv
 import hashlib
 import json
 import logging
-import math
-import re
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import date
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from tierflow.config import TierflowConfig
-from tierflow.extracts import (
-    BY_PATH,
-    FIELD_LIMIT,
-    INT4_MAX,
-    INT4_MIN,
-    NUMERIC_MAX_SCALE,
-    NUMERIC_MAX_WEIGHT_DIGITS,
-    REQUIRED_ENTITIES,
-    Column,
-    Entity,
-)
-from tierflow.ingest.bulk import PLAIN_DECIMAL, UseRowPath, load_csv
-from tierflow.ingest.fast import EncodeError, UseSqlPath, load_csv_fast
+from tierflow.extracts import BY_PATH, REQUIRED_ENTITIES
+from tierflow.ingest.binary_path import EncodeError, load_csv_binary
+from tierflow.ingest.file_load import FileLoad, IngestError, PathResult, UseRowPath, UseSqlPath
 from tierflow.ingest.landing import IgnoredPath, LandingError, LandingFile, discover, unsupported
-from tierflow.ingest.readers import FileProblem, JsonNumber, file_format, open_records
+from tierflow.ingest.readers import file_format
+from tierflow.ingest.row_path import RunLookups, load_rows
 from tierflow.ingest.schema import ensure_schema
+from tierflow.ingest.sql_path import load_csv_in_sql
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(RuntimeError):
-    """A file could not be loaded; the message names the file and the problem."""
-
-
-class RowProblem(ValueError):
-    """One row cannot be loaded; the message is the reject reason."""
 
 
 @dataclass
@@ -104,132 +86,6 @@ class IngestReport:
         }
 
 
-# -- value parsing -------------------------------------------------------------------------
-_TRUE = {"true", "t", "1", "yes", "y"}
-_FALSE = {"false", "f", "0", "no", "n"}
-_ISO_CURRENCY = re.compile(r"[A-Za-z]{3}")
-NUL_SHOWN_AS = "\u2400"  # what a NUL byte becomes in rejects.raw_record (jsonb cannot hold it)
-
-
-def _numeric_in_range(num: Decimal) -> bool:
-    """Whether PostgreSQL's numeric takes this finite value: at most 131,072 digits before the
-    point and 16,383 after (a zero may have any exponent that keeps its scale in range)."""
-    exponent = num.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if -exponent > NUMERIC_MAX_SCALE or abs(exponent) >= 2**30:
-        return False
-    return num.is_zero() or num.adjusted() < NUMERIC_MAX_WEIGHT_DIGITS
-
-
-def _finite_number(value: object) -> Decimal:
-    """A number as received as a finite Decimal PostgreSQL's numeric can hold; ValueError
-    otherwise (NaN, the infinities, 1e400 in JSON, 1e200000 as text)."""
-    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError
-    num = Decimal(str(value))
-    if not num.is_finite() or not _numeric_in_range(num):
-        raise ValueError
-    return num
-
-
-def _parse(col: Column, value: object) -> object:
-    """Parse one value as received (str from CSV, native from Parquet/JSON) to its type."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        if value == "":
-            return None
-    try:
-        if col.type == "text":
-            text = str(value)
-            if col.allowed is not None:
-                text = text.lower()
-                if text not in col.allowed:
-                    raise RowProblem(f"{col.name}: {value!r} is not one of {', '.join(col.allowed)}")
-            return text
-        if col.type == "numeric":
-            try:
-                return _finite_number(value)
-            except ValueError:
-                if isinstance(value, str) and _looks_finite(value):
-                    raise RowProblem(
-                        f"bad numeric in {col.name}: {value!r} (out of PostgreSQL's numeric range: "
-                        f"{NUMERIC_MAX_WEIGHT_DIGITS} digits before the point, {NUMERIC_MAX_SCALE} after)"
-                    ) from None
-                raise
-        if col.type == "int":
-            num = _finite_number(value)
-            if num != num.to_integral_value():
-                raise ValueError
-            if num.adjusted() > 9 or not INT4_MIN <= int(num) <= INT4_MAX:
-                raise RowProblem(
-                    f"bad int in {col.name}: {value!r} (out of the integer range {INT4_MIN}..{INT4_MAX})"
-                )
-            return int(num)
-        if col.type == "date":
-            if isinstance(value, datetime):
-                return value.date()
-            if isinstance(value, date):
-                return value
-            try:
-                return date.fromisoformat(str(value))
-            except ValueError:
-                # a full timestamp in a date column is accepted; anything else is not
-                return datetime.fromisoformat(str(value)).date()
-        if col.type == "timestamp":
-            if isinstance(value, datetime):
-                return value
-            if isinstance(value, date):
-                return datetime(value.year, value.month, value.day)
-            return datetime.fromisoformat(str(value))
-        if col.type == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError
-    except RowProblem:
-        raise
-    except (ValueError, InvalidOperation, TypeError):
-        raise RowProblem(f"bad {col.type} in {col.name}: {value!r}") from None
-    raise AssertionError(f"unknown column type {col.type}")
-
-
-_PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL)
-
-
-def _looks_finite(text: str) -> bool:
-    """A plain decimal, with or without exponent: the shape whose only fault can be its size
-    (the set-based path tells it apart with the same pattern)."""
-    return _PLAIN_DECIMAL.fullmatch(text) is not None
-
-
-def _value_problem(name: str, value: object) -> str | None:
-    """What PostgreSQL (or the CSV reader) could not take in a value as received, whatever
-    its column: a field over FIELD_LIMIT characters, a NUL character (also inside a JSON
-    object or list of an unknown column)."""
-    if isinstance(value, str):
-        if len(value) > FIELD_LIMIT:
-            return f"{name}: a value of {len(value)} characters, over the limit of {FIELD_LIMIT}"
-        if "\x00" in value:
-            return f"{name}: NUL byte (PostgreSQL text cannot hold it; shown as {NUL_SHOWN_AS} in raw_record)"
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            problem = _value_problem(name, k) or _value_problem(name, v)
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for v in value:
-            problem = _value_problem(name, v)
-            if problem:
-                return problem
-    return None
-
-
 def _checksum(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -241,269 +97,36 @@ def _checksum(path: Path) -> tuple[str, int]:
 
 
 # -- the loader ------------------------------------------------------------------------------
-class _Lookups:
-    """Keys already loaded (for foreign keys) and fx rates, read once per run."""
-
-    def __init__(self, conn: psycopg.Connection, base_currency: str) -> None:
-        self.conn = conn
-        self.base = base_currency
-        self._keys: dict[tuple[str, str], set[str]] = {}
-        self._fx: dict[str, list[date]] | None = None
-
-    def keys(self, entity: Entity, column: str) -> set[str]:
-        k = (entity.path, column)
-        if k not in self._keys:
-            q = sql.SQL("select distinct {} from {}.{}").format(
-                sql.Identifier(column), sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table)
-            )
-            self._keys[k] = {r[0] for r in self.conn.execute(q)}
-        return self._keys[k]
-
-    def fx_dates(self) -> dict[str, list[date]]:
-        if self._fx is None:
-            fx: dict[str, list[date]] = defaultdict(list)
-            for cur, d in self.conn.execute(
-                sql.SQL("select distinct currency, rate_date from {}.erp__fx_rates order by 1, 2").format(
-                    sql.Identifier(RAW_SCHEMA)
-                )
-            ):
-                fx[cur].append(d)
-            self._fx = fx
-        return self._fx
-
-    def has_rate(self, currency: str, on: date) -> bool:
-        dates = self.fx_dates().get(currency)
-        return bool(dates) and bisect.bisect_right(dates, on) > 0
-
-    def forget(self, entity: Entity) -> None:
-        """Drop what is cached about ``entity``: it was loaded without going through here."""
-        for k in [k for k in self._keys if k[0] == entity.path]:
-            del self._keys[k]
-        if entity.path == "erp/fx_rates":
-            self._fx = None
-
-    def add_loaded(self, entity: Entity, rows: list[dict]) -> None:
-        for (path, column), keys in self._keys.items():
-            if path == entity.path:
-                keys.update(r[column] for r in rows)
-        if entity.path == "erp/fx_rates" and self._fx is not None:
-            for r in rows:
-                bisect.insort(self._fx.setdefault(r["currency"], []), r["rate_date"])
-
-
-def _validate_row(
-    entity: Entity, record: dict, lookups: _Lookups, business_date: date, max_future_days: int
-) -> dict:
-    """The row as loaded, or RowProblem with the reason. Every rule a critical raw expectation
-    enforces is enforced here too (expectations/raw; tests/test_ingest_poison.py checks that),
-    so a row the raw gate would refuse never reaches raw to block later nights."""
-    if "__malformed__" in record:
-        raise RowProblem(f"malformed row: {record['__malformed__']}")
-    for name, value in record.items():
-        problem = _value_problem(name, value)
-        if problem:
-            raise RowProblem(problem)
-    row: dict = {}
-    missing: list[str] = []
-    for col in entity.columns:
-        value = _parse(col, record.get(col.name))
-        if value is None and col.required:
-            missing.append(col.name)
-        if value is not None and (col.non_negative or col.positive):
-            if col.non_negative and value < 0:
-                raise RowProblem(f"negative {col.name}: {value}")
-            if col.positive and value <= 0:
-                received = record.get(col.name)
-                received = received.strip() if isinstance(received, str) else received
-                raise RowProblem(f"{col.name} must be greater than 0: {received!r}")
-        row[col.name] = value
-    if missing:
-        raise RowProblem(f"missing required value: {', '.join(missing)}")
-    for earlier, later in entity.ordered_dates:
-        if row[earlier] is not None and row[later] is not None and row[later] < row[earlier]:
-            raise RowProblem(f"{later} {row[later]} is before {earlier} {row[earlier]}")
-    if entity.event_date_column:
-        v = row[entity.event_date_column]
-        v = v.date() if isinstance(v, datetime) else v
-        if v is not None and v > business_date + timedelta(days=max_future_days):
-            raise RowProblem(
-                f"{entity.event_date_column} {v} is in the future: more than {max_future_days} day(s) "
-                f"after the extract date {business_date}"
-            )
-    currency_column = entity.iso_currency_column
-    if currency_column:
-        received = str(row[currency_column])
-        cur = received.upper()
-        row[currency_column] = cur
-        # three ASCII letters, as the raw suites' ^[A-Z]{3}$ wants them (isalpha() took 'ÄÖÜ')
-        if not _ISO_CURRENCY.fullmatch(received):
-            raise RowProblem(f"unknown currency {cur!r}")
-        if entity.currency_column:
-            on = row[entity.currency_date_column]
-            if cur != lookups.base and not lookups.has_rate(cur, on):
-                raise RowProblem(f"no fx rate for {cur} on or before {on}")
-    for fk in entity.foreign_keys:
-        v = row[fk.column]
-        if v is not None and v not in lookups.keys(BY_PATH[fk.entity], fk.ref_column):
-            raise RowProblem(f"unknown {fk.column} {v!r}: no such {fk.entity} row loaded")
-    return row
-
-
 def _load_file(
     conn: psycopg.Connection,
     lf: LandingFile,
     load_id: int,
     cfg: TierflowConfig,
-    lookups: _Lookups,
+    lookups: RunLookups,
 ) -> FileResult:
+    """Load one file by the first path that takes it: binary, then SQL, then row by row."""
     entity = lf.entity
-    result = FileResult(lf.relpath, entity.path, lf.business_date)
-    encoding = cfg.ingest.encodings.get(entity.system, "utf-8")
+    load = FileLoad(lf.path, lf.relpath, entity, lf.business_date, load_id,
+                    cfg.ingest.encodings.get(entity.system, "utf-8"), cfg.base_currency,
+                    cfg.ingest.max_future_days)
     if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
-        args = (conn, lf.path, lf.relpath, entity, lf.business_date, load_id, encoding,
-                cfg.base_currency, cfg.ingest.max_future_days)
         try:
             try:
-                bulk = load_csv_fast(*args)
+                done = load_csv_binary(conn, load)
             except UseSqlPath as why:
                 log.info("%s: loading set-based in SQL: %s", lf.relpath, why)
-                bulk = load_csv(*args)
+                done = load_csv_in_sql(conn, load)
         except UseRowPath as why:
             log.info("%s: loading row by row: %s", lf.relpath, why)
         else:
             lookups.forget(entity)  # the cached keys / rates no longer cover this entity
-            result.rows_in, result.rows_loaded = bulk.rows_in, bulk.rows_loaded
-            result.rows_rejected, result.extra_columns = bulk.rows_rejected, bulk.extra_columns
-            return result
-    return _load_rows(conn, lf, load_id, cfg, lookups, result, encoding)
+            return _file_result(lf, done)
+    return _file_result(lf, load_rows(conn, load, lookups))
 
 
-def _load_rows(
-    conn: psycopg.Connection,
-    lf: LandingFile,
-    load_id: int,
-    cfg: TierflowConfig,
-    lookups: _Lookups,
-    result: FileResult,
-    encoding: str,
-) -> FileResult:
-    """The row-by-row path: parse and check each record in Python, COPY the good ones.
-
-    Used for Parquet and JSON lines, and for the CSV files the set-based path hands back.
-    """
-    entity = lf.entity
-    try:
-        columns, records, handle = open_records(lf.path, encoding)
-    except FileProblem as exc:
-        raise IngestError(f"{lf.relpath}: {exc}") from None
-    known = set(entity.column_names)
-    missing = [c for c in entity.required_columns if c not in columns]
-    if missing:
-        handle.close()
-        raise IngestError(f"{lf.relpath}: required column(s) missing: {', '.join(missing)}")
-    extra_seen: dict[str, None] = dict.fromkeys(c for c in columns if c not in known)
-
-    raw_cols = [*entity.column_names, "_load_id", "_line_number", "_business_date", "_extra"]
-    copy_raw = sql.SQL("copy {}.{} ({}) from stdin").format(
-        sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
-        sql.SQL(", ").join(map(sql.Identifier, raw_cols)),
-    )
-    # Read what validation looks up before the COPY starts: the connection is busy during it.
-    for fk in entity.foreign_keys:
-        lookups.keys(BY_PATH[fk.entity], fk.ref_column)
-    if entity.currency_column:
-        lookups.fx_dates()
-    seen_keys: dict[tuple, int] = {}
-    loaded_rows: list[dict] = []
-    keep_loaded = _is_referenced(entity)
-    rejects: list[tuple] = []
-    line = 0
-    try:
-        with conn.cursor() as cur, cur.copy(copy_raw) as copy:
-            for line, record in records:
-                result.rows_in += 1
-                try:
-                    row = _validate_row(entity, record, lookups, lf.business_date, cfg.ingest.max_future_days)
-                    key = tuple(row[k] for k in entity.key)
-                    if key in seen_keys:
-                        raise RowProblem(
-                            f"duplicate key ({', '.join(entity.key)}) = {key if len(key) > 1 else key[0]!r} "
-                            f"also on line {seen_keys[key]} of this file"
-                        )
-                    seen_keys[key] = line
-                except RowProblem as exc:
-                    result.rows_rejected += 1
-                    rejects.append((line, _raw_json(record), str(exc)))
-                    continue
-                # JSON lines may bring new keys on any line, so extras are found per record
-                extras = {k: _jsonable(v) for k, v in record.items() if k not in known} or None
-                if extras:
-                    extra_seen.update(dict.fromkeys(extras))
-                copy.write_row(
-                    [*row.values(), load_id, line, lf.business_date,
-                     json.dumps(extras, ensure_ascii=False) if extras else None]
-                )
-                result.rows_loaded += 1
-                if keep_loaded:
-                    loaded_rows.append({k: row[k] for k in _referenced_columns(entity)})
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{lf.relpath}: cannot decode as {encoding} after line {line}: {exc.reason}"
-        ) from None
-    except FileProblem as exc:
-        raise IngestError(f"{lf.relpath}: {exc}") from None
-    except (EOFError, OSError, csv.Error, ValueError) as exc:
-        # truncated gzip, I/O error, broken CSV quoting, corrupt Parquet page, ...
-        raise IngestError(f"{lf.relpath}: cannot read past line {line}: {exc}") from None
-    finally:
-        handle.close()
-    result.extra_columns = list(extra_seen)
-    if rejects:
-        with conn.cursor() as cur, cur.copy(
-            sql.SQL(
-                "copy {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record, reason)"
-                " from stdin"
-            ).format(sql.Identifier(META_SCHEMA))
-        ) as copy:
-            for line_no, raw, reason in rejects:
-                copy.write_row([load_id, lf.relpath, entity.path, lf.business_date, line_no, raw, reason])
-    lookups.add_loaded(entity, loaded_rows)
-    return result
-
-
-def _referenced_columns(entity: Entity) -> set[str]:
-    cols = {fk.ref_column for e in BY_PATH.values() for fk in e.foreign_keys if fk.entity == entity.path}
-    if entity.path == "erp/fx_rates":
-        cols |= {"currency", "rate_date"}
-    return cols
-
-
-def _is_referenced(entity: Entity) -> bool:
-    return bool(_referenced_columns(entity))
-
-
-def _jsonable(v: object) -> object:
-    """A value as JSON can hold it in raw_record / _extra: dates and numbers as text, NaN and
-    the infinities as the text they were read from (JSON has no such numbers), a NUL as
-    NUL_SHOWN_AS (jsonb cannot hold it)."""
-    if isinstance(v, date | datetime | Decimal):
-        return str(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return repr(v) if isinstance(v, JsonNumber) else {"nan": "NaN", "inf": "Infinity"}.get(
-            str(v), "-Infinity")
-    if isinstance(v, str):
-        return v.replace("\x00", NUL_SHOWN_AS) if "\x00" in v else v
-    if isinstance(v, dict):
-        return {_jsonable(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def _raw_json(record: dict) -> str:
-    if "__malformed__" in record:
-        return json.dumps({"fields": [_jsonable(v) for v in record["__fields__"]]}, ensure_ascii=False)
-    return json.dumps({_jsonable(k): _jsonable(v) for k, v in record.items()}, ensure_ascii=False)
+def _file_result(lf: LandingFile, done: PathResult) -> FileResult:
+    return FileResult(lf.relpath, lf.entity.path, lf.business_date, done.rows_in, done.rows_loaded,
+                      done.rows_rejected, done.extra_columns)
 
 
 def run_ingest(
@@ -559,7 +182,7 @@ def _load_all(
             )
         )
     }
-    lookups = _Lookups(conn, cfg.base_currency)
+    lookups = RunLookups(conn, cfg.base_currency)
     for lf in files:
         try:
             checksum, size = _checksum(lf.path)

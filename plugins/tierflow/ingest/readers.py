@@ -12,12 +12,14 @@ naming the line of the quote.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
 import math
 import sys
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ FORMATS = (".csv.gz", ".csv", ".parquet", ".jsonl")
 # unbalanced quote must not read the rest of a big file into one field.
 RUNAWAY_CHARS = 32 * 131_072
 # The csv module's own limit (131,072 characters a field) would fail the whole file on one
-# long field; the loader rejects such a field per row instead (entities.FIELD_LIMIT), and
+# long field; the loader rejects such a field per row instead (extracts.FIELD_LIMIT), and
 # _Lines bounds a record spanning lines. The limit is the module's, for the whole process.
 csv.field_size_limit(max(csv.field_size_limit(), sys.maxsize))
 
@@ -46,6 +48,36 @@ def file_format(path: Path) -> str | None:
 
 def normalize_header(name: str) -> str:
     return name.replace("\ufeff", "").strip().lower()
+
+
+def open_bytes(path: Path):
+    """The file's bytes, decompressed on the fly for csv.gz (the CSV load paths stream them)."""
+    return gzip.open(path, "rb") if file_format(path) == "csv.gz" else open(path, "rb")  # noqa: SIM115
+
+
+def read_csv_header(path: Path, encoding: str) -> tuple[list[str], bytes] | None:
+    """The normalized header of a CSV file and its raw bytes, or None when only the row path
+    can judge it (empty, a quoted newline, bytes that do not decode, a repeated column)."""
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        with open_bytes(path) as fh:
+            first = fh.readline()
+    except (OSError, EOFError, zlib.error):
+        return None
+    if not first or first.count(b'"') % 2:
+        return None  # empty, or a header with a quoted newline
+    try:
+        text = first.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    try:
+        fields = next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        return None
+    columns = [normalize_header(f) for f in fields]
+    if not any(columns) or len(set(columns)) != len(columns):
+        return None
+    return columns, first
 
 
 class _Runaway(Exception):

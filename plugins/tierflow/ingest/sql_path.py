@@ -1,10 +1,13 @@
-"""The fast path for CSV files: stream the bytes into COPY, validate set-based in SQL.
+"""The SQL path for CSV files: stream the bytes into COPY, validate set-based in SQL.
 
-Why: parsing and checking every row in Python and COPYing it row by row is correct but an
-order of magnitude slower than PostgreSQL's own COPY. Here Python only reads the header; the
-file's bytes (decompressed on the fly for csv.gz) go straight into a COPY into an unlogged
-staging table of text columns, numbered in file order by an identity column. The checks of
-``loader._validate_row`` are then one SQL statement over the staging table
+The loader gives a CSV file to this path when the binary path (``binary_path.py``) hands it
+back: another encoding than UTF-8, a session not in UTC, a file pyarrow refuses, or too many
+rows that would need checking one by one. Why in SQL rather than row by row: parsing and
+checking every row in Python and COPYing it row by row is correct but an order of magnitude
+slower than PostgreSQL's own COPY. Here Python only reads the header; the file's bytes
+(decompressed on the fly for csv.gz) go straight into a COPY into an unlogged staging table
+of text columns, numbered in file order by an identity column. The checks of
+``row_contract.validate_row`` are then one SQL statement over the staging table
 (``pg_input_is_valid`` and LIKE guards for types, left joins against the raw tables for
 foreign keys, the first fx rate per currency), a hash aggregate finds duplicate keys, and the
 good rows are cast into the raw table and the bad ones go to ``rejects`` with the same
@@ -12,7 +15,7 @@ reasons and line numbers, all inside the file's transaction. docs/ingest.md has 
 and the benchmark figures.
 
 Line numbers: record n of the file (header = line 1) is reported as line n + 1. That is the
-physical line only when no record spans several lines, so the fast path counts the file's
+physical line only when no record spans several lines, so this path counts the file's
 newlines while streaming and hands any file where the counts differ (quoted newlines, blank
 lines) back to the row-by-row path, which reports each record's first physical line. It
 does the same for anything COPY itself refuses (a row with the wrong number of fields, bytes
@@ -23,15 +26,11 @@ error it always gave. Such files are rare and only cost a second read.
 from __future__ import annotations
 
 import codecs
-import csv
-import gzip
 import logging
 import re
 import string
-import sys
 import time
 import zlib
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -43,12 +42,32 @@ from tierflow.extracts import (
     FIELD_LIMIT,
     INT4_MAX,
     INT4_MIN,
-    NUMERIC_MAX_SCALE,
-    NUMERIC_MAX_WEIGHT_DIGITS,
     Column,
     Entity,
 )
-from tierflow.ingest.readers import file_format, normalize_header
+from tierflow.ingest.file_load import FileLoad, PathResult, UseRowPath
+from tierflow.ingest.readers import open_bytes, read_csv_header
+from tierflow.ingest.rejects import insert_rejects_from
+from tierflow.ingest.row_contract import (
+    BAD_VALUE,
+    BEFORE,
+    FALSE_WORDS,
+    IN_FUTURE,
+    MISSING,
+    NEGATIVE,
+    NO_FX_RATE,
+    NOT_ALLOWED,
+    NOT_POSITIVE,
+    OUT_OF_INT_RANGE,
+    OUT_OF_NUMERIC_RANGE,
+    PLAIN_DECIMAL,
+    TOO_LONG,
+    TRUE_WORDS,
+    UNKNOWN_CURRENCY,
+    UNKNOWN_KEY,
+    WHITESPACE,
+    duplicate_key_message,
+)
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -73,8 +92,6 @@ PG_ENCODINGS = {
     "koi8-r": "KOI8R",
 }
 
-# What Python's str.strip() removes, so SQL trims the same characters.
-WHITESPACE = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
 # Byte sequences after which a UTF-8 file may hold a value with whitespace to strip: ASCII
 # white space at a field's edge, or any other character str.strip() removes. A file without
 # any of them is loaded without the (costly) btrim on every value.
@@ -82,23 +99,6 @@ _EDGE_SPACE = (b" ,", b", ", b' "', b'" ', b" \n", b" \r", b"\n ", b"\t", b"\x0b
                b"\x1c", b"\x1d", b"\x1e", b"\x1f", b"\xc2\x85", b"\xc2\xa0", b"\xe1\x9a\x80",
                b"\xe2\x81\x9f", b"\xe3\x80\x80")
 _E2_SPACE = re.compile(b"\xe2\x80[\x80-\x8a\xa8\xa9\xaf]")
-# a plain decimal, with or without exponent (loader._looks_finite: the same shape)
-PLAIN_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-TRUE = ("true", "t", "1", "yes", "y")
-FALSE = ("false", "f", "0", "no", "n")
-
-
-class UseRowPath(Exception):
-    """The fast path cannot load this file exactly; the row-by-row path will (or will fail it)."""
-
-
-@dataclass
-class BulkResult:
-    rows_in: int
-    rows_loaded: int
-    rows_rejected: int
-    extra_columns: list[str]
-
 
 def _lit(value: object) -> sql.Composable:
     return sql.Literal(value)
@@ -110,6 +110,19 @@ def _repr(expr: sql.Composable) -> sql.Composable:
         "(case when strpos({e}, '''') > 0 and strpos({e}, '\"') = 0 then '\"' || {e} || '\"'"
         " else '''' || replace(replace({e}, '\\', '\\\\'), '''', '\\''') || '''' end)"
     ).format(e=expr)
+
+
+def _reason(template: str, **fields: object) -> sql.Composable:
+    """A reject reason of the row contract as SQL giving its text: the template's words as
+    literals, each {field} the SQL expression given for it (or a literal of a plain value)."""
+    parts: list[sql.Composable] = []
+    for words, name, _, _ in string.Formatter().parse(template):
+        if words:
+            parts.append(_lit(words))
+        if name is not None:
+            value = fields[name]
+            parts.append(value if isinstance(value, sql.Composable) else _lit(str(value)))
+    return sql.SQL("({})").format(sql.SQL(" || ").join(parts))
 
 
 def _plain_number(t: sql.Composable) -> sql.Composable:
@@ -129,34 +142,6 @@ def pg_encoding(encoding: str) -> str | None:
     except LookupError:
         return None
     return PG_ENCODINGS.get(name)
-
-
-def _open(path: Path):
-    return gzip.open(path, "rb") if file_format(path) == "csv.gz" else open(path, "rb")  # noqa: SIM115
-
-
-def read_header(path: Path, encoding: str) -> tuple[list[str], bytes] | None:
-    """The normalized header and its raw bytes, or None when only the row path can judge it."""
-    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-    try:
-        with _open(path) as fh:
-            first = fh.readline()
-    except (OSError, EOFError, zlib.error):
-        return None
-    if not first or first.count(b'"') % 2:
-        return None  # empty, or a header with a quoted newline
-    try:
-        text = first.decode(codec)
-    except UnicodeDecodeError:
-        return None
-    try:
-        fields = next(csv.reader([text]))
-    except (csv.Error, StopIteration):
-        return None
-    columns = [normalize_header(f) for f in fields]
-    if not any(columns) or len(set(columns)) != len(columns):
-        return None
-    return columns, first
 
 
 class _Timer:
@@ -212,24 +197,20 @@ class _Sql:
     # -- checks, in the order the row path makes them ------------------------------------------
     def type_problems(self, col: Column) -> list[tuple[sql.Composable, sql.Composable]]:
         t = self.t(col.name)
-        name = _lit(col.name)
-        bad = sql.SQL("'bad ' || {} || ' in ' || {} || ': ' || {}").format(
-            _lit(col.type), name, _repr(t))
+        shown = {"type": col.type, "column": col.name, "value": _repr(t)}
+        bad = _reason(BAD_VALUE, **shown)
         out: list[tuple[sql.Composable, sql.Composable]] = []
         if col.type == "text" and col.allowed is not None:
             out.append((
                 sql.SQL("lower({}) not in ({})").format(t, sql.SQL(", ").join(map(_lit, col.allowed))),
-                sql.SQL("{} || ': ' || {} || ' is not one of ' || {}").format(
-                    name, _repr(t), _lit(", ".join(col.allowed))),
+                _reason(NOT_ALLOWED, column=col.name, value=_repr(t), allowed=", ".join(col.allowed)),
             ))
         elif col.type == "numeric":
             # a plain decimal PostgreSQL refuses is too big or too precise for its numeric
             out.append((
                 sql.SQL("not pg_input_is_valid({t}, 'numeric') and {t} ~ {shape}").format(
                     t=t, shape=_lit(PLAIN_DECIMAL)),
-                sql.SQL("{} || {}").format(bad, _lit(
-                    f" (out of PostgreSQL's numeric range: {NUMERIC_MAX_WEIGHT_DIGITS} digits before the"
-                    f" point, {NUMERIC_MAX_SCALE} after)")),
+                _reason(OUT_OF_NUMERIC_RANGE, **shown),
             ))
             # NaN and the infinities parse but are no amounts; every spelling of them has an n
             out.append((
@@ -250,7 +231,7 @@ class _Sql:
             out.append((
                 sql.SQL("{t}::numeric not between {lo} and {hi}").format(
                     t=t, lo=_lit(INT4_MIN), hi=_lit(INT4_MAX)),
-                sql.SQL("{} || {}").format(bad, _lit(f" (out of the integer range {INT4_MIN}..{INT4_MAX})")),
+                _reason(OUT_OF_INT_RANGE, **shown),
             ))
         elif col.type in ("date", "timestamp"):
             # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026',
@@ -265,17 +246,17 @@ class _Sql:
                 bad,
             ))
         elif col.type == "bool":
-            words = sql.SQL(", ").join(map(_lit, TRUE + FALSE))
+            words = sql.SQL(", ").join(map(_lit, TRUE_WORDS + FALSE_WORDS))
             out.append((sql.SQL("lower({}) not in ({})").format(t, words), bad))
         if col.non_negative:
             out.append((
                 sql.SQL("{} like '-%' and {} < 0").format(t, self.typed(col)),
-                sql.SQL("'negative ' || {} || ': ' || {}::text").format(name, self.typed(col)),
+                _reason(NEGATIVE, column=col.name, value=sql.SQL("{}::text").format(self.typed(col))),
             ))
         if col.positive:
             out.append((
                 sql.SQL("{} <= 0").format(self.typed(col)),
-                sql.SQL("{} || ' must be greater than 0: ' || {}").format(name, _repr(t)),
+                _reason(NOT_POSITIVE, column=col.name, value=_repr(t)),
             ))
         return out
 
@@ -297,7 +278,7 @@ class _Sql:
         if col.type == "timestamp":
             return sql.SQL("{}::timestamptz").format(t)
         if col.type == "bool":
-            return sql.SQL("(lower({}) in ({}))").format(t, sql.SQL(", ").join(map(_lit, TRUE)))
+            return sql.SQL("(lower({}) in ({}))").format(t, sql.SQL(", ").join(map(_lit, TRUE_WORDS)))
         raise AssertionError(col.type)
 
     def reason(
@@ -312,8 +293,8 @@ class _Sql:
             whens.append((
                 sql.SQL("octet_length(s.{c}) > {n} and length(s.{c}) > {n}").format(
                     c=self.raw(name), n=_lit(FIELD_LIMIT)),
-                sql.SQL("{} || ': a value of ' || length(s.{}) || ' characters, over the limit of ' || {}"
-                        ).format(_lit(name), self.raw(name), _lit(str(FIELD_LIMIT))),
+                _reason(TOO_LONG, column=name, length=sql.SQL("length(s.{})").format(self.raw(name)),
+                        limit=FIELD_LIMIT),
             ))
         for col in e.columns:
             if col.name not in self.pos:
@@ -324,12 +305,12 @@ class _Sql:
         if required:
             whens.append((
                 sql.SQL(" or ").join(sql.SQL("{} is null").format(self.t(c)) for c in required),
-                sql.SQL("'missing required value: ' || concat_ws(', ', {})").format(
+                _reason(MISSING, columns=sql.SQL("concat_ws(', ', {})").format(
                     sql.SQL(", ").join(
                         sql.SQL("case when {} is null then {} end").format(self.t(c), _lit(c))
                         for c in required
                     )
-                ),
+                )),
             ))
         for earlier, later in e.ordered_dates:
             if earlier not in self.pos or later not in self.pos:
@@ -338,18 +319,16 @@ class _Sql:
             whens.append((
                 sql.SQL("{lo} is not null and {hi} is not null"
                         " and left({hi}, 10)::date < left({lo}, 10)::date").format(lo=lo, hi=hi),
-                sql.SQL("{} || left({}, 10) || {} || left({}, 10)").format(
-                    _lit(f"{later} "), hi, _lit(f" is before {earlier} "), lo),
+                _reason(BEFORE, later=later, later_value=sql.SQL("left({}, 10)").format(hi),
+                        earlier=earlier, earlier_value=sql.SQL("left({}, 10)").format(lo)),
             ))
         if e.event_date_column and e.event_date_column in self.pos:
             t = self.t(e.event_date_column)
             whens.append((
                 sql.SQL("{t} is not null and left({t}, 10)::date > {d}::date + {n}").format(
                     t=t, d=_lit(business_date), n=_lit(max_future_days)),
-                sql.SQL("{c} || ' ' || left({t}, 10) || {msg}").format(
-                    c=_lit(e.event_date_column), t=t,
-                    msg=_lit(f" is in the future: more than {max_future_days} day(s) after the extract"
-                             f" date {business_date}")),
+                _reason(IN_FUTURE, column=e.event_date_column, value=sql.SQL("left({}, 10)").format(t),
+                        days=max_future_days, date=business_date),
             ))
         joins: list[sql.Composable] = []
         iso = e.iso_currency_column
@@ -357,7 +336,7 @@ class _Sql:
             received = sql.SQL("coalesce({}, 'None')").format(self.t(iso))
             whens.append((
                 sql.SQL("{} !~ {}").format(received, _lit("^[" + string.ascii_letters + "]{3}$")),
-                sql.SQL("'unknown currency ' || {}").format(_repr(sql.SQL("upper({})").format(received))),
+                _reason(UNKNOWN_CURRENCY, value=_repr(sql.SQL("upper({})").format(received))),
             ))
         if e.currency_column:
             cur = sql.SQL("upper(coalesce({}, 'None'))").format(self.t(e.currency_column))
@@ -365,7 +344,7 @@ class _Sql:
             whens.append((
                 sql.SQL("{cur} <> {base} and not coalesce(fx.first_rate <= left({on}, 10)::date, false)")
                 .format(cur=cur, base=_lit(self.base), on=on),
-                sql.SQL("'no fx rate for ' || {} || ' on or before ' || left({}, 10)").format(cur, on),
+                _reason(NO_FX_RATE, currency=cur, date=sql.SQL("left({}, 10)").format(on)),
             ))
             joins.append(sql.SQL(
                 "left join (select currency, min(rate_date) as first_rate from {}.erp__fx_rates"
@@ -379,8 +358,7 @@ class _Sql:
             ref = BY_PATH[fk.entity]
             whens.append((
                 sql.SQL("{} is not null and {}.k is null").format(t, alias),
-                sql.SQL("'unknown ' || {} || ' ' || {} || {}").format(
-                    _lit(fk.column), _repr(t), _lit(f": no such {fk.entity} row loaded")),
+                _reason(UNKNOWN_KEY, column=fk.column, value=_repr(t), entity=fk.entity),
             ))
             joins.append(sql.SQL(
                 "left join (select distinct {col} as k from {s}.{tbl}) {a} on {a}.k = {t}"
@@ -404,30 +382,21 @@ class _Sql:
         return sql.SQL(" || ").join(parts)
 
 
-def load_csv(
-    conn: psycopg.Connection,
-    path: Path,
-    relpath: str,
-    entity: Entity,
-    business_date: date,
-    load_id: int,
-    encoding: str,
-    base_currency: str,
-    max_future_days: int,
-) -> BulkResult:
+def load_csv_in_sql(conn: psycopg.Connection, load: FileLoad) -> PathResult:
     """Load one CSV / csv.gz file set-based; raise UseRowPath when the row path must do it.
 
     Runs inside the caller's transaction (the file's); uses a savepoint so that a hand-back
     leaves nothing behind.
     """
+    path, entity, business_date, load_id = load.path, load.entity, load.business_date, load.load_id
     if conn.info.server_version < 160000:
         raise UseRowPath("the set-based checks need PostgreSQL 16+ (pg_input_is_valid)")
     if conn.execute("show server_encoding").fetchone()[0] != "UTF8":
         raise UseRowPath("the set-based path needs a UTF8 database")
-    pg_enc = pg_encoding(encoding)
+    pg_enc = pg_encoding(load.encoding)
     if pg_enc is None:
-        raise UseRowPath(f"encoding {encoding} has no PostgreSQL COPY equivalent here")
-    header = read_header(path, encoding)
+        raise UseRowPath(f"encoding {load.encoding} has no PostgreSQL COPY equivalent here")
+    header = read_csv_header(path, load.encoding)
     if header is None:
         raise UseRowPath("header needs the row path")
     columns, header_bytes = header
@@ -457,8 +426,8 @@ def load_csv(
 
     timer.lap("copy")
     conn.execute("set local work_mem = '256MB'")
-    q = _Sql(entity, columns, base_currency, trim)
-    reason, joins = q.reason(business_date, max_future_days)
+    q = _Sql(entity, columns, load.base_currency, trim)
+    reason, joins = q.reason(business_date, load.max_future_days)
     # the file's rows with their stripped values t_i next to the raw ones c_i
     src = sql.SQL("{} s cross join lateral (select {}) t").format(stage, q.trims())
     all_raw = q.json_of(columns, "s")
@@ -473,12 +442,7 @@ def load_csv(
     _reject_duplicates(conn, q, src, stage, bad, all_raw)
     timer.lap("duplicates")
 
-    meta = {"load_id": load_id, "path": relpath, "entity": entity.path, "day": business_date}
-    rejected = conn.execute(sql.SQL(
-        "insert into {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record, reason)"
-        " select %(load_id)s, %(path)s, %(entity)s, %(day)s, _rec + 1, raw_record, reason"
-        " from {} order by _rec"
-    ).format(sql.Identifier(META_SCHEMA), bad), meta).rowcount
+    rejected = insert_rejects_from(conn, load, bad)
     # 3. the rest, cast to their types, into the raw table
     typed = [q.typed(entity.column(c)) if c in q.pos else sql.SQL("null") for c in entity.column_names]
     raw_cols = [*entity.column_names, "_load_id", "_line_number", "_business_date", "_extra"]
@@ -488,11 +452,12 @@ def load_csv(
         " from {} where not exists (select from {} b where b._rec = s._rec)"
     ).format(sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
              sql.SQL(", ").join(map(sql.Identifier, raw_cols)),
-             sql.SQL(", ").join(typed), extra_json, src, bad), meta).rowcount
+             sql.SQL(", ").join(typed), extra_json, src, bad),
+        {"load_id": load_id, "day": business_date}).rowcount
     timer.lap("insert")
     conn.execute(sql.SQL("drop table {}, {}").format(stage, bad))
-    log.debug("%s: %s", relpath, timer)
-    return BulkResult(rows_in, loaded, rejected, extras)
+    log.debug("%s: %s", load.relpath, timer)
+    return PathResult(rows_in, loaded, rejected, extras)
 
 
 def _reject_duplicates(
@@ -518,14 +483,10 @@ def _reject_duplicates(
         " where not exists (select from {bad} b where b._rec = s._rec)"
         " group by {k} having count(*) > 1"
     ).format(k=keys, src=src, bad=bad)).fetchall()
-    key_names = ", ".join(e.key)
     found: list[tuple[int, str]] = []
     for values, recs in dups:
-        shown = _python_key_repr(e, values)
-        for rec in recs[1:]:
-            found.append(
-                (rec, f"duplicate key ({key_names}) = {shown} also on line {recs[0] + 1} of this file")
-            )
+        message = duplicate_key_message(e, _parsed_key(e, values), recs[0] + 1)
+        found.extend((rec, message) for rec in recs[1:])
     with conn.cursor() as cur:
         cur.execute("create temp table _ingest_dups (rec bigint, reason text) on commit drop")
         with cur.copy("copy _ingest_dups (rec, reason) from stdin") as copy:
@@ -538,8 +499,8 @@ def _reject_duplicates(
         cur.execute("drop table _ingest_dups")
 
 
-def _python_key_repr(e: Entity, values: list[str | None]) -> str:
-    """The key as the row path's message shows it (repr of the parsed values)."""
+def _parsed_key(e: Entity, values: list[str | None]) -> tuple:
+    """The key as the row contract parses it, from its values cast to text here."""
     parsed: list[object] = []
     for name, v in zip(e.key, values, strict=True):
         col = e.column(name)
@@ -551,7 +512,7 @@ def _python_key_repr(e: Entity, values: list[str | None]) -> str:
             parsed.append(date.fromisoformat(v))
         else:
             parsed.append(v)
-    return repr(tuple(parsed)) if len(parsed) > 1 else repr(parsed[0])
+    return tuple(parsed)
 
 
 def _copy(
@@ -569,7 +530,7 @@ def _copy(
     tail = b"\n"  # bytes before the chunk, so a pattern split across two chunks is seen
     stmt = sql.SQL("copy {} ({}) from stdin (format csv, encoding {})").format(
         stage, sql.SQL(", ").join(cols), _lit(pg_enc))
-    with _open(path) as fh, conn.cursor() as cur:
+    with open_bytes(path) as fh, conn.cursor() as cur:
         fh.read(skip)
         with cur.copy(stmt) as copy:
             while chunk := fh.read(CHUNK):

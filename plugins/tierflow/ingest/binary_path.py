@@ -1,42 +1,44 @@
-"""The fastest path for UTF-8 CSV files: parse with pyarrow, check vectorised, COPY binary.
+"""The binary path, for UTF-8 CSV files: parse with pyarrow, check vectorised, COPY binary.
 
-Why: the set-based path (``bulk.py``) reads every value twice (COPY into a text staging
-table, then a cast in SQL) and writes the raw table with ``insert ... select``; measured, it
-reached 0.22 x psql's plain ``\\copy``. Here the file is read once, in blocks of ~2 MB cut at
-newlines, parsed by pyarrow's CSV parser on the Python side; the rows that are plainly good
-are checked with vectorised kernels and encoded straight into PostgreSQL's binary COPY
-format, which the server stores with less work than it spends parsing CSV text. Two blocks
-are parsed and checked at once in threads (the kernels release the GIL), committed in file
-order, and a third thread sends the COPY data while the server (one core) stores it.
+The fastest of the three load paths (``loader`` tries it first for every CSV file of at least
+``ingest.bulk_min_bytes``). Why: the SQL path (``sql_path.py``) reads every value twice
+(COPY into a text staging table, then a cast in SQL) and writes the raw table with ``insert ...
+select``; measured, it reached 0.22 x psql's plain ``\\copy``. Here the file is read once, in
+blocks of ~2 MB cut at newlines, parsed by pyarrow's CSV parser on the Python side; the rows
+that are plainly good are checked with vectorised kernels and encoded straight into
+PostgreSQL's binary COPY format (``binary_encoding.py``), which the server stores with less
+work than it spends parsing CSV text. Two blocks are parsed and checked at once in threads
+(the kernels release the GIL), committed in file order, and a third thread sends the COPY
+data while the server (one core) stores it.
 
 Exactly the row path's rules, by construction: the vectorised checks only *accept* values
 in narrow, unambiguous shapes (``123.45``, ``2026-03-01T08:00:00``, an id found in the set
 of loaded keys, ...) whose parsed value is certain. Every row with any other value (a
 space at an edge, ``1e3``, ``2.0`` in an int column, a bad date, an unknown key, a future
-date, a missing value, ...) goes through ``loader._validate_row`` itself, the row path's
+date, a missing value, ...) goes through ``row_contract.validate_row`` itself, the row path's
 own code, which gives the reject reason or the parsed row. So reasons and counts are the
 row path's; only speed differs. Rare rows cost a Python call each; a file with very many
-(``SLOW_ROWS_LIMIT``, or as many rows sharing a key hash) goes back to the set-based path,
-which is faster for such files and bounds the memory they would take here.
+(``SLOW_ROWS_LIMIT``, or as many rows sharing a key hash) goes to the SQL path, which is
+faster for such files and bounds the memory they would take here.
 
-Duplicate keys within a file, in bounded memory: each loaded row's 64-bit key hash and record
-number (12 bytes) go to one of up to 256 temp files chosen by the hash's top bits, and rows
-are loaded at once. At the end each file is read back alone and sorted; the rows of a
-repeated hash are read again from the file and compared exactly (parsed key tuples, like the
-row path) in file order: a true repeat becomes a reject naming the first line and its row is
-deleted again (same transaction), so a hash collision can never reject a good row. Foreign
-keys: the loaded keys are fetched once per file (one ``string_agg``, as bytes) and looked up
-through sorted hashes, bucketed by their top bits, each hit confirmed by comparing the
-strings.
+Duplicate keys within a file, in bounded memory (``key_hashing.KeyRuns``): each loaded row's
+64-bit key hash and record number (12 bytes) go to one of up to 256 temp files chosen by the
+hash's top bits, and rows are loaded at once. At the end each file is read back alone and
+sorted; the rows of a repeated hash are read again from the file and compared exactly (parsed
+key tuples, like the row path) in file order: a true repeat becomes a reject naming the first
+line and its row is deleted again (same transaction), so a hash collision can never reject a
+good row. Foreign keys: the loaded keys are fetched once per file (one ``string_agg``, as
+bytes) and looked up through sorted hashes (``key_hashing.KeySet``), bucketed by their top
+bits, each hit confirmed by comparing the strings.
 
 Line numbers: record n is line n + 1. Each block's newlines are counted; if they do not
 match its records (quoted newlines, blank lines), everything done is rolled back to the
 savepoint and the file goes to the row path, which reports each record's first line.
-Anything pyarrow refuses (wrong field count, invalid UTF-8, ...) goes to the set-based path,
+Anything pyarrow refuses (wrong field count, invalid UTF-8, ...) goes to the SQL path,
 which gives the exact reject or error the row path always gave.
 
 Timestamps without an offset are read in the session's time zone; binary COPY carries UTC
-instants, so this path runs only when the session's TimeZone is UTC (elsewhere: bulk.py).
+instants, so this path runs only when the session's TimeZone is UTC (elsewhere: the SQL path).
 """
 
 from __future__ import annotations
@@ -44,19 +46,16 @@ from __future__ import annotations
 import bisect
 import codecs
 import itertools
-import json
 import logging
 import queue
 import struct
-import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -65,34 +64,51 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg import sql
-from psycopg.types.datetime import DateBinaryDumper, DatetimeBinaryDumper, DatetimeNoTzBinaryDumper
-from psycopg.types.numeric import DecimalBinaryDumper
 
 from tierflow.extracts import BY_PATH, FIELD_LIMIT, Column, Entity
-from tierflow.ingest.bulk import FALSE, TRUE, WHITESPACE, BulkResult, UseRowPath, _open, read_header
-from tierflow.settings import META_SCHEMA, RAW_SCHEMA
+from tierflow.ingest.arrow_views import byte_lengths, fixed_width
+from tierflow.ingest.binary_encoding import (
+    NULL,
+    SIGNATURE,
+    TRAILER,
+    binary_array,
+    dump_value,
+    encode_bools,
+    encode_dates,
+    encode_ints,
+    encode_numerics,
+    encode_text,
+    jsonb_field,
+    parse_iso_dates,
+)
+from tierflow.ingest.file_load import FileLoad, PathResult, UseRowPath, UseSqlPath
+from tierflow.ingest.key_hashing import KeyRuns, KeySet, canonical_text, hash_strings, key_hash
+from tierflow.ingest.readers import open_bytes, read_csv_header
+from tierflow.ingest.rejects import copy_rejects
+from tierflow.ingest.row_contract import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    WHITESPACE,
+    RowProblem,
+    duplicate_key_message,
+    raw_json,
+    validate_row,
+)
+from tierflow.settings import RAW_SCHEMA
 
 log = logging.getLogger(__name__)
 
 BLOCK = 2 << 20  # bytes of CSV per parsed block (~40,000 order lines)
-SLOW_ROWS_LIMIT = 100_000  # rows needing Python per file before the set-based path is cheaper
+SLOW_ROWS_LIMIT = 100_000  # rows needing Python per file before the SQL path is cheaper
 UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "universal", "etc/universal", "zulu", "etc/zulu",
              "uct", "etc/uct", "greenwich", "etc/greenwich", "gmt0", "etc/gmt0", "gmt+0", "gmt-0",
              "etc/gmt+0", "etc/gmt-0"}
-SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-TRAILER = b"\xff\xff"
-NULL = b"\xff\xff\xff\xff"  # a field of length -1
-PG_EPOCH_DAYS = 10957  # 2000-01-01 in days since 1970-01-01
 _WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE)
 EDGE_SPACE = f"^[{_WS_CLASS}]|[{_WS_CLASS}]$"
 NUMERIC = r"^[0-9]{1,9}(?:\.[0-9]{1,6})?$"  # <= 15 digits: exact in a float64
 INT = r"^(?:0|[1-9][0-9]{0,8})$"
 CURRENCY = r"^[A-Z]{3}$"
 ZERO = r"^0+(?:\.0+)?$"  # zero, in the shapes NUMERIC accepts
-
-
-class UseSqlPath(Exception):
-    """This path cannot load the file exactly; the set-based path (or the row path) will."""
 
 
 class EncodeError(RuntimeError):
@@ -113,233 +129,7 @@ class _Block:
     encoded: pa.Array | None = None  # the ok rows as binary COPY rows
 
 
-# -- fixed-width views and hashes of string arrays ------------------------------------------------
-def _fixed(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n x width uint8 matrix of the values' bytes, zero-padded; their byte lengths)."""
-    n = len(arr)
-    bufs = arr.buffers()
-    offs = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    lens = np.diff(offs).astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else None
-    if data is None or n == 0:
-        return np.zeros((n, width), dtype=np.uint8), lens
-    if lens.min() == lens.max():  # ids, dates, timestamps: often all of one length
-        size = int(lens[0])
-        m = data[offs[0]:offs[0] + n * size].reshape(n, size)
-        if size >= width:
-            return m[:, :width], lens
-        out = np.zeros((n, width), dtype=np.uint8)
-        out[:, :size] = m
-        return out, lens
-    cols = np.arange(width)
-    idx = offs[:-1, None].astype(np.int64) + cols[None, :]
-    np.minimum(idx, data.size - 1, out=idx)
-    out = data[idx]
-    out[cols[None, :] >= lens[:, None]] = 0
-    return out, lens
-
-
-def _lengths(arr: pa.Array) -> np.ndarray:
-    """Byte length of each value of a string array, from its offsets (no kernel call)."""
-    offs = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-    return np.diff(offs)
-
-
-def _hash(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(64-bit hash per value, its words (n x w uint64), byte lengths). Values longer than
-    ``width`` hash their first ``width`` bytes (callers treat them as not found)."""
-    if width is None:
-        longest = int(pc.max(pc.binary_length(arr)).as_py() or 0) if len(arr) else 0
-        width = max(8, -(-longest // 8) * 8)
-    m, lens = _fixed(arr, width)
-    words = np.ascontiguousarray(m).view("<u8")
-    with np.errstate(over="ignore"):
-        h = lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for j in range(words.shape[1]):
-            h ^= words[:, j]
-            h *= np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-            h *= np.uint64(0x94D049BB133111EB)
-            h ^= h >> np.uint64(29)
-    return h, words, lens
-
-
-def _key_hash(columns: list[pa.Array], hashes: list[np.ndarray | None] | None = None) -> np.ndarray:
-    """One 64-bit hash per row of the values of the key columns (as text); ``hashes``: the
-    ``_hash`` of a column when the caller has it already (else None)."""
-    known = hashes or [None] * len(columns)
-    h = known[0] if known[0] is not None else _hash(columns[0])[0]
-    with np.errstate(over="ignore"):
-        for col, hc in zip(columns[1:], known[1:], strict=True):
-            h = h * np.uint64(0x9E3779B97F4A7C15) ^ (hc if hc is not None else _hash(col)[0])
-            h ^= h >> np.uint64(29)
-    return h
-
-
-class KeySet:
-    """The loaded values of one referenced column, for exact vectorised membership tests:
-    sorted 64-bit hashes of the keys; a hash hit is confirmed by comparing the strings."""
-
-    SMALL = 50_000  # up to this many keys, Arrow's is_in (it hashes the set on every call)
-
-    def __init__(self, keys: pa.Array) -> None:
-        self.array = keys
-        self._small: set[str] | None = None
-        self.size = len(keys)
-        if self.size <= self.SMALL:
-            return
-        # hashed a slice at a time (the hash's work arrays are ~40 bytes a key), then the
-        # keys themselves sorted by hash: ~25 bytes a key stay (the strings, hash, bucket start)
-        h = np.empty(self.size, dtype=np.uint64)
-        step = 1 << 16
-        for lo in range(0, self.size, step):
-            h[lo:lo + step] = _hash(keys.slice(lo, step))[0]
-        order = np.argsort(h)
-        self.h = h[order]
-        del h
-        self.array = keys.take(pa.array(order))
-        del order, keys
-        # where each run of keys with the same top hash bits starts: one or two keys per run,
-        # so a lookup is one or two probes instead of a binary search over all keys
-        bits = max(1, int(np.log2(self.size)))
-        self.shift = np.uint64(64 - bits)
-        bounds = np.arange(1 << bits, dtype=np.uint64) << self.shift
-        self.start = np.append(np.searchsorted(self.h, bounds), self.size).astype(np.int32)
-
-    def contains(self, values: pa.Array, h: np.ndarray | None = None) -> np.ndarray:
-        """Which values are keys of the set; ``h``: their ``_hash`` when the caller has it."""
-        n = len(values)
-        if n == 0 or self.size == 0:
-            return np.zeros(n, dtype=bool)
-        if self.size <= self.SMALL:
-            return pc.is_in(values, value_set=self.array).to_numpy(zero_copy_only=False)
-        if h is None:
-            h = _hash(values)[0]
-        bucket = (h >> self.shift).astype(np.int64)
-        pos, end = self.start[bucket], self.start[bucket + 1]
-        found = np.zeros(n, dtype=bool)
-        active = np.flatnonzero(pos < end)
-        while active.size:  # the first key with the same hash in the run, if any
-            match = self.h[pos[active]] == h[active]
-            found[active[match]] = True
-            active = active[~match]
-            pos[active] += 1
-            active = active[pos[active] < end[active]]
-        pos_c = pos
-        hit = np.flatnonzero(found)
-        if hit.size == n:
-            same = pc.equal(values, self.array.take(pa.array(pos)))
-        else:
-            same = pc.equal(values.take(pa.array(hit)), self.array.take(pa.array(pos[hit])))
-        found[hit] = same.to_numpy(zero_copy_only=False)
-        # another key with the same hash may follow (a collision): compare those one by one
-        for i in hit[~found[hit]]:
-            p = pos_c[i] + 1
-            while p < self.h.size and self.h[p] == h[i]:
-                if self.array[int(p)].as_py() == values[int(i)].as_py():
-                    found[i] = True
-                    break
-                p += 1
-        return found
-
-    def __contains__(self, value: object) -> bool:
-        if self.size <= self.SMALL:
-            if self._small is None:
-                self._small = set(self.array.to_pylist())
-            return value in self._small
-        return bool(self.contains(pa.array([str(value)], pa.string()))[0])
-
-
-class _KeyRuns:
-    """The key hashes of the rows loaded so far with their record numbers, spilled to temp
-    files: memory does not grow with the file.
-
-    Each block's (hash, record) pairs go, 12 bytes each, to one of ``parts`` temp files by
-    the hash's top bits (sized so a part holds about ``PART_ROWS`` pairs). At the end of the
-    file each part is read back alone and sorted: equal hashes in it are the only possible
-    duplicate keys. The page cache, not the loader, holds the files."""
-
-    PART_ROWS = 1 << 17
-    DTYPE = np.dtype([("h", "<u8"), ("rec", "<i4")])
-
-    def __init__(self, expected_rows: int) -> None:
-        parts = 1
-        while parts < 256 and parts * self.PART_ROWS < expected_rows:
-            parts *= 2
-        self.bits = parts.bit_length() - 1
-        self.files: list[tempfile._TemporaryFileWrapper | None] = [None] * parts
-        self.count = 0
-
-    def add(self, h: np.ndarray, recs: np.ndarray) -> None:
-        """Hashes, ordered by their top ``bits`` bits (their part), with their record numbers."""
-        if h.size == 0:
-            return
-        pairs = np.empty(h.size, dtype=self.DTYPE)
-        pairs["h"], pairs["rec"] = h, recs
-        self.count += h.size
-        if self.bits == 0:
-            bounds = [0, h.size]
-        else:
-            parts = (h >> np.uint64(64 - self.bits)).astype(np.uint16)
-            bounds = np.searchsorted(parts, np.arange(len(self.files) + 1)).tolist()
-        for part, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-            if hi > lo:
-                fh = self.files[part]
-                if fh is None:
-                    fh = self.files[part] = tempfile.TemporaryFile(prefix="tierflow-keys-")
-                fh.write(pairs[lo:hi].tobytes())
-
-    def repeats(self) -> Iterator[np.ndarray]:
-        """Per part, the records (in file order) of every hash seen more than once."""
-        for part, fh in enumerate(self.files):
-            if fh is None:
-                continue
-            fh.seek(0)
-            pairs = np.frombuffer(fh.read(), dtype=self.DTYPE)
-            fh.close()
-            self.files[part] = None
-            h = pairs["h"]
-            hs = np.sort(h)  # the usual answer, "no repeats", with the cheapest sort
-            if not (hs[1:] == hs[:-1]).any():
-                continue
-            order = np.argsort(h)
-            hs = h[order]
-            same = hs[1:] == hs[:-1]
-            dup = np.zeros(hs.size, dtype=bool)
-            dup[1:] |= same
-            dup[:-1] |= same
-            yield np.sort(pairs["rec"][order[dup]])
-
-    def close(self) -> None:
-        for fh in self.files:
-            if fh is not None:
-                fh.close()
-
-
-# -- binary COPY encodings --------------------------------------------------------------------
-def _binary(chunks: np.ndarray, n: int) -> pa.Array:
-    """A numpy structured array of n fixed-width encoded fields, as an Arrow binary array."""
-    width = chunks.dtype.itemsize
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
-                                                        pa.py_buffer(np.ascontiguousarray(chunks))])
-
-
-def _nullable(is_null: np.ndarray, encoded: pa.Array) -> pa.Array:
-    """Encoded fields, with the NULL field where the value was empty."""
-    if not is_null.any():
-        return encoded
-    return pc.if_else(pa.array(is_null), pa.scalar(NULL, pa.binary()), encoded)
-
-
-def _fixed_or_nullable(is_null: np.ndarray, out: np.ndarray) -> np.ndarray | pa.Array:
-    """Fixed-width encoded fields as they are (joined with their neighbours by numpy), or,
-    when some value is empty, as binary fields with the NULL field there."""
-    if not is_null.any():
-        return out
-    return _nullable(is_null, _binary(out, out.size))
-
-
+# -- a block's rows from its columns' encoded fields -----------------------------------------------
 def _join_pieces(pieces: list[np.ndarray | pa.Array], n: int) -> pa.Array:
     """The rows of a block from its pieces: runs of fixed-width pieces (numpy arrays of n
     items) are laid side by side by numpy, and the rest joined per row by one Arrow kernel.
@@ -351,12 +141,12 @@ def _join_pieces(pieces: list[np.ndarray | pa.Array], n: int) -> pa.Array:
         if not run:
             return
         if len(run) == 1:
-            fields.append(_binary(run[0], n))
+            fields.append(binary_array(run[0], n))
         else:
             row = np.empty(n, dtype=[(f"f{i}", f"V{p.dtype.itemsize}") for i, p in enumerate(run)])
             for i, p in enumerate(run):
                 row[f"f{i}"] = np.ascontiguousarray(p).view(f"V{p.dtype.itemsize}")
-            fields.append(_binary(row, n))
+            fields.append(binary_array(row, n))
         run.clear()
 
     for piece in pieces:
@@ -369,69 +159,6 @@ def _join_pieces(pieces: list[np.ndarray | pa.Array], n: int) -> pa.Array:
     if len(fields) == 1:
         return fields[0]
     return pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
-
-
-def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    y = y - (m <= 2)
-    era = np.floor_divide(y, 400)
-    yoe = y - era * 400
-    mp = (m + 9) % 12
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _digits(m: np.ndarray, start: int, count: int) -> np.ndarray:
-    out = np.zeros(m.shape[0], dtype=np.int64)
-    for j in range(start, start + count):
-        out = out * 10 + (m[:, j].astype(np.int64) - 48)
-    return out
-
-
-def _parse_dates(m: np.ndarray, with_time: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(valid mask, days / seconds since 1970) of the bytes of ISO values (rows of ``m``):
-    checks the month, the day of the month, hour, minute and second ranges."""
-    y, mo, d = _digits(m, 0, 4), _digits(m, 5, 2), _digits(m, 8, 2)
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    dim = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mo, 0, 12)]
-    dim = dim + ((mo == 2) & leap)
-    ok = (y >= 1) & (mo >= 1) & (mo <= 12) & (d >= 1) & (d <= dim)
-    days = _days_from_civil(y, mo, d)
-    if not with_time:
-        return ok, days
-    hh, mi, ss = _digits(m, 11, 2), _digits(m, 14, 2), _digits(m, 17, 2)
-    ok &= (hh < 24) & (mi < 60) & (ss < 60)
-    return ok, ((days * 24 + hh) * 60 + mi) * 60 + ss
-
-
-def _dump_value(col: Column, value: object) -> bytes:
-    """One parsed value (from the row path's parser) as a binary COPY field."""
-    if value is None:
-        return NULL
-    if col.type == "text":
-        data = str(value).encode("utf-8")
-    elif col.type == "int":
-        data = struct.pack(">i", value)
-    elif col.type == "numeric":
-        data = bytes(DecimalBinaryDumper(Decimal).dump(value))
-    elif col.type == "date":
-        data = bytes(DateBinaryDumper(date).dump(value))
-    elif col.type == "timestamp":
-        # the session is UTC (checked), so a naive value is a UTC instant, as the row path's
-        # text COPY would read it
-        dumper = DatetimeNoTzBinaryDumper if value.tzinfo is None else DatetimeBinaryDumper
-        data = bytes(dumper(datetime).dump(value))
-    elif col.type == "bool":
-        data = b"\x01" if value else b"\x00"
-    else:
-        raise AssertionError(col.type)
-    return struct.pack(">i", len(data)) + data
-
-
-def _jsonb_field(obj: dict) -> bytes:
-    data = b"\x01" + json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    return struct.pack(">i", len(data)) + data
 
 
 # -- the per-file loader -------------------------------------------------------------------------
@@ -447,14 +174,14 @@ class _Recorder:
 
 
 class _ValidateLookups:
-    """What ``loader._validate_row`` asks of its lookups, answered from this file's key sets."""
+    """The row contract's ``Lookups``, answered from this file's key sets and first fx rates."""
 
-    def __init__(self, base: str, keysets: dict[str, object], first_rate: dict[str, date]) -> None:
+    def __init__(self, base: str, keysets: dict[str, Container[object]], first_rate: dict[str, date]) -> None:
         self.base = base
         self._keysets = keysets
         self._first_rate = first_rate
 
-    def keys(self, entity: Entity, column: str) -> object:
+    def keys(self, entity: Entity, column: str) -> Container[object]:
         return self._keysets[f"{entity.path}.{column}"]
 
     def has_rate(self, currency: str, on: date) -> bool:
@@ -463,6 +190,11 @@ class _ValidateLookups:
 
 
 class _File:
+    """One file on the binary path: the key sets and first fx rates its rows are checked
+    against, the key-hash spill, its rejects and counts. Blocks are checked and encoded by
+    ``check`` (in threads), committed in file order by ``commit``; ``remove_repeats`` finds
+    the repeated keys at the end."""
+
     def __init__(self, conn: psycopg.Connection, entity: Entity, columns: list[str], base: str,
                  business_date: date, max_future_days: int, load_id: int, expected_rows: int) -> None:
         self.entity = entity
@@ -488,7 +220,7 @@ class _File:
                 "select currency, min(rate_date) from {}.erp__fx_rates group by currency"
             ).format(sql.Identifier(RAW_SCHEMA))).fetchall())
         self.lookups = _ValidateLookups(base, self.keysets, self.first_rate)
-        self.keys = _KeyRuns(expected_rows)
+        self.keys = KeyRuns(expected_rows)
         self.rejects: list[tuple[int, str, str]] = []
         self.slow_rows = 0
         self.loaded = 0
@@ -503,8 +235,8 @@ class _File:
     def _fast(self, col: Column, a: pa.Array, n: int, hashes: dict[str, np.ndarray] | None = None
               ) -> tuple[np.ndarray, object]:
         """(which values are certainly good as they are, what their encoding needs); ``hashes``
-        receives the ``_hash`` of a foreign-key column of a large key set (the key hash reuses it)."""
-        empty = _lengths(a) == 0
+        receives the ``hash_strings`` of a foreign-key column of a large key set (the key hash reuses it)."""
+        empty = byte_lengths(a) == 0
         ok = empty & (not col.required)
         e = self.entity
         fk = next((f for f in e.foreign_keys if f.column == col.name), None)
@@ -512,7 +244,7 @@ class _File:
             keyset = self.keysets[f"{fk.entity}.{fk.ref_column}"]
             h = None
             if hashes is not None and keyset.size > KeySet.SMALL and n:
-                h = hashes[col.name] = _hash(a)[0]
+                h = hashes[col.name] = hash_strings(a)[0]
             return ok | keyset.contains(a, h), empty
         if col.type in ("date", "timestamp"):
             return self._fast_date(a, n, ok, col.type == "timestamp")
@@ -526,7 +258,7 @@ class _File:
                 good = pc.invert(pc.match_substring_regex(a, EDGE_SPACE)).to_numpy(zero_copy_only=False)
                 return ok | (good & ~empty), empty
         elif col.type == "bool":
-            good = pc.is_in(a, value_set=pa.array(list(TRUE + FALSE), pa.string()))
+            good = pc.is_in(a, value_set=pa.array(list(TRUE_WORDS + FALSE_WORDS), pa.string()))
         elif col.type == "int":
             good = pc.match_substring_regex(a, INT)
         elif col.type == "numeric":
@@ -541,14 +273,14 @@ class _File:
     def _fast_date(a: pa.Array, n: int, ok: np.ndarray, with_time: bool) -> tuple[np.ndarray, object]:
         """ISO dates / timestamps of the one plain shape, checked and parsed on their bytes."""
         size = 19 if with_time else 10
-        m, lens = _fixed(a, size)
+        m, lens = fixed_width(a, size)
         digit = (m >= 48) & (m <= 57)
         good = (lens == size) & digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(axis=1)
         good &= (m[:, 4] == 45) & (m[:, 7] == 45)  # 2026-03-01
         if with_time:  # T08:00:00 or " 08:00:00"
             good &= digit[:, [11, 12, 14, 15, 17, 18]].all(axis=1) & (m[:, 13] == 58) & (m[:, 16] == 58)
             good &= (m[:, 10] == 84) | (m[:, 10] == 32)
-        valid, value = _parse_dates(m, with_time)
+        valid, value = parse_iso_dates(m, with_time)
         return ok | (good & valid), np.where(good & valid, value, 0)
 
     def check_chunk(self, chunk: bytes, lines: int, first_rec: int) -> _Block:
@@ -571,14 +303,14 @@ class _File:
         # values no path loads (too long, a NUL byte), in any column, the unknown ones too
         for i in range(rb.num_columns):
             a = rb.column(i)
-            if n and int(_lengths(a).max()) > FIELD_LIMIT:
-                ok &= _lengths(a) <= FIELD_LIMIT
+            if n and int(byte_lengths(a).max()) > FIELD_LIMIT:
+                ok &= byte_lengths(a) <= FIELD_LIMIT
             if nul:
                 ok &= ~pc.match_substring(a, "\x00").to_numpy(zero_copy_only=False)
         for earlier, later in e.ordered_dates:
             if earlier in self.pos and later in self.pos:
-                both = ((_lengths(rb.column(self.pos[earlier])) > 0)
-                        & (_lengths(rb.column(self.pos[later])) > 0))
+                both = ((byte_lengths(rb.column(self.pos[earlier])) > 0)
+                        & (byte_lengths(rb.column(self.pos[later])) > 0))
                 ok &= ~(both & (self._days(later, info) < self._days(earlier, info)))
         # rows dated too far after the extract date, or in a currency with no rate yet
         ev = e.event_date_column
@@ -612,11 +344,9 @@ class _File:
         return info[name] if self.entity.column(name).type == "date" else info[name] // 86400
 
     def _answered_lookups(self, records: list[dict]) -> _ValidateLookups:
-        """Lookups for ``_validate_row`` on these records whose key-set answers were fetched
+        """Lookups for ``validate_row`` on these records whose key-set answers were fetched
         in one vectorised call per set: the row path's checks run twice, once to learn which
         keys they ask about (answering "found" to get past every key check), once for real."""
-        from tierflow.ingest.loader import RowProblem, _validate_row
-
         large = {name: ks for name, ks in self.keysets.items() if ks.size > KeySet.SMALL}
         if not large or len(records) < 4:
             return self.lookups
@@ -624,10 +354,10 @@ class _File:
         probe = _ValidateLookups(self.base, {**self.keysets, **asked}, self.first_rate)
         for record in records:
             try:
-                _validate_row(self.entity, record, probe, self.business_date, self.max_future_days)
+                validate_row(self.entity, record, probe, self.business_date, self.max_future_days)
             except RowProblem:
                 pass
-        answered: dict[str, object] = dict(self.keysets)
+        answered: dict[str, Container[object]] = dict(self.keysets)
         for name, recorder in asked.items():
             values = list(recorder.asked)
             hits = large[name].contains(pa.array([str(v) for v in values], pa.string())) if values else []
@@ -677,18 +407,16 @@ class _File:
     def _validate(self, rec: int, record: dict, lookups: _ValidateLookups | None = None
                   ) -> tuple[dict | None, tuple[int, str, str] | None]:
         """The row path's checks: (parsed row, None) or (None, the reject)."""
-        from tierflow.ingest.loader import RowProblem, _raw_json, _validate_row  # loader imports us
-
         try:
-            return _validate_row(self.entity, record, lookups or self.lookups, self.business_date,
+            return validate_row(self.entity, record, lookups or self.lookups, self.business_date,
                                  self.max_future_days), None
         except RowProblem as exc:
-            return None, (rec + 1, _raw_json(record), str(exc))
+            return None, (rec + 1, raw_json(record), str(exc))
 
     def _key_hashes(self, rb: pa.RecordBatch, ok: np.ndarray, slow_rows: list,
                     hashes: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(positions in the block of the rows that passed, their key hashes), in the order of
-        the parts ``_KeyRuns`` spills them to (the hash's top bits). Done here, in the checking
+        the parts ``KeyRuns`` spills them to (the hash's top bits). Done here, in the checking
         threads, to spare the ordered commit."""
         e = self.entity
         fast_idx = np.flatnonzero(ok)
@@ -696,10 +424,10 @@ class _File:
         if idx.size == 0:
             return idx, np.zeros(0, dtype=np.uint64)
         known = [(hashes or {}).get(k) for k in e.key]
-        h = _key_hash([rb.column(self.pos[k]) for k in e.key], known)[fast_idx]
+        h = key_hash([rb.column(self.pos[k]) for k in e.key], known)[fast_idx]
         if slow_rows:
-            slow = [pa.array([_canonical(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
-            h = np.concatenate([h, _key_hash(slow)])
+            slow = [pa.array([canonical_text(row[k]) for _, _, row in slow_rows], pa.string()) for k in e.key]
+            h = np.concatenate([h, key_hash(slow)])
         if self.keys.bits:  # a radix sort of small integers
             order = np.argsort((h >> np.uint64(64 - self.keys.bits)).astype(np.uint16), kind="stable")
             idx, h = idx[order], h[order]
@@ -724,7 +452,7 @@ class _File:
         pieces: list[np.ndarray | pa.Array] = [out]
         if self.extras:
             rows = rb.select([self.pos[c] for c in self.extras]).to_pylist()
-            pieces.append(pa.array([_jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
+            pieces.append(pa.array([jsonb_field(dict(zip(self.extras, r.values(), strict=True)))
                                     for r in rows], pa.binary()))
         for col in self.present:
             a = rb.column(self.pos[col.name])
@@ -734,83 +462,30 @@ class _File:
     def _encode_column(self, col: Column, a: pa.Array, good: np.ndarray, info: object, n: int
                        ) -> list[np.ndarray | pa.Array]:
         """The column's encoded fields as pieces for ``_join_pieces``: a numpy array of n
-        fixed-width fields, or a binary array (a NULL somewhere, text of varying length)."""
-        empty = info if col.type not in ("date", "timestamp") else None
+        fixed-width fields, or a binary array (a NULL somewhere, text of varying length).
+        ``info``: what ``_fast`` found (days / seconds of dates, else which values are empty)."""
         if col.type in ("date", "timestamp"):
-            is_null = _lengths(a) == 0
-            if col.type == "date":
-                out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i4")])
-                out["len"], out["v"] = 4, info - PG_EPOCH_DAYS
-            else:
-                out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i8")])
-                out["len"], out["v"] = 8, (info - PG_EPOCH_DAYS * 86400) * 1_000_000
-            return [_fixed_or_nullable(is_null, out)]
-        is_null = empty
+            return [encode_dates(info, byte_lengths(a) == 0, with_time=col.type == "timestamp")]
+        empty = info
         if col.type == "text":
-            lens = _lengths(a).astype(">i4")
-            if not is_null.any():
-                width = int(lens[0]) if n else 0
-                if n and width and (lens == width).all():  # ids of one length: fixed width
-                    bufs = a.buffers()
-                    start = int(np.frombuffer(bufs[1], dtype=np.int32, count=1, offset=a.offset * 4)[0])
-                    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:start + n * width]
-                    return [lens, data.view(f"V{width}")]
-                return [lens, a.cast(pa.binary())]
-            encoded = pc.binary_join_element_wise(_binary(lens, n), a.cast(pa.binary()), b"")
-            return [_nullable(is_null, encoded)]
+            return encode_text(a, empty)
         # a value the checks refused is replaced by one that encodes: its row is not kept
         valid = good & ~empty
         plain = a if valid.all() else pc.if_else(pa.array(valid), a, "0")
         if col.type == "bool":
-            true = pc.is_in(plain, value_set=pa.array(list(TRUE), pa.string())).to_numpy(zero_copy_only=False)
-            out = np.empty(n, dtype=[("len", ">i4"), ("v", "u1")])
-            out["len"], out["v"] = 1, true
-            return [_fixed_or_nullable(is_null, out)]
+            return [encode_bools(plain, empty)]
         if col.type == "int":
-            out = np.empty(n, dtype=[("len", ">i4"), ("v", ">i4")])
-            out["len"], out["v"] = 4, pc.cast(plain, pa.int32()).to_numpy(zero_copy_only=False)
-            return [_fixed_or_nullable(is_null, out)]
+            return [encode_ints(plain, empty)]
         if col.type == "numeric":
-            # at most 15 significant digits: the nearest float64 times 10^6, rounded, is the
-            # exact value in millionths (the error stays below 0.25)
-            floats = pc.cast(plain, pa.float64()).to_numpy(zero_copy_only=False)
-            units = np.rint(floats * 1e6).astype(np.int64)
-            ip, fp = units // 10**6, units % 10**6
-            dot = pc.find_substring(plain, ".").to_numpy(zero_copy_only=False)
-            # base-10000 digit groups of weights 2, 1, 0, -1, -2; the block sends only the
-            # window of groups that some value needs (a smaller stream: 1..40 is one group,
-            # 999.99 two); the server strips leading and trailing zero groups anyway. Values
-            # that are not sent (refused or empty) are "0" here: they widen nothing.
-            groups = (lambda: ip // 10**8, lambda: ip // 10**4 % 10**4, lambda: ip % 10**4,
-                      lambda: fp // 100, lambda: fp % 100 * 100)
-            top = int(ip.max()) if n else 0
-            if top:
-                first = 0 if top >= 10**8 else 1 if top >= 10**4 else 2
-            else:
-                first = 3 if n and int(fp.max()) >= 100 else 4
-            if (fp % 100).any():
-                last = 5
-            elif fp.any():
-                last = 4
-            else:
-                last = next((k + 1 for k in (2, 1, 0) if groups[k]().any()), first)
-            last = max(last, first)
-            out = np.empty(n, dtype=[("len", ">i4"), ("nd", ">i2"), ("w", ">i2"), ("sign", ">u2"),
-                                     ("ds", ">i2"), ("g", ">i2", (last - first,))])
-            out["len"], out["nd"], out["w"], out["sign"] = 8 + 2 * (last - first), last - first, 2 - first, 0
-            out["ds"] = np.where(dot < 0, 0, _lengths(plain) - dot - 1)
-            g = out["g"]
-            for k in range(first, last):
-                g[:, k - first] = groups[k]()
-            return [_fixed_or_nullable(is_null, out)]
+            return [encode_numerics(plain, empty)]
         raise AssertionError(col.type)
 
     def _encode_row(self, rec: int, record: dict, row: dict) -> bytes:
-        extra = (_jsonb_field({c: record[c] for c in self.extras}) if self.extras else NULL)
+        extra = (jsonb_field({c: record[c] for c in self.extras}) if self.extras else NULL)
         fields = []
         for c in self.present:
             try:
-                fields.append(_dump_value(c, row[c.name]))
+                fields.append(dump_value(c, row[c.name]))
             except (struct.error, ValueError, OverflowError, TypeError) as exc:
                 # the row path's checks let through a value the binary format cannot carry:
                 # a bug, but the error says where (the loader adds the file)
@@ -825,8 +500,6 @@ class _File:
         parsed key tuples) in file order; a true repeat becomes a reject naming the first line
         and its row, loaded already, is deleted again (same transaction). A hash collision
         keeps its row."""
-        from tierflow.ingest.loader import RowProblem, _validate_row
-
         candidates: list[int] = []
         try:
             for recs in self.keys.repeats():
@@ -850,7 +523,7 @@ class _File:
                 values = rb.slice(r - rec - 1, 1).to_pylist()[0]
                 record = {c: values[name] for c, name in zip(self.columns, self.names, strict=True)}
                 try:
-                    row = _validate_row(e, record, self.lookups, self.business_date, self.max_future_days)
+                    row = validate_row(e, record, self.lookups, self.business_date, self.max_future_days)
                 except RowProblem:  # cannot happen: it was loaded
                     continue
                 key = tuple(row[k] for k in e.key)
@@ -858,11 +531,7 @@ class _File:
                     seen[key] = r + 1
                     continue
                 repeats.append(r + 1)
-                self.rejects.append((
-                    r + 1, _raw_json_of(record),
-                    f"duplicate key ({', '.join(e.key)}) = {key if len(key) > 1 else key[0]!r} "
-                    f"also on line {seen[key]} of this file",
-                ))
+                self.rejects.append((r + 1, raw_json(record), duplicate_key_message(e, key, seen[key])))
             rec += rb.num_rows
             if hi == len(candidates):
                 break
@@ -875,18 +544,6 @@ class _File:
             self.loaded -= len(repeats)
 
 
-def _raw_json_of(record: dict) -> str:
-    from tierflow.ingest.loader import _raw_json
-
-    return _raw_json(record)
-
-
-def _canonical(value: object) -> str:
-    """A parsed key value as the fast path's text of it (ids as stripped, ints and dates as
-    Python prints them); only used for hashing."""
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
 
 
 def _fetch_keys(conn: psycopg.Connection, entity: Entity, column: str) -> KeySet:
@@ -956,7 +613,7 @@ def _chunks(path: Path, header_len: int):
     """The file after its header in blocks of about BLOCK bytes that end at a newline, each
     with the number of lines it holds. Reading here rather than in pyarrow's streaming
     reader keeps exactly one block per stage in memory (that reader reads far ahead)."""
-    with _open(path) as fh:
+    with open_bytes(path) as fh:
         fh.read(header_len)
         rest = b""
         while True:
@@ -1016,29 +673,20 @@ def _stream(f: _File, copy: psycopg.Copy, chunks) -> int:
     return rows_in
 
 
-def load_csv_fast(
-    conn: psycopg.Connection,
-    path: Path,
-    relpath: str,
-    entity: Entity,
-    business_date: date,
-    load_id: int,
-    encoding: str,
-    base_currency: str,
-    max_future_days: int,
-) -> BulkResult:
+def load_csv_binary(conn: psycopg.Connection, load: FileLoad) -> PathResult:
     """Load one UTF-8 CSV / csv.gz file; raise UseSqlPath when another path must do it.
 
     Runs inside the caller's transaction (the file's), in a savepoint: a hand-back leaves
     nothing behind.
     """
-    if codecs.lookup(encoding).name != "utf-8":
-        raise UseSqlPath(f"encoding {encoding}: pyarrow reads UTF-8")
+    path, entity = load.path, load.entity
+    if codecs.lookup(load.encoding).name != "utf-8":
+        raise UseSqlPath(f"encoding {load.encoding}: pyarrow reads UTF-8")
     if conn.execute("show server_encoding").fetchone()[0] != "UTF8":
         raise UseSqlPath("the binary path needs a UTF8 database")
     if conn.execute("show timezone").fetchone()[0].lower() not in UTC_NAMES:
         raise UseSqlPath("the binary path needs a UTC session (naive timestamps)")
-    header = read_header(path, encoding)
+    header = read_csv_header(path, load.encoding)
     if header is None:
         raise UseSqlPath("header needs another path")
     columns, header_bytes = header
@@ -1051,8 +699,8 @@ def load_csv_fast(
         with conn.transaction():
             # rows to expect, for sizing: ~20 bytes a row at least, a csv.gz ~5 times smaller
             size = path.stat().st_size * (5 if path.name.lower().endswith(".gz") else 1)
-            f = _File(conn, entity, columns, base_currency, business_date, max_future_days, load_id,
-                      size // 20)
+            f = _File(conn, entity, columns, load.base_currency, load.business_date, load.max_future_days,
+                      load.load_id, size // 20)
             table = sql.SQL("copy {}.{} ({}) from stdin (format binary)").format(
                 sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
                 sql.SQL(", ").join(map(sql.Identifier, f.copy_columns)))
@@ -1070,17 +718,12 @@ def load_csv_fast(
                     rows_in = _stream(f, copy, itertools.chain(head, chunks))
             f.remove_repeats(conn, path, len(header_bytes))
             if f.rejects:
-                with conn.cursor() as cur, cur.copy(sql.SQL(
-                    "copy {}.rejects (load_id, file_path, entity, business_date, line_number, raw_record,"
-                    " reason) from stdin"
-                ).format(sql.Identifier(META_SCHEMA))) as copy:
-                    for line, raw, reason in sorted(f.rejects):
-                        copy.write_row([load_id, relpath, entity.path, business_date, line, raw, reason])
+                copy_rejects(conn, load, sorted(f.rejects))
     except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError, OSError, EOFError) as exc:
         raise UseSqlPath(f"pyarrow could not read it: {str(exc).splitlines()[0]}") from None
     finally:
         if f is not None:  # a hand-back in mid-file: the key-hash temp files go at once
             f.keys.close()
-    log.debug("%s: %d rows in %.2fs (%d checked one by one)", relpath, rows_in,
+    log.debug("%s: %d rows in %.2fs (%d checked one by one)", load.relpath, rows_in,
               time.perf_counter() - started, f.slow_rows)
-    return BulkResult(rows_in, f.loaded, len(f.rejects), f.extras)
+    return PathResult(rows_in, f.loaded, len(f.rejects), f.extras)

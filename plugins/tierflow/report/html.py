@@ -57,7 +57,6 @@ def fmt_roi(expected_return: float, budget: float) -> str:
     return fmt_pct(expected_return / budget) if budget else "–"
 
 
-
 # -- html pieces -------------------------------------------------------------------------
 
 
@@ -119,7 +118,6 @@ def row(*parts: str) -> str:
         )
         + "</div>"
     )
-
 
 
 # -- sections ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each ``read_*`` function returns plain Python values for one section of the report. A
 table that is not there (e.g. a mart another release adds) does not stop the report: the
-section says which table is missing instead.
+section says which table is missing instead (``reading.Missing``). ``read_report_data`` reads
+every section's values, with those of team.py and outcomes.py, in one snapshot.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from tierflow.report.html import (
     fmt_pct,
     fmt_pct_axis,
     fmt_roi,
+    fmt_signed,
     missing,
     note,
     row,
@@ -207,10 +208,7 @@ def _money_or_dash(v: Any) -> str:
 
 
 def _signed(v: Any) -> str:
-    if v is None:
-        return "–"
-    x = num(v)
-    return ("+" if x > 0 else "") + fmt_money(x)
+    return fmt_signed(None if v is None else num(v))
 
 
 def _roi(v: Any) -> str:

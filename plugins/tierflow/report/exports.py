@@ -43,7 +43,8 @@ def neutralise_formula(value: object) -> object:
 
 
 def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path) -> list[str]:
-    """CSV and Parquet of the tier and allocation tables for ``as_of`` (replaced on rerun).
+    """CSV and Parquet of the tier and allocation tables for ``as_of``, and of the team and
+    outcome tables that are published, then the CRM import file (all replaced on rerun).
 
     The CSV files neutralise formula triggers in text cells (``neutralise_formula``); the
     Parquet files hold the values as published."""

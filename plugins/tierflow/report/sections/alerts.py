@@ -1,5 +1,4 @@
-"""The account alerts section: who must act on which customer tonight (bi.account_alerts).
-"""
+"""The account alerts section: who must act on which customer tonight (bi.account_alerts)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The value sections: the whale curve of net contribution, and the CLV model's night.
-"""
+"""The value sections: the whale curve of net contribution, and the CLV model's night."""
 
 from __future__ import annotations
 

@@ -342,7 +342,7 @@ def test_clv_reuses_the_last_accepted_fit_and_a_rejected_fit_does_not_replace_it
     from tierflow.clv import run_clv
     from tierflow.clv.store import read_fits
     from tierflow.config import load_config
-    from tierflow.publish.summary import _clv_lines
+    from tierflow.report.summary import _clv_lines
     from tierflow.settings import MARTS_SCHEMA as m
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "tierflow.yml").clv

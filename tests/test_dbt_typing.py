@@ -271,7 +271,7 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
     ]
 
     # ---- the report's team and regions sections, from what A1 published ------------------
-    from tierflow.report.render import render_report
+    from tierflow.report import render_report
 
     page = render_report(url, "bi", A1, "typing-a1", tmp_path / "report.html").read_text(encoding="utf-8")
     # March is the decomposed month; Wang Fang +3,500.00 tops, Li Lei +100.00 next, no one fell;
@@ -293,7 +293,7 @@ def test_typing_and_sales_team(warehouse_url: str, typing_config, tmp_path: Path
         assert drawn["team-changes"]["marks"] == 2 and drawn["team-changes"]["texts"] >= 3
 
     # ---- exports: CSV and Parquet of the three tables beside the tier exports --------------
-    from tierflow.publish.summary import write_exports
+    from tierflow.report.exports import write_exports
 
     written = {Path(f).name for f in write_exports(url, "bi", A1, tmp_path / "exports")}
     assert {f"{t}.{ext}" for t in ("customer_profile", "sales_rep_performance", "region_potential")

@@ -74,7 +74,7 @@ def make_bi(url: str) -> None:
 
 
 def test_crm_import_from_the_per_customer_plan(warehouse_url: str, tmp_path: Path) -> None:
-    from tierflow.publish.summary import write_exports
+    from tierflow.report.exports import write_exports
 
     make_bi(warehouse_url)
     written = write_exports(warehouse_url, "bi", AS_OF, tmp_path)
@@ -120,7 +120,7 @@ def add_hostile_customers(url: str) -> None:
 
 def test_formula_triggers_are_neutralised_in_the_csv_files_only(warehouse_url: str, tmp_path: Path) -> None:
     import pandas as pd
-    from tierflow.publish.summary import write_exports
+    from tierflow.report.exports import write_exports
 
     make_bi(warehouse_url)
     add_hostile_customers(warehouse_url)

@@ -148,7 +148,7 @@ def test_a_path_that_may_hold_data_fails_the_night_after_the_rest_is_loaded(
 def test_warn_loads_the_rest_and_reports_every_ignored_path(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig
 ) -> None:
-    from tierflow.publish.summary import format_summary
+    from tierflow.report.summary import format_summary
 
     landing = tmp_path / "landing"
     expected = hostile_layout(landing)
@@ -507,7 +507,7 @@ def test_the_report_lists_ignored_paths_and_extra_columns(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig
 ) -> None:
     from tierflow.report.queries import read_rejects
-    from tierflow.report.render import _not_loaded
+    from tierflow.report.sections.checks import _not_loaded
 
     landing = tmp_path / "landing"
     write_base(landing)

@@ -764,6 +764,20 @@ def test_report_refuses_absolute_links(tmp_path: Path) -> None:
     assert not (tmp_path / "r.html").exists()
 
 
+def test_every_registered_section_is_in_the_contents_and_the_body_in_order(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    """The page takes its table of contents and its body from one registry (report.sections)."""
+    from tierflow.report.sections import SECTIONS
+
+    build_published_tables(warehouse_url)
+    build_outcome_tables(warehouse_url)
+    page = render_report(warehouse_url, "bi", AS_OF, RUN, tmp_path / "a.html").read_text(encoding="utf-8")
+    toc = re.search(r'<p class="toc">(.*?)</p>', page).group(1)
+    assert toc == "".join(f'<a href="#{s.anchor}">{html.escape(s.label)}</a>' for s in SECTIONS)
+    assert re.findall(r'<section id="([^"]+)">', page) == [s.anchor for s in SECTIONS]
+
+
 
 CLV_FIT_SQL = (
     "insert into bi.clv_model_fits (as_of_date, model, fit_id, fitted_as_of_date, status, is_in_use,"

@@ -246,7 +246,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
         logging.disable(logging.WARNING)
     dag = load_dag()
     _check_dates_against_dag(dag, dates)
-    from tierflow.publish.summary import format_summary, load_summary
+    from tierflow.report.summary import format_summary, load_summary
 
     total_started = time.monotonic()
     run_ids: list[str] = []

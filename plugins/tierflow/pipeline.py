@@ -159,64 +159,10 @@ def notify(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
 def report(
     settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str, ingest_report: dict
 ) -> dict:
-    from tierflow.publish.summary import build_summary, format_summary, save_summary, write_exports
+    """Exports, CRM import file, doc sites, HTML report and run summary (tierflow.report)."""
+    from tierflow.report import write_report
 
-    run_dir = _run_dir(settings, as_of)
-    exports = write_exports(url, settings.publish_schema, as_of, settings.exports)
-    summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
-    summary["docs"] = {"data_docs": _data_docs(run_dir), "dbt_docs": _dbt_docs(url, cfg, as_of, run_dir)}
-
-    summary["docs"]["report"] = _html_report(url, settings, as_of, run_id, run_dir, summary["docs"])
-
-    save_summary(url, run_id, summary)
-    log.info("\n%s", format_summary(summary))
-    return summary
-
-
-def _html_report(
-    url: str, settings: Settings, as_of: date, run_id: str, run_dir: Path, docs: dict
-) -> str | None:
-    """The self-contained HTML report of the run, linking the doc sites that were built.
-
-    ``bi`` is published by now: a report that cannot be drawn is logged and shown as not
-    built in the summary rather than failing a night whose tables are already out.
-    """
-    from tierflow.report import render_report
-
-    sites = (("Data Docs", "data_docs", "data-docs"), ("dbt docs", "dbt_docs", "dbt-docs"))
-    links = {label: f"{folder}/index.html" for label, key, folder in sites if docs.get(key)}
-    try:
-        return str(render_report(url, settings.publish_schema, as_of, run_id, run_dir / "report.html", links))
-    except Exception:
-        log.exception("the HTML report for %s was not built", as_of)
-        return None
-
-
-def _data_docs(run_dir: Path) -> str | None:
-    """The Data Docs site the gates of this run built (quality/docs.py), if they did."""
-    index = run_dir / "data-docs" / "index.html"
-    if not index.is_file():
-        log.warning("no GX Data Docs in %s (see the validate tasks' logs)", index.parent)
-        return None
-    return str(index)
-
-
-def _dbt_docs(url: str, cfg: TierflowConfig, as_of: date, run_dir: Path) -> str | None:
-    """dbt docs of the run; like the Data Docs, for reading: a failure is logged, not fatal,
-    because ``bi`` is already published by now and a missing docs page must not fail the night.
-    """
-    import time
-
-    from tierflow.transform import DbtError, generate_docs
-
-    started = time.perf_counter()
-    try:
-        index = generate_docs(url, cfg, as_of, run_dir / "dbt-docs")
-    except DbtError:
-        log.exception("could not generate the dbt docs in %s", run_dir / "dbt-docs")
-        return None
-    log.info("dbt docs generated in %.1f s: %s", time.perf_counter() - started, index)
-    return str(index)
+    return write_report(url, settings, cfg, as_of, run_id, ingest_report)
 
 
 def record_dbt_test_results(project_dir: str, **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""Step 5: write-audit-publish into the BI schema, then exports and the run summary."""
+"""Step 5: write-audit-publish into the BI schema; the exports and run summary follow in tierflow.report."""
 
 from tierflow.publish.publisher import CURRENT_STATE_TABLES, PER_DATE_TABLES, PUBLISHED_TABLES, publish
 

@@ -2,7 +2,8 @@
 
 Each ``read_*`` function returns plain Python values for one section of the report. A
 table that is not there (e.g. a mart another release adds) does not stop the report: the
-section says which table is missing instead.
+section says which table is missing instead (``reading.Missing``). ``read_report_data`` reads
+every section's values, with those of team.py and outcomes.py, in one snapshot.
 """
 
 from __future__ import annotations
@@ -17,21 +18,13 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tierflow.quality.completeness import degradations
+from tierflow.report.outcomes import Outcomes, read_outcomes
+from tierflow.report.reading import Missing, num, table_exists
+from tierflow.report.team import RegionsView, TeamView, read_regions, read_team
 from tierflow.settings import META_SCHEMA
 
 NEW_TIER = "new"  # how tier_migrations' from_tier null (no previous tier) is shown
 CRITICAL = "critical"  # account_alerts.severity of the alerts listed one by one
-
-
-def _num(value: Any) -> float:
-    return float(value) if value is not None else 0.0
-
-
-@dataclass
-class Missing:
-    """A table the section needs does not exist (yet)."""
-
-    table: str
 
 
 @dataclass
@@ -136,7 +129,7 @@ class Clv:
 
 
 def read_clv(conn: psycopg.Connection, bi: str, as_of: date) -> Clv | Missing:
-    if not _exists(conn, bi, "clv_model_fits"):
+    if not table_exists(conn, bi, "clv_model_fits"):
         return Missing(f"{bi}.clv_model_fits")
     fits = [
         dict(r)
@@ -148,7 +141,7 @@ def read_clv(conn: psycopg.Connection, bi: str, as_of: date) -> Clv | Missing:
         )
     ]
     out = Clv(fits)
-    if _exists(conn, bi, "customer_clv"):
+    if table_exists(conn, bi, "customer_clv"):
         r = conn.execute(
             sql.SQL(
                 "select count(*) as n, avg(probability_alive) as alive, sum(predicted_clv_12m) as clv"
@@ -157,30 +150,22 @@ def read_clv(conn: psycopg.Connection, bi: str, as_of: date) -> Clv | Missing:
             (as_of,),
         ).fetchone()
         out.customers, out.mean_probability_alive, out.total_predicted_clv = (
-            int(r["n"]), _num(r["alive"]), _num(r["clv"])
+            int(r["n"]), num(r["alive"]), num(r["clv"])
         )
     return out
-
-
-def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    row = conn.execute(
-        "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
-        (schema, table),
-    ).fetchone()
-    return row is not None
 
 
 def tier_ranks(conn: psycopg.Connection, bi: str) -> dict[str, int]:
     """Tier name -> rank (1 = best) as the runs configured them."""
     ranks: dict[str, int] = {}
-    if _exists(conn, bi, "allocation_plan_tier"):
+    if table_exists(conn, bi, "allocation_plan_tier"):
         for r in conn.execute(
             sql.SQL("select value_tier, min(tier_rank) as rank from {} group by value_tier").format(
                 sql.Identifier(bi, "allocation_plan_tier")
             )
         ):
             ranks[r["value_tier"]] = r["rank"]
-    if _exists(conn, bi, "customer_tiers"):
+    if table_exists(conn, bi, "customer_tiers"):
         for r in conn.execute(
             sql.SQL("select value_tier, min(value_tier_rank) as rank from {} group by value_tier").format(
                 sql.Identifier(bi, "customer_tiers")
@@ -196,7 +181,7 @@ def ordered(names: set[str] | list[str], ranks: dict[str, int]) -> list[str]:
 
 
 def read_tier_mix(conn: psycopg.Connection, bi: str, as_of: date, ranks: dict[str, int]) -> TierMix | Missing:
-    if not _exists(conn, bi, "customer_tiers"):
+    if not table_exists(conn, bi, "customer_tiers"):
         return Missing(f"{bi}.customer_tiers")
     rows = conn.execute(
         sql.SQL(
@@ -214,12 +199,12 @@ def read_tier_mix(conn: psycopg.Connection, bi: str, as_of: date, ranks: dict[st
         tiers=ordered({r["value_tier"] for r in rows}, ranks),
         dates=dates,
         customers={(r["as_of_date"], r["value_tier"]): r["customers"] for r in rows},
-        revenue={r["value_tier"]: _num(r["revenue"]) for r in rows if r["as_of_date"] == as_of},
+        revenue={r["value_tier"]: num(r["revenue"]) for r in rows if r["as_of_date"] == as_of},
     )
 
 
 def read_tier_changes(conn: psycopg.Connection, bi: str, as_of: date) -> TierChanges | Missing:
-    if not _exists(conn, bi, "customer_tiers"):
+    if not table_exists(conn, bi, "customer_tiers"):
         return Missing(f"{bi}.customer_tiers")
     r = conn.execute(
         sql.SQL(
@@ -241,7 +226,7 @@ def read_tier_changes(conn: psycopg.Connection, bi: str, as_of: date) -> TierCha
 
 def _customer_names(conn: psycopg.Connection, bi: str, alias: str) -> tuple[sql.Composable, sql.Composable]:
     """The select expression and join that add dim_customers' customer_name (null without it)."""
-    if not _exists(conn, bi, "dim_customers"):
+    if not table_exists(conn, bi, "dim_customers"):
         return sql.SQL("null::text"), sql.SQL("")
     return sql.SQL("d.customer_name"), sql.SQL("left join {} d on d.customer_id = {}.customer_id").format(
         sql.Identifier(bi, "dim_customers"), sql.Identifier(alias)
@@ -249,7 +234,7 @@ def _customer_names(conn: psycopg.Connection, bi: str, alias: str) -> tuple[sql.
 
 
 def read_whale_curve(conn: psycopg.Connection, bi: str, as_of: date) -> WhaleCurve | Missing:
-    if not _exists(conn, bi, "customer_profitability"):
+    if not table_exists(conn, bi, "customer_profitability"):
         return Missing(f"{bi}.customer_profitability")
     table = sql.Identifier(bi, "customer_profitability")
     rows = conn.execute(
@@ -275,11 +260,11 @@ def read_whale_curve(conn: psycopg.Connection, bi: str, as_of: date) -> WhaleCur
     ).fetchall()
     return WhaleCurve(
         points=[
-            (r["contribution_rank"], _num(r["cumulative_contribution_share"]))
+            (r["contribution_rank"], num(r["cumulative_contribution_share"]))
             for r in rows
             if r["cumulative_contribution_share"] is not None
         ],
-        total_contribution=sum(_num(r["net_contribution"]) for r in rows),
+        total_contribution=sum(num(r["net_contribution"]) for r in rows),
         loss_making=sum(1 for r in rows if r["is_loss_making"]),
         top=[dict(r) for r in top],
     )
@@ -288,7 +273,7 @@ def read_whale_curve(conn: psycopg.Connection, bi: str, as_of: date) -> WhaleCur
 def read_migrations(
     conn: psycopg.Connection, bi: str, as_of: date, ranks: dict[str, int]
 ) -> Migrations | Missing:
-    if not _exists(conn, bi, "tier_migrations"):
+    if not table_exists(conn, bi, "tier_migrations"):
         return Missing(f"{bi}.tier_migrations")
     rows = conn.execute(
         sql.SQL(
@@ -302,14 +287,14 @@ def read_migrations(
         (NEW_TIER, as_of),
     ).fetchall()
     previous = None
-    if _exists(conn, bi, "customer_tiers"):
+    if table_exists(conn, bi, "customer_tiers"):
         previous = conn.execute(
             sql.SQL("select max(as_of_date) as d from {} where as_of_date < %s").format(
                 sql.Identifier(bi, "customer_tiers")
             ),
             (as_of,),
         ).fetchone()["d"]
-    cells = {(r["from_tier"], r["to_tier"]): (int(r["customers"] or 0), _num(r["revenue"])) for r in rows}
+    cells = {(r["from_tier"], r["to_tier"]): (int(r["customers"] or 0), num(r["revenue"])) for r in rows}
     from_tiers = ordered({f for f, _ in cells} - {NEW_TIER}, ranks)
     if any(f == NEW_TIER for f, _ in cells):
         from_tiers.insert(0, NEW_TIER)
@@ -323,7 +308,7 @@ def read_migrations(
 
 
 def read_allocation(conn: psycopg.Connection, bi: str, as_of: date) -> list[dict[str, Any]] | Missing:
-    if not _exists(conn, bi, "allocation_plan_tier"):
+    if not table_exists(conn, bi, "allocation_plan_tier"):
         return Missing(f"{bi}.allocation_plan_tier")
     return [
         dict(r)
@@ -342,7 +327,7 @@ def read_allocation(conn: psycopg.Connection, bi: str, as_of: date) -> list[dict
 
 def read_actions(conn: psycopg.Connection, bi: str, as_of: date, top: int) -> Actions | Missing:
     """allocation_plan_customer per primary action, and the ``top`` customers by budget."""
-    if not _exists(conn, bi, "allocation_plan_customer"):
+    if not table_exists(conn, bi, "allocation_plan_customer"):
         return Missing(f"{bi}.allocation_plan_customer")
     table = sql.Identifier(bi, "allocation_plan_customer")
     rows = conn.execute(
@@ -375,7 +360,7 @@ def read_actions(conn: psycopg.Connection, bi: str, as_of: date, top: int) -> Ac
     ).fetchall()
     return Actions(
         by_action=[
-            ActionRow(r["primary_action"], int(r["customers"]), _num(r["budget"]), _num(r["expected_return"]))
+            ActionRow(r["primary_action"], int(r["customers"]), num(r["budget"]), num(r["expected_return"]))
             for r in rows
         ],
         plan_modes=sorted({m for r in rows for m in r["modes"] if m is not None}),
@@ -387,7 +372,7 @@ def read_actions(conn: psycopg.Connection, bi: str, as_of: date, top: int) -> Ac
 def read_alerts(conn: psycopg.Connection, bi: str, as_of: date, critical_listed: int) -> Alerts | Missing:
     """account_alerts of as_of counted in SQL (a big customer base can raise thousands), and
     the first ``critical_listed`` critical alerts by owner."""
-    if not _exists(conn, bi, "account_alerts"):
+    if not table_exists(conn, bi, "account_alerts"):
         return Missing(f"{bi}.account_alerts")
     table = sql.Identifier(bi, "account_alerts")
     owner = sql.SQL("coalesce(nullif(trim(owner), ''), 'unassigned')")
@@ -432,7 +417,7 @@ def read_alerts(conn: psycopg.Connection, bi: str, as_of: date, critical_listed:
 
 def read_sales_kpis(conn: psycopg.Connection, bi: str, as_of: date) -> list[SalesMonth] | Missing:
     """Monthly totals over all regions and channels; the effects of the segments add up."""
-    if not _exists(conn, bi, "sales_kpis"):
+    if not table_exists(conn, bi, "sales_kpis"):
         return Missing(f"{bi}.sales_kpis")
     rows = conn.execute(
         sql.SQL(
@@ -462,7 +447,7 @@ def read_sales_kpis(conn: psycopg.Connection, bi: str, as_of: date) -> list[Sale
             covered=int(r["covered"] or 0),
             active=int(r["active"] or 0),
             orders=int(r["orders"] or 0),
-            revenue=_num(r["revenue"]),
+            revenue=num(r["revenue"]),
             previous_revenue=opt(r["previous_revenue"]),
             revenue_change=opt(r["revenue_change"]),
             covered_effect=opt(r["covered_effect"]),
@@ -476,7 +461,7 @@ def read_sales_kpis(conn: psycopg.Connection, bi: str, as_of: date) -> list[Sale
 
 
 def read_quality(conn: psycopg.Connection, bi: str, run_id: str) -> list[dict[str, Any]] | Missing:
-    if not _exists(conn, bi, "data_quality_results"):
+    if not table_exists(conn, bi, "data_quality_results"):
         return Missing(f"{bi}.data_quality_results")
     return [
         dict(r)
@@ -495,7 +480,7 @@ def read_quality(conn: psycopg.Connection, bi: str, run_id: str) -> list[dict[st
 
 def read_rejects(conn: psycopg.Connection, run_id: str) -> Rejects | Missing:
     """This run's loads are the load_audit rows stamped with its run_id."""
-    if not _exists(conn, META_SCHEMA, "load_audit"):
+    if not table_exists(conn, META_SCHEMA, "load_audit"):
         return Missing(f"{META_SCHEMA}.load_audit")
     meta = sql.Identifier(META_SCHEMA)
     totals = conn.execute(
@@ -525,7 +510,7 @@ def read_rejects(conn: psycopg.Connection, run_id: str) -> Rejects | Missing:
     for p in pairs:
         by_reason[p["reason"]] = by_reason.get(p["reason"], 0) + p["n"]
     ignored = []
-    if _exists(conn, META_SCHEMA, "ignored_paths"):
+    if table_exists(conn, META_SCHEMA, "ignored_paths"):
         ignored = [(r["path"], r["reason"]) for r in conn.execute(
             sql.SQL("select path, reason from {}.ignored_paths where run_id = %s order by path").format(meta),
             (run_id,),
@@ -550,7 +535,7 @@ def read_rejects(conn: psycopg.Connection, run_id: str) -> Rejects | Missing:
 
 
 def read_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
-    if not _exists(conn, META_SCHEMA, "runs"):
+    if not table_exists(conn, META_SCHEMA, "runs"):
         return None
     row = conn.execute(
         sql.SQL("select status, started_at, published_at from {}.runs where run_id = %s").format(
@@ -580,9 +565,9 @@ class ReportData:
     rejects: Rejects | Missing
     degradations: list[str] = field(default_factory=list)  # optional extracts never delivered
     # the sales team and regions by potential (tierflow.report.team; issue 17)
-    team: Any = None
-    regions: Any = None
-    outcomes: Any = None  # tierflow.report.outcomes.Outcomes: closing the loop
+    team: TeamView | Missing | None = None
+    regions: RegionsView | Missing | None = None
+    outcomes: Outcomes | None = None  # closing the loop (tierflow.report.outcomes)
     clv: Clv | Missing | None = None  # None: not read (a caller that builds ReportData by hand)
 
 
@@ -594,14 +579,10 @@ def read_report_data(
     top_customers: int = 10,
     critical_listed: int = 50,
 ) -> ReportData:
-    from tierflow.report import team  # it reads through this module's helpers
-
     with psycopg.connect(url, row_factory=dict_row) as conn:
         # one snapshot for every section, so the report never mixes two publishes
         conn.execute("set transaction isolation level repeatable read, read only")
         ranks = tier_ranks(conn, publish_schema)
-        from tierflow.report.outcomes import read_outcomes  # it imports this module
-
         return ReportData(
             as_of=as_of,
             run_id=run_id,
@@ -619,8 +600,8 @@ def read_report_data(
             quality=read_quality(conn, publish_schema, run_id),
             rejects=read_rejects(conn, run_id),
             degradations=degradations(conn, as_of),
-            team=team.read_team(conn, publish_schema, as_of),
-            regions=team.read_regions(conn, publish_schema, as_of),
+            team=read_team(conn, publish_schema, as_of),
+            regions=read_regions(conn, publish_schema, as_of),
             outcomes=read_outcomes(conn, publish_schema, as_of),
             clv=read_clv(conn, publish_schema, as_of),
         )

@@ -8,19 +8,19 @@ so a test can count what was drawn. Every text that may come from data goes thro
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from html import escape
+from collections.abc import Callable, Mapping, Sequence
+
+from tierflow.report.html import esc
 
 FONT = "12px"
 AXIS = "#6b7280"
 GRID = "#e5e7eb"
 TEXT = "#111827"
+UPLIFT_COLOR = "#1e8449"
+LOSS_COLOR = "#c0392b"
+UNKNOWN_COLOR = "#9ca3af"
 
 Fmt = Callable[[float], str]
-
-
-def esc(value: object) -> str:
-    return escape(str(value), quote=True)
 
 
 def _n(v: float) -> str:
@@ -385,5 +385,109 @@ def diverging_bars(
         else:
             out.append(_text(x1 + 4, y + bar_h / 2 + 4, text, "start", AXIS))
     out.append(f'<line x1="{_n(px(0))}" y1="{top}" x2="{_n(px(0))}" y2="{bottom}" stroke="{AXIS}"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def interval_bars(
+    chart: str,
+    label: str,
+    categories: Sequence[str],
+    values: Sequence[float | None],
+    intervals: Sequence[tuple[float, float] | None],
+    fmt: Fmt,
+    *,
+    width: int = 760,
+) -> str:
+    """A bar per category from a zero line to its estimate, with its interval as a whisker
+    (class "interval"); a category without an estimate says so instead of a bar."""
+    bar_h, row_h = 18, 40
+    left = 16 + 7.5 * max((len(c) for c in categories), default=4)
+    right, top = 170, 10  # the value labels get a column of their own on the right
+    height = top + row_h * len(categories) + 28
+    plot_w = width - left - right
+    points = [v for v in values if v is not None] + [x for iv in intervals if iv for x in iv]
+    ticks = nice_ticks(1.15 * min(0.0, *points), 1.15 * max(0.0, *points), 5) if points else [0.0, 1.0]
+    lo, hi = ticks[0], ticks[-1]
+    if hi == lo:
+        hi = lo + 1
+
+    def px(v: float) -> float:
+        return left + plot_w * (v - lo) / (hi - lo)
+
+    out = _open(chart, width, height, label)
+    bottom = top + row_h * len(categories)
+    for t in ticks:
+        out.append(f'<line x1="{_n(px(t))}" y1="{top}" x2="{_n(px(t))}" y2="{bottom}" stroke="{GRID}"/>')
+        out.append(_text(px(t), bottom + 16, short(t), "middle", AXIS))
+    for i, (cat, v, iv) in enumerate(zip(categories, values, intervals, strict=True)):
+        y = top + row_h * i + (row_h - bar_h) / 2
+        mid = y + bar_h / 2
+        out.append(_text(left - 8, mid + 4, _clip(cat, 40), "end"))
+        if v is None:
+            out.append(_text(px(0) + 6, mid + 4, "no control group: not measured", "start", AXIS))
+            continue
+        significant = iv is not None and (iv[0] > 0 or iv[1] < 0)
+        color = (UPLIFT_COLOR if v >= 0 else LOSS_COLOR) if significant else UNKNOWN_COLOR
+        x0, x1 = sorted((px(0), px(v)))
+        title = f"{cat}: {fmt(v)}" + (f" (interval {fmt(iv[0])} to {fmt(iv[1])})" if iv else " (no interval)")
+        out.append(
+            f'<rect class="mark" x="{_n(x0)}" y="{_n(y)}" width="{_n(max(x1 - x0, 1))}" height="{bar_h}"'
+            f' fill="{color}" fill-opacity="0.8"><title>{esc(title)}</title></rect>'
+        )
+        if iv:
+            a, b = px(iv[0]), px(iv[1])
+            out.append(
+                f'<path class="interval" d="M{_n(a)} {_n(mid)}H{_n(b)}M{_n(a)} {_n(mid - 7)}V{_n(mid + 7)}'
+                f'M{_n(b)} {_n(mid - 7)}V{_n(mid + 7)}" stroke="{TEXT}" stroke-width="1.5" fill="none"/>'
+            )
+        text = (fmt(v) if v <= 0 else "+" + fmt(v)) + ("" if iv else " (no interval)")
+        out.append(_text(width - right + 12, mid + 4, text, "start", AXIS))
+    out.append(f'<line x1="{_n(px(0))}" y1="{top}" x2="{_n(px(0))}" y2="{bottom}" stroke="{AXIS}"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def triangle(
+    chart: str,
+    label: str,
+    cohorts: Sequence[str],
+    months: Sequence[int],
+    shares: Mapping[tuple[str, int], float],
+    sizes: Mapping[str, int],
+    fmt: Fmt,
+    *,
+    row_title: str,
+    col_title: str,
+) -> str:
+    """The retention triangle: a cell per cohort and month since holding its share (darker =
+    more active), the cohort's size beside its name; months a cohort has not reached yet (no
+    share) stay empty."""
+    cell_w, cell_h = 52, 26
+    left = 24 + 8 * max((len(c) for c in cohorts), default=7) + 60
+    top = 44
+    width = left + cell_w * len(months) + 16
+    height = top + cell_h * len(cohorts) + 12
+    out = _open(chart, width, height, label)
+    out.append(_text(left + cell_w * len(months) / 2, 14, col_title, "middle", AXIS))
+    out.append(_text(8, top - 8, row_title, "start", AXIS))
+    for j, m in enumerate(months):
+        out.append(_text(left + cell_w * j + cell_w / 2, top - 8, str(m), "middle"))
+    for i, c in enumerate(cohorts):
+        y = top + cell_h * i
+        out.append(_text(left - 8, y + cell_h / 2 + 4, f"{c} ({sizes.get(c, 0)})", "end"))
+        for j, m in enumerate(months):
+            if (c, m) not in shares:
+                continue
+            v = shares[(c, m)]
+            red, green, blue = (round(255 - (255 - a) * v) for a in (31, 78, 121))
+            x = left + cell_w * j
+            out.append(
+                f'<rect class="mark" x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}"'
+                f' fill="rgb({red},{green},{blue})" stroke="{GRID}">'
+                f"<title>{esc(c)} +{m}: {esc(fmt(v))} active</title></rect>"
+            )
+            out.append(_text(x + cell_w / 2, y + cell_h / 2 + 4, fmt(v), "middle",
+                             "#ffffff" if v > 0.55 else TEXT))
     out.append("</svg>")
     return "\n".join(out)

@@ -1,5 +1,6 @@
 """What the report's team and regions sections read: bi.sales_rep_performance and
-bi.region_potential for the as-of date (issue 17). Data only; render.py draws them."""
+bi.region_potential for the as-of date (issue 17). Data only; tierflow.report.sections.sales
+draws them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
-from tierflow.report.queries import Missing, _exists, _num
+from tierflow.report.reading import Missing, num, table_exists
 
 
 @dataclass
@@ -61,7 +62,7 @@ class RegionsView:
 def read_team(conn: psycopg.Connection, bi: str, as_of: date) -> TeamView | Missing | None:
     """The latest complete month with a previous month (else the latest one with it), as the
     sales KPI section picks it; None when there is no such month."""
-    if not _exists(conn, bi, "sales_rep_performance"):
+    if not table_exists(conn, bi, "sales_rep_performance"):
         return Missing(f"{bi}.sales_rep_performance")
     table = sql.Identifier(bi, "sales_rep_performance")
     month = conn.execute(
@@ -93,14 +94,14 @@ def read_team(conn: psycopg.Connection, bi: str, as_of: date) -> TeamView | Miss
                 sales_rep=r["sales_rep"],
                 covered=int(r["covered_customers"]),
                 active=int(r["active_customers"]),
-                revenue=_num(r["revenue"]),
+                revenue=num(r["revenue"]),
                 revenue_change=opt(r["revenue_change"]),
                 covered_effect=opt(r["covered_customers_effect"]),
                 active_rate_effect=opt(r["active_rate_effect"]),
                 revenue_per_active_effect=opt(r["revenue_per_active_effect"]),
-                gross_margin=_num(r["gross_margin"]),
-                net_contribution=_num(r["net_contribution"]),
-                sold_revenue=_num(r["sold_revenue"]),
+                gross_margin=num(r["gross_margin"]),
+                net_contribution=num(r["net_contribution"]),
+                sold_revenue=num(r["sold_revenue"]),
                 tier_mix=r["tier_mix"],
                 open_alerts=r["open_alerts"],
                 month_alerts=int(r["month_alerts"]),
@@ -112,7 +113,7 @@ def read_team(conn: psycopg.Connection, bi: str, as_of: date) -> TeamView | Miss
 
 def read_regions(conn: psycopg.Connection, bi: str, as_of: date) -> RegionsView | Missing | None:
     """The regions of the month of the as-of date, ranked by potential for sales coverage."""
-    if not _exists(conn, bi, "region_potential"):
+    if not table_exists(conn, bi, "region_potential"):
         return Missing(f"{bi}.region_potential")
     rows = conn.execute(
         sql.SQL(
@@ -129,14 +130,14 @@ def read_regions(conn: psycopg.Connection, bi: str, as_of: date) -> RegionsView 
             RegionRow(
                 region=r["region"],
                 potential_rank=int(r["potential_rank"]),
-                potential_index=_num(r["potential_index"]),
+                potential_index=num(r["potential_index"]),
                 known=int(r["known_customers"]),
                 active=int(r["active_customers"]),
                 revenue_per_active=float(r["revenue_per_active_customer"])
                 if r["revenue_per_active_customer"] is not None else None,
                 median_revenue_per_active=float(r["median_revenue_per_active"])
                 if r["median_revenue_per_active"] is not None else None,
-                high_tier_share=_num(r["high_tier_share"]),
+                high_tier_share=num(r["high_tier_share"]),
                 growth_rate=float(r["growth_rate"]) if r["growth_rate"] is not None else None,
             )
             for r in rows

@@ -3,7 +3,7 @@
 One home for all of it, at the top of the package rather than inside a step, because no single
 step owns these tables: ingest writes ``load_audit``, ``rejects`` and ``ignored_paths``, the
 quality gates ``data_quality_results``, the pipeline ``runs``, alerts ``alert_notifications``,
-and the report, the publish summary and the raw gate read them. Each step reads this leaf (it
+and the report (with its run summary) and the raw gate read them. Each step reads this leaf (it
 imports only ``tierflow.settings``) instead of reaching into another step for a table.
 
 Two entry points, because the tables are made at two moments: ``create_meta_tables`` inside

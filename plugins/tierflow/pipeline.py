@@ -12,7 +12,6 @@ import gc
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -105,16 +104,11 @@ def ingest(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_i
     return report.as_dict()
 
 
-def _run_dir(settings: Settings, as_of: date) -> Path:
-    """One as-of date's folder of exports, Data Docs, dbt docs and report."""
-    return settings.exports / as_of.isoformat()
-
-
 @step("validate_raw")
 def validate_raw(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
+    return run_gate(url, "raw", as_of, cfg, run_id, settings.expectations, settings.run_dir(as_of))
 
 
 @step("clv")
@@ -137,7 +131,7 @@ def allocate(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run
 def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
     from tierflow.quality import run_gate
 
-    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations, _run_dir(settings, as_of))
+    return run_gate(url, "marts", as_of, cfg, run_id, settings.expectations, settings.run_dir(as_of))
 
 
 @step("publish")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -175,6 +176,10 @@ class Settings:
     def local_airflow_dir(self) -> Path:
         """State of ``tierflow airflow start``: its AIRFLOW_HOME, logs, pids, secrets."""
         return self.home / "airflow-local"
+
+    def run_dir(self, as_of: date) -> Path:
+        """One as-of date's folder of exports, Data Docs, dbt docs and report."""
+        return self.exports / as_of.isoformat()
 
     @property
     def dbt_profiles_dir(self) -> Path:

@@ -32,7 +32,7 @@ def write_report(
     The exports and the summary fail the step; the doc sites and the HTML report are for reading,
     so one that cannot be built is logged and shown as not built in the summary.
     """
-    run_dir = settings.exports / as_of.isoformat()  # the run's folder, where the gates wrote Data Docs
+    run_dir = settings.run_dir(as_of)  # where the gates wrote their Data Docs
     exports = write_exports(url, settings.publish_schema, as_of, settings.exports)
     summary = build_summary(url, settings.publish_schema, as_of, run_id, ingest_report, exports)
     summary["docs"] = {"data_docs": _data_docs(run_dir), "dbt_docs": _dbt_docs(url, cfg, as_of, run_dir)}

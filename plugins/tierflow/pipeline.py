@@ -151,10 +151,18 @@ def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: dat
 
 
 @step("publish")
-def publish(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+def publish(
+    settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str, outlet_events: Any = None
+) -> dict:
+    """Publish the night into ``bi``; with the task's ``outlet_events``, each published Asset's
+    event carries the as-of date and the row counts (tierflow.assets)."""
+    from tierflow.assets import annotate_published_events
     from tierflow.publish import publish as do_publish
 
-    return do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
+    counts = do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
+    if outlet_events is not None:
+        annotate_published_events(outlet_events, as_of, counts)
+    return counts
 
 
 @step("notify")

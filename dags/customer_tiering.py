@@ -122,8 +122,8 @@ def customer_tiering() -> None:
     def marts(group_id: str, **selection: list[str]) -> DbtTaskGroup:
         # Cosmos renders these tasks from the manifest: their doc comes from here, not a docstring
         doc = (
-            f"A task of the `{group_id}` group of dbt marts, rendered by Cosmos. Under the Airflow "
-            "services (watcher mode) `dbt_producer_watcher` runs one `dbt build` of the group's "
+            f"A task of the `{group_id}` group of dbt marts, rendered by Cosmos. In watcher mode (the "
+            "Airflow services' default) `dbt_producer_watcher` runs one `dbt build` of the group's "
             "models and tests, and each `<model>.run` / `<model>.test` task follows its model / its "
             "tests in that build; under `tierflow run` (local mode) a model's task runs `dbt build` "
             "of that model and its tests. What a model holds: the night's dbt docs (`report`)."

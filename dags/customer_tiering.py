@@ -10,8 +10,9 @@ for all marts under the Airflow services, one per mart under `tierflow run`) ->
 `clv` (predicted lifetime value, fitted on customer_rfm) -> `tiers` (dbt via Cosmos:
 customer_tiers and the marts downstream of it, which use the predicted value) ->
 `allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
-(one transaction into `bi`) -> `report` (exports and run summary) and `notify`
-(account-alert e-mails, one per owner, when SMTP is set).
+(one transaction into `bi`; emits the published tables' Assets, their events carrying the
+as-of date and row counts) -> `report` (exports, dbt docs, HTML report and run summary) and
+`notify` (account-alert e-mails, one per owner, when SMTP is set).
 
 The as-of date is the run's logical date, or the `as_of_date` param for a manual run.
 A failed quality gate stops the run before `publish`: BI keeps yesterday's tables.
@@ -63,15 +64,21 @@ TRANSFORM_GROUP_ID = "transform"
 def customer_tiering() -> None:
     @task
     def resolve_as_of_date() -> str:
+        """The run's as-of date: the `as_of_date` param of a manual run, else the logical date.
+        Every step reads it from here; a run with neither is refused, not guessed."""
         ctx = get_current_context()
         return pipeline.resolve_as_of_date(ctx["params"].get("as_of_date"), ctx.get("logical_date"))
 
     @task
     def ingest(as_of: str) -> dict:
+        """Load every not-yet-loaded extract in the landing date folders up to the as-of date
+        into `raw`; bad rows go to the rejects table with their reason, never silently dropped."""
         return pipeline.ingest(as_of, get_current_context()["run_id"])
 
     @task
     def validate_raw(as_of: str) -> dict:
+        """Great Expectations checks of the raw tables, recorded and added to the night's Data
+        Docs; a failed critical check fails the run here, before dbt builds anything."""
         return pipeline.validate_raw(as_of, get_current_context()["run_id"])
 
     # The staging and intermediate models are thin views: one dbt build for all of them
@@ -113,6 +120,14 @@ def customer_tiering() -> None:
     project_config = ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest())
 
     def marts(group_id: str, **selection: list[str]) -> DbtTaskGroup:
+        # Cosmos renders these tasks from the manifest: their doc comes from here, not a docstring
+        doc = (
+            f"A task of the `{group_id}` group of dbt marts, rendered by Cosmos. In watcher mode (the "
+            "Airflow services' default) `dbt_producer_watcher` runs one `dbt build` of the group's "
+            "models and tests, and each `<model>.run` / `<model>.test` task follows its model / its "
+            "tests in that build; under `tierflow run` (local mode) a model's task runs `dbt build` "
+            "of that model and its tests. What a model holds: the night's dbt docs (`report`)."
+        )
         return DbtTaskGroup(
             group_id=group_id,
             project_config=project_config,
@@ -124,7 +139,7 @@ def customer_tiering() -> None:
                 emit_datasets=False,  # our own Assets are emitted by `publish`
                 **selection,
             ),
-            operator_args=dbt_task_args,
+            operator_args={**dbt_task_args, "doc_md": doc},
         )
 
     transform = marts(TRANSFORM_GROUP_ID, exclude=[*view_paths, pipeline.DBT_TIERS_SELECTOR])
@@ -132,26 +147,39 @@ def customer_tiering() -> None:
 
     @task
     def clv(as_of: str) -> dict:
+        """Predicted customer lifetime value, fitted on customer_rfm (built by `transform`);
+        the `tiers` group's models read it."""
         return pipeline.clv(as_of, get_current_context()["run_id"])
 
     @task
     def allocate(as_of: str) -> dict:
+        """The allocation plans per customer and per tier for the as-of date, written beside the
+        marts so that `validate_marts` checks them with the marts."""
         return pipeline.allocate(as_of, get_current_context()["run_id"])
 
     @task
     def validate_marts(as_of: str) -> dict:
+        """Great Expectations checks of the marts and the allocation plans; a failed critical
+        check fails the run before `publish`, so BI keeps the last good night's tables."""
         return pipeline.validate_marts(as_of, get_current_context()["run_id"])
 
     @task(outlets=[PUBLISHED_TIERS, PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION])
     def publish(as_of: str) -> dict:
-        return pipeline.publish(as_of, get_current_context()["run_id"])
+        """The night's audited marts into `bi` in one transaction; then each published Asset's
+        event carries the as-of date and row counts in its `extra` for the DAGs waiting on it."""
+        ctx = get_current_context()
+        return pipeline.publish(as_of, ctx["run_id"], ctx["outlet_events"])
 
     @task
     def report(as_of: str, ingest_report: dict) -> dict:
+        """What the night leaves for people, after `publish`: the exports, the dbt docs, the HTML
+        report (linking the gates' Data Docs) and the run summary."""
         return pipeline.report(as_of, get_current_context()["run_id"], ingest_report)
 
     @task
     def notify(as_of: str) -> dict:
+        """One e-mail per owner listing the night's published account alerts; without SMTP
+        settings it sends nothing and says so."""
         return pipeline.notify(as_of, get_current_context()["run_id"])
 
     as_of = resolve_as_of_date()

@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from tierflow.deploy.plan import PARSE_TIMEOUTS
 
@@ -169,3 +171,77 @@ def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     assert changed["tasks"]["tiers.zz_probe_run"] == ["tiers.customer_tiers.test"]
     assert set(changed["tasks"]) - set(added["tasks"]) == {"tiers.zz_probe_run"}
     assert set(added["tasks"]) - set(changed["tasks"]) == {"transform.zz_probe_run"}
+
+
+def test_every_task_says_what_it_does(dagbag) -> None:
+    """The Airflow UI shows a task's doc: the TaskFlow steps' docstrings, the dbt tasks' doc."""
+    for dag_id in ("customer_tiering", "tiers_published_example"):
+        undocumented = [t.task_id for t in dagbag.dags[dag_id].tasks if not (t.doc_md or "").strip()]
+        assert undocumented == [], f"{dag_id}: tasks without a doc: {undocumented}"
+    publish = dagbag.dags["customer_tiering"].get_task("publish")
+    assert "as-of date and row counts" in publish.doc_md
+
+
+# -- the published Assets' events: what publish writes into them and the example reads back
+
+
+def _publish_event(asset, extra: dict, minute: int):
+    from airflow.sdk.api.datamodels._generated import AssetReferenceAssetEventDagRun
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+
+    return AssetEventDagRunReferenceResult(
+        asset=AssetReferenceAssetEventDagRun(name=asset.name, uri=asset.uri, extra={}),
+        extra=extra,
+        source_task_id="publish",
+        source_dag_id="customer_tiering",
+        source_run_id=f"scheduled__{minute}",
+        source_map_index=-1,
+        source_aliases=[],
+        timestamp=datetime(2026, 3, 31, 2, minute, tzinfo=UTC),
+    )
+
+
+def test_publish_puts_the_as_of_date_and_row_counts_on_each_asset_event() -> None:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from tierflow.assets import PUBLISHED_TABLES, annotate_published_events
+
+    counts = {"fct_orders": 900, "customer_tiers": 120, "allocation_plan_tier": 4,
+              "allocation_plan_customer": 118, "data_quality_results": 75}
+    outlet_events = OutletEventAccessors()  # Airflow's own accessor, as the task context holds it
+    annotate_published_events(outlet_events, date(2026, 3, 31), counts)
+    for asset, table in PUBLISHED_TABLES:
+        extra = outlet_events[asset].extra
+        assert extra == {"as_of_date": "2026-03-31", "rows": counts[table], "published_rows": counts}
+        assert json.loads(json.dumps(extra)) == extra  # Airflow stores extra as JSON
+
+
+def test_the_example_consumer_reads_the_triggering_event(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example names the night the event published, not whatever date is newest in bi."""
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+    from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_TIERS
+    from tierflow.examples import announce_published_tiers, published_tiers_event
+
+    monkeypatch.setenv("TIERFLOW_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("TIERFLOW_PUBLISH_SCHEMA", "bi")
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("create schema bi")
+        conn.execute("create table bi.customer_tiers (as_of_date date, customer_id text, value_tier text)")
+        conn.execute(
+            "insert into bi.customer_tiers values ('2026-03-30', 'C1', 'A'), ('2026-03-30', 'C2', 'B'),"
+            " ('2026-03-30', 'C3', 'B'), ('2026-03-31', 'C1', 'A')"
+        )
+    older = {"as_of_date": "2026-03-29", "rows": 2, "published_rows": {"customer_tiers": 2}}
+    rerun = {"as_of_date": "2026-03-30", "rows": 3, "published_rows": {"customer_tiers": 3}}
+    events = TriggeringAssetEventsAccessor.build([
+        _publish_event(PUBLISHED_TIERS, older, 1),
+        _publish_event(PUBLISHED_TIERS, rerun, 5),  # the newest event: a rerun of an older date
+        _publish_event(PUBLISHED_ALLOCATION, {"as_of_date": "2026-03-30", "rows": 4}, 5),
+    ])
+    assert published_tiers_event(events) == rerun
+    assert announce_published_tiers(events) == "tiers for 2026-03-30: A 1, B 2 (3 customers tiered)"
+
+    # a manual run has no triggering event: the newest published date
+    assert published_tiers_event(TriggeringAssetEventsAccessor.build([])) is None
+    assert announce_published_tiers(None) == "tiers for 2026-03-31: A 1"

@@ -42,14 +42,18 @@ def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:
     raise ValueError("no as-of date: trigger the run with a logical date or the as_of_date param")
 
 
-def _context() -> tuple[Settings, TierflowConfig, str]:
-    settings = load_settings()
-    return settings, load_config(settings.config_path), settings.warehouse_url()
-
-
 def _record_failure(url: str, run_id: str, as_of: str, step: str, exc: BaseException) -> None:
+    """Write the failed step and its error into ``tierflow_meta.runs`` (created if missing: the
+    first step of a fresh warehouse may be what failed). Never raises: the warehouse itself may
+    be what failed, and the step's own error is the one to see, so a failure to record it is
+    logged with its traceback."""
     try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            # imported when needed, like every step's package here: the DAG file imports this
+            # module at parse time, and tierflow.ingest loads the whole loader (seconds)
+            from tierflow.ingest.schema import ensure_schema
+
+            ensure_schema(conn)
             conn.execute(
                 sql.SQL(
                     "insert into {}.runs (run_id, as_of_date, status, error) values (%s, %s, 'failed', %s)"
@@ -57,25 +61,31 @@ def _record_failure(url: str, run_id: str, as_of: str, step: str, exc: BaseExcep
                 ).format(sql.Identifier(META_SCHEMA)),
                 (run_id, as_of, f"{step}: {exc}"),
             )
-    except Exception:  # the warehouse itself may be what failed
-        log.exception("could not record the failure of %s", step)
+    except Exception:
+        log.exception("could not record the failure of %s in %s.runs", step, META_SCHEMA)
 
 
 def step(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Make ``fn(settings, cfg, url, as_of, run_id, ...)`` a task-callable step
+    ``step(as_of: str, run_id: str, ...)``.
+
+    The wrapper loads the settings and the business config, parses the as-of date, and, when
+    anything after loading the settings fails (a bad config file included), records the
+    failure as ``"<name>: <error>"`` in ``tierflow_meta.runs`` (the one sentence the CLI
+    prints) and re-raises the original exception, so the task fails with its own traceback.
+    Settings (or a warehouse URL) that cannot be had are raised as they are: without them
+    there is no warehouse to record anything in.
+    """
+
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(fn)
         def wrapper(as_of: str, run_id: str, *args: Any, **kwargs: Any) -> T:
-            settings, cfg, url = _context()
+            settings = load_settings()
+            url = settings.warehouse_url()
             try:
+                cfg = load_config(settings.config_path)
                 return fn(settings, cfg, url, date.fromisoformat(as_of), run_id, *args, **kwargs)
             except Exception as exc:
-                from tierflow.ingest.schema import ensure_schema
-
-                try:
-                    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-                        ensure_schema(conn)
-                except Exception:
-                    pass
                 _record_failure(url, run_id, as_of, name, exc)
                 raise
 
@@ -135,10 +145,18 @@ def validate_marts(settings: Settings, cfg: TierflowConfig, url: str, as_of: dat
 
 
 @step("publish")
-def publish(settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str) -> dict:
+def publish(
+    settings: Settings, cfg: TierflowConfig, url: str, as_of: date, run_id: str, outlet_events: Any = None
+) -> dict:
+    """Publish the night into ``bi``; with the task's ``outlet_events``, each published Asset's
+    event carries the as-of date and the row counts (tierflow.assets)."""
+    from tierflow.assets import annotate_published_events
     from tierflow.publish import publish as do_publish
 
-    return do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
+    counts = do_publish(url, settings.publish_schema, run_id, as_of, settings.bi_role)
+    if outlet_events is not None:
+        annotate_published_events(outlet_events, as_of, counts)
+    return counts
 
 
 @step("notify")

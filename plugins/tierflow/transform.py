@@ -1,9 +1,13 @@
-"""dbt helpers: the profile, vars and manifest that the DAG's Cosmos task group uses.
+"""dbt helpers: the profile, vars and manifest that the DAG's dbt tasks (``prepare`` and the
+Cosmos groups ``transform`` and ``tiers``) use, and dbt runs of our own.
 
-Inside Airflow, Cosmos runs dbt with a profile built from the Airflow connection
-``tierflow_warehouse``. Outside Airflow (``tierflow dbt ...``, tests, manifest parsing) we
-run dbt ourselves with ``dbt_project/profiles.yml``, which reads the TIERFLOW_DBT_* values
-that :func:`dbt_env` derives from the warehouse URL.
+In the DAG's dbt tasks, Cosmos runs dbt with a profile built from the Airflow connection
+``tierflow_warehouse``. Everywhere else we run dbt in-process ourselves (:func:`run_dbt`):
+``dbt parse`` when a parse of the DAG file or ``tierflow airflow manifest`` finds the
+manifest missing or stale (:func:`ensure_manifest`), the night's dbt docs (:func:`generate_docs`,
+from the report step) and the tests. Those runs use ``dbt_project/profiles.yml``, which
+reads the TIERFLOW_DBT_* values that :func:`dbt_env` derives from the warehouse URL. (There
+is no ``tierflow dbt`` command.)
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ def manifest_state() -> str:
 
 def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> Path:
     """The path of a manifest that describes the dbt project as it is now; (re)built if missing
-    or stale. Cosmos renders the DAG's ``transform`` group from it.
+    or stale. Cosmos renders the DAG's dbt groups (``transform``, ``tiers``) from it.
 
     Called where the DAG file is parsed (dag-processor, every worker, ``tierflow run``), so a
     fresh clone, a new image and a ``git pull`` that changed a model all get a manifest of the
@@ -193,7 +197,7 @@ def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") 
 
 def cosmos_execution_config(dbt_executable: str):
     """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``watcher`` (one ``dbt build`` of
-    all marts, a sensor task per mart and one per mart's tests; the default, measured faster
+    each group's marts, a sensor task per mart and one per mart's tests; the default, measured faster
     under the Airflow services) or ``local`` (a dbt process per mart task; what ``tierflow
     run``'s ``dag.test()`` uses)."""
     from cosmos import ExecutionConfig
@@ -225,7 +229,7 @@ def cosmos_cache_dir(task_group_id: str, dag_id: str = "customer_tiering") -> Pa
 
 def cosmos_test_behavior():
     """Each mart with its dbt tests: ``local`` builds a mart and its tests in one task (``dbt
-    build``); ``watcher``'s producer runs one ``dbt build`` of all marts, tests included, and
+    build``); ``watcher``'s producer runs one ``dbt build`` of its group's marts, tests included, and
     each mart gets a sensor task for the model and one for its tests (Cosmos has no build
     operator in watcher mode)."""
     from cosmos.constants import TestBehavior

@@ -7,8 +7,9 @@ tiers and an allocation plan in the BI schema.
 `ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
 task) -> `transform` (dbt via Cosmos: each mart and its tests visible as tasks; one dbt build
 for all marts under the Airflow services, one per mart under `tierflow run`) ->
-`clv` (predicted lifetime value, fitted on customer_rfm) -> `tiers` (dbt via Cosmos:
-customer_tiers and the marts downstream of it, which use the predicted value) ->
+`clv` (predicted lifetime value, fitted on customer_rfm) -> `tiers` (dbt via Cosmos: the
+value score, tier cutoffs and hysteresis, customer_tiers and the marts downstream of it, which
+use the predicted value) ->
 `allocate` (allocation plans per customer and tier) -> `validate_marts` (GX) -> `publish`
 (one transaction into `bi`; emits the published tables' Assets, their events carrying the
 as-of date and row counts) -> `report` (exports, dbt docs, HTML report and run summary) and
@@ -104,6 +105,8 @@ def customer_tiering() -> None:
         profile_config=profile_config,
         dbt_executable_path=dbt_executable,
         select=view_paths,
+        # the value tiering's intermediate models read customer_clv: they wait for `tiers`
+        exclude=[pipeline.DBT_TIERS_SELECTOR],
         emit_datasets=False,
         # the transform group's partial-parse cache: `prepare` parses the night's project once
         # (its vars carry the as-of date, so each night parses anew) and every mart task reuses it
@@ -114,7 +117,7 @@ def customer_tiering() -> None:
     # `dbt parse` (no database) when it is missing or stale: a fresh clone, a new image or a
     # changed model never renders from an old manifest.
     # The marts come in two Cosmos groups with the CLV step between them: the tiers
-    # (customer_tiers and every model downstream of it) read the predicted value that `clv`
+    # (int_customers_scored and every model downstream of it) read the predicted value that `clv`
     # fits on customer_rfm, so they wait for it; every other mart is built before it. (The
     # tiers group keeps its own partial-parse cache: one more parse a night, ~3-10 s.)
     project_config = ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest())

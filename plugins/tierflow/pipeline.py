@@ -25,8 +25,9 @@ T = TypeVar("T")
 
 # dbt model folders built together by the DAG's `prepare` task (views); the marts get a task each
 DBT_VIEW_LAYERS = ("staging", "intermediate")
-# the marts built after the `clv` step (they read customer_clv): customer_tiers and downstream
-DBT_TIERS_SELECTOR = "customer_tiers+"
+# the models built after the `clv` step: int_customers_scored (it reads customer_clv), the
+# tier cutoffs and hysteresis built on it, customer_tiers and every model downstream
+DBT_TIERS_SELECTOR = "int_customers_scored+"
 
 
 def resolve_as_of_date(param: str | None, logical_date: datetime | None) -> str:

@@ -12,13 +12,7 @@ source as (
 
 deduplicated as (
 
-    select
-        *,
-        row_number() over (
-            partition by customer_id, valid_from
-            order by _load_id desc, _line_number desc
-        ) as version_rank
-    from source
+    {{ latest_delivered_version('source', ['customer_id', 'valid_from'], newest_first=[]) }}
 
 ),
 
@@ -42,7 +36,6 @@ renamed as (
         _business_date as business_date
 
     from deduplicated
-    where version_rank = 1
 
 ),
 

@@ -11,13 +11,7 @@ source as (
 
 deduplicated as (
 
-    select
-        *,
-        row_number() over (
-            partition by rate_date, currency
-            order by _load_id desc, _line_number desc
-        ) as version_rank
-    from source
+    {{ latest_delivered_version('source', ['rate_date', 'currency'], newest_first=[]) }}
 
 ),
 
@@ -38,7 +32,6 @@ renamed as (
         _business_date as business_date
 
     from deduplicated
-    where version_rank = 1
 
 ),
 

@@ -11,13 +11,7 @@ source as (
 
 deduplicated as (
 
-    select
-        *,
-        row_number() over (
-            partition by product_id
-            order by updated_at desc, _load_id desc, _line_number desc
-        ) as version_rank
-    from source
+    {{ latest_delivered_version('source', ['product_id']) }}
 
 ),
 
@@ -45,7 +39,6 @@ renamed as (
         _business_date as business_date
 
     from deduplicated
-    where version_rank = 1
 
 ),
 

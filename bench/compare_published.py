@@ -27,7 +27,10 @@ from psycopg import sql
 # Columns whose value is the wall clock or the Airflow run of the night, not a result: two runs
 # of the same code on the same data differ in them and in nothing else. (Every other date or
 # timestamp in ``bi`` is business data, e.g. dim_customers.updated_at from the CRM, and is compared.)
-RUN_METADATA = {"data_quality_results": frozenset({"run_id", "checked_at"})}
+RUN_METADATA = {
+    "data_quality_results": frozenset({"run_id", "checked_at"}),
+    "clv_model_fits": frozenset({"fit_seconds"}),  # how long the fit took (docs/operations.md)
+}
 
 
 def snapshot(url: str, schema: str) -> dict:
@@ -82,8 +85,11 @@ def compare(before: dict, after: dict) -> list[str]:
         if b["rows"] != a["rows"]:
             gone = sorted(set(b["rows"]) - set(a["rows"]))[:3]
             new = sorted(set(a["rows"]) - set(b["rows"]))[:3]
+            only_before = len(set(b["rows"]) - set(a["rows"]))
+            only_after = len(set(a["rows"]) - set(b["rows"]))
             problems.append(
-                f"{name}: rows differ ({len(b['rows'])} before, {len(a['rows'])} after); "
+                f"{name}: rows differ ({len(b['rows'])} before, {len(a['rows'])} after; "
+                f"{only_before} only before, {only_after} only after); "
                 f"e.g. before only {gone}, after only {new}"
             )
     return problems

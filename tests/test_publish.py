@@ -89,3 +89,46 @@ def test_per_date_tables_keep_other_dates_and_an_older_date_leaves_current_state
         publish(warehouse_url, "bi", "run-d2-again", d2)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         assert tiers(conn) == [(d1, "medium"), (d2, "high")]
+
+
+def test_publish_leaves_statistics_that_know_the_new_date(warehouse_url: str) -> None:
+    """publish ANALYZEs what it wrote: a reader of bi right after it (the report's CRM export, the
+    alert e-mails) is planned for tonight's rows, not for a date the statistics have never seen
+    (estimated at one row: a nested loop over every customer twice, docs/performance.md)."""
+    import json
+    from datetime import date
+
+    from tierflow.ingest.schema import ensure_schema
+    from tierflow.publish.publisher import CURRENT_STATE_TABLES, PER_DATE_TABLES, publish
+
+    def night(conn: psycopg.Connection, as_of: date) -> None:
+        for t in PER_DATE_TABLES:
+            conn.execute(f"drop table if exists build_marts.{t}")
+            conn.execute(f"create table build_marts.{t} as select 'C' || i as customer_id,"
+                         f" %s::date as as_of_date from generate_series(1, 2000) as i", (as_of,))
+        for t in CURRENT_STATE_TABLES:
+            conn.execute(f"drop table if exists build_marts.{t}")
+            conn.execute(f"create table build_marts.{t} as select 'O' || i as order_id"
+                         f" from generate_series(1, 2000) as i")
+
+    d1, d2 = date(2026, 3, 30), date(2026, 3, 31)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+        conn.execute("create schema build_marts")
+        night(conn, d1)
+    publish(warehouse_url, "bi", "run-d1", d1)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        night(conn, d2)
+    publish(warehouse_url, "bi", "run-d2", d2)
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        never = conn.execute(
+            "select relname from pg_stat_user_tables where schemaname = 'bi' and last_analyze is null"
+        ).fetchall()
+        assert never == []
+        for t in ("customer_tiers", "allocation_plan_customer"):
+            (plan,) = conn.execute(
+                f"explain (format json) select * from bi.{t} where as_of_date = %s", (d2,)
+            ).fetchone()
+            plan = plan if isinstance(plan, list) else json.loads(plan)
+            assert 1500 <= plan[0]["Plan"]["Plan Rows"] <= 2500, (t, plan[0]["Plan"])

@@ -25,6 +25,8 @@ history of every earlier date.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 from datetime import date
 
 import psycopg
@@ -193,6 +195,24 @@ def _publish_partition(
     return cur.rowcount
 
 
+def analyze_published(conn: psycopg.Connection, publish_schema: str, tables: Iterable[str]) -> None:
+    """ANALYZE the published tables this publish wrote, inside its transaction.
+
+    Every publish writes rows the planner's statistics have never seen: a per-date table gets
+    a new as_of_date value (outside its most-common-values list, so a filter on it is estimated
+    at one row), a current-state table is replaced whole. The first reader then plans for
+    nothing: the report's CRM export (customer_tiers left join allocation_plan_customer for one
+    date) ran as a nested loop of 50,000 x 50,000 rows, over 5 minutes on the second night at
+    50,000 customers, instead of a hash join (docs/performance.md). Autovacuum would analyze
+    them, but only after its nap and not before the report and the alerts read them. Inside the
+    transaction the statistics are committed with the rows they describe.
+    """
+    started = time.monotonic()
+    names = sql.SQL(", ").join(sql.Identifier(publish_schema, table) for table in tables)
+    conn.execute(sql.SQL("analyze {}").format(names))
+    log.info("analyzed the published tables in %.1fs", time.monotonic() - started)
+
+
 def newest_published_date(conn: psycopg.Connection) -> date | None:
     """The newest as-of date that reached BI (None before the first publish)."""
     exists = conn.execute("select to_regclass(%s)", (f"{META_SCHEMA}.runs",)).fetchone()[0]
@@ -259,6 +279,7 @@ def publish(
             counts["data_quality_results"] = _publish_table(
                 conn, META_SCHEMA, publish_schema, "data_quality_results"
             )
+            analyze_published(conn, publish_schema, counts)
             _grant_read_only(conn, publish_schema, bi_role)
             conn.execute(
                 sql.SQL(

@@ -130,6 +130,36 @@ def _newest_load_id(url: str) -> int:
         ).fetchone()[0]
 
 
+def analyze_unanalyzed_tables(url: str, schema: str) -> list[str]:
+    """ANALYZE the tables of ``schema`` whose rows changed by 10% or more (autovacuum's own
+    default) since their last ANALYZE, or that were never analyzed; returns their names.
+
+    dbt writes every build-schema mart anew each night (``create table as``), and the marts gate
+    reads them minutes later: whether autovacuum analyzed a table by then is a race, and without
+    statistics the planner takes an ``as_of_date = A`` filter for 0.5% of the rows and plans the
+    gate's join and anti-join suites (every customer tiered, allocation vs tiers, health vs
+    tiers) as nested loops of customers x customers. Raw tables are analyzed by ``ingest`` when
+    it grows them; a night that changed nothing here pays one catalog query.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        stale = [
+            name
+            for (name,) in conn.execute(
+                "select relname from pg_stat_user_tables where schemaname = %s"
+                " and (coalesce(last_analyze, last_autoanalyze) is null"
+                " or n_mod_since_analyze >= 0.1 * greatest(n_live_tup, 1))"
+                " order by relname",
+                (schema,),
+            )
+        ]
+        if stale:
+            started = time.monotonic()
+            tables = sql.SQL(", ").join(sql.Identifier(schema, name) for name in stale)
+            conn.execute(sql.SQL("analyze {}").format(tables))
+            log.info("analyzed %d tables of %s in %.1fs", len(stale), schema, time.monotonic() - started)
+    return stale
+
+
 def mark_loads_checked(url: str, run_id: str, max_load_id: int) -> int:
     """Record that the raw gate passed the loads it checked; returns how many."""
     with psycopg.connect(url) as conn:
@@ -175,12 +205,14 @@ def validate_suites(
     from great_expectations.core import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    started = time.monotonic()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
     # read-only sessions: a suite's query cannot write, whatever slipped past validate_suite
     datasource = context.data_sources.add_postgres(
         name="warehouse", connection_string=read_only_url(sqlalchemy_url(url))
     )
+    log.info("GX context and datasource in %.2fs", time.monotonic() - started)
     params = suite_parameters(cfg)
     validations: list[SuiteValidation] = []
     for spec in load_suites(gate, directory):
@@ -190,9 +222,12 @@ def validate_suites(
             # GX logs and skips invalid expectations; a silently skipped check is a check that cannot fail
             raise ValueError(f"{spec['_path']}: some expectations are invalid (see the log above)")
         query, asset_name = _asset_query(spec["meta"]["tierflow"], as_of, new_loads_query(max_load_id))
+        started = time.monotonic()
         asset = datasource.add_query_asset(name=spec["name"], query=query)
         batch = asset.add_batch_definition_whole_table("all").get_batch()
         outcome = batch.validate(suite, expectation_parameters=params)
+        took = time.monotonic() - started
+        log.info("suite %s: %d expectations in %.2fs", spec["name"], len(expectations), took)
         validations.append(SuiteValidation(suite=suite, data_asset=asset_name, result=outcome))
     return validations
 
@@ -265,11 +300,12 @@ def run_gate(
     directory: Path = EXPECTATIONS_DIR,
     run_dir: Path | None = None,
 ) -> dict:
-    """Validate, record every result, add them to the Data Docs in ``run_dir`` (the as-of
-    date's exports folder; none when not given), and raise QualityGateFailed on a critical
-    failure.
+    """Analyze the gate's tables that lack statistics, validate, record every result, add them
+    to the Data Docs in ``run_dir`` (the as-of date's exports folder; none when not given), and
+    raise QualityGateFailed on a critical failure.
     """
     max_load_id = _newest_load_id(url)
+    analyze_unanalyzed_tables(url, SCHEMAS[gate])
     validations = validate_suites(url, gate, as_of, cfg, directory, max_load_id)
     results = check_results(validations)
     record(url, run_id, as_of, results)

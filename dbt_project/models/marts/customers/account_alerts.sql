@@ -1,17 +1,3 @@
-{#- The marts this model reads were written in bulk moments ago (create table as) and never
-    analyzed: without statistics the planner takes each "as_of_date = A" filter for 0.5% of the
-    rows (158 of 49,948 customers) and joins the customer marts in nested loops, every watched
-    customer against every customer (157 s at 50,000 customers, 5.5 s at 10,000; 0.4 s with
-    statistics; docs/performance.md). So ANALYZE them first: the six take seconds at 50,000
-    customers, and the marts gate and later models read them analyzed too. -#}
-{{
-    config(
-        pre_hook=
-            "analyze {{ ref('customer_tiers') }}, {{ ref('customer_rfm') }},"
-            " {{ ref('customer_lifecycle') }}, {{ ref('customer_credit_risk') }},"
-            " {{ ref('dim_customers') }}, {{ ref('customer_health') }}"
-    )
-}}
 {%- set alerts = var('alerts') -%}
 {%- set churn = alerts.churn_risk -%}
 {%- set drop = alerts.revenue_drop -%}

@@ -172,24 +172,38 @@ support_costs as (
 
 ),
 
-covered as (
+covered_customers as (
 
-    -- covered: created by the month's end, or buying in the month whatever the CRM says
+    -- covered: created by the month's end, or buying in the month whatever the CRM says. The
+    -- union of the two, not one join `on ... or exists (...)`: an `or` leaves the planner no
+    -- hash join (months x books x a scan of month_orders per pair), as in sales_kpis
     select
         months.month_start_date,
         books.sales_rep,
-        count(distinct books.customer_id) as covered_customers
+        books.customer_id
     from months
     inner join books
         on months.month_end_date >= books.created_at
-            or exists (
-                select 1
-                from month_orders
-                where month_orders.customer_id = books.customer_id
-                    and month_orders.status = 'completed'
-                    and month_orders.month_start_date = months.month_start_date
-            )
-    group by months.month_start_date, books.sales_rep
+    union
+    select
+        months.month_start_date,
+        month_orders.book_rep as sales_rep,
+        month_orders.customer_id
+    from months
+    inner join month_orders
+        on months.month_start_date = month_orders.month_start_date
+    where month_orders.status = 'completed'
+
+),
+
+covered as (
+
+    select
+        month_start_date,
+        sales_rep,
+        count(distinct customer_id) as covered_customers
+    from covered_customers
+    group by month_start_date, sales_rep
 
 ),
 

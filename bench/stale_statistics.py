@@ -8,7 +8,7 @@ scratch schema ``bench_stats`` of that server, dropped at the end:
   autovacuum off on the copies so it cannot analyze them behind our back), then the same after
   ``analyze``. The rows of both runs are compared with each other and with the kept
   ``build_marts.account_alerts``.
-- the report's CRM export (``publish/summary.py``: ``customer_tiers`` left join
+- the report's CRM export (``report/exports.py``: ``customer_tiers`` left join
   ``allocation_plan_customer`` on customer and date, for one date), on copies of the two ``bi``
   tables (or, ``--crm-from build_marts``, of the night's rows before a publish) as a second
   night's publish leaves them: the night-1 date analyzed (autovacuum did that), the
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = "bench_stats"
 ALERT_INPUTS = ("customer_tiers", "customer_rfm", "customer_lifecycle", "customer_credit_risk",
                 "dim_customers", "customer_health")
-# the statement of tierflow.publish.summary's CRM import file, as it runs
+# the statement of tierflow.report.exports's CRM import file, as it runs
 CRM_EXPORT = """
 select t.customer_id, t.value_tier, t.rfm_segment, c.service_level, c.primary_action
 from {schema}.customer_tiers as t

@@ -70,6 +70,17 @@ def test_customer_tiering_shape(dagbag) -> None:
     assert "tierflow" in dag.tags
 
 
+def test_every_dbt_task_of_a_night_shares_one_partial_parse(dagbag) -> None:
+    # the night's vars change dbt's parse each night: `prepare` parses once and every mart task
+    # of both Cosmos groups reads that parse from one cache folder, not its group's own
+    dag = dagbag.dags["customer_tiering"]
+    folders = {t.task_id: t.cache_dir for t in dag.tasks if hasattr(t, "cache_dir")}
+    assert any(t.startswith("tiers.") for t in folders) and any(t.startswith("transform.") for t in folders)
+    assert "prepare" in folders
+    assert len(set(folders.values())) == 1, folders
+    assert next(iter(folders.values())) is not None
+
+
 def test_publish_emits_assets_that_the_example_consumes(dagbag) -> None:
     from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 

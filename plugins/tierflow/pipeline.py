@@ -203,8 +203,10 @@ def dbt_vars_interceptor(context: Any, operator: Any) -> None:
     invocation made. The callback (:func:`record_dbt_test_results`) unfreezes, so nothing
     stays exempt from collection after the task.
     """
+    from tierflow.dbt_patches import apply_dbt_patches
     from tierflow.transform import run_vars
 
+    apply_dbt_patches()
     gc.freeze()
 
     settings = load_settings()

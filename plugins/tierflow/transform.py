@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tierflow.config import TierflowConfig, dbt_vars
+from tierflow.dbt_patches import apply_dbt_patches
 from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR
 
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -73,6 +74,7 @@ def run_dbt(args: list[str], url: str, target_path: Path | None = None) -> Path:
     """
     from dbt.cli.main import dbtRunner
 
+    apply_dbt_patches()
     target = target_path or _private_target()
     saved = {k: os.environ.get(k) for k in dbt_env(url)}
     os.environ.update(dbt_env(url))

@@ -41,9 +41,12 @@ def _facts(url: str) -> tuple[dict, dict]:
 
 
 def _build(url: str, cfg, as_of: date, *extra: str) -> None:
+    """dbt build of the order facts, everything they read and their tests: what these tests
+    check (a whole night over the same sequences is tests/test_nights.py's)."""
     from tierflow.transform import run_dbt, run_vars
 
-    run_dbt(["build", *extra, "--vars", json.dumps(run_vars(cfg, as_of))], url)
+    facts = ["--select", "+fct_order_lines", "+fct_orders", "--indirect-selection", "cautious"]
+    run_dbt(["build", *facts, *extra, "--vars", json.dumps(run_vars(cfg, as_of))], url)
 
 
 def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Path) -> None:

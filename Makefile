@@ -28,11 +28,13 @@ run: setup
 	$(BIN)/tierflow demo --if-absent
 	$(BIN)/tierflow run --last $(RUN_DAYS)
 
-# Two pytest workers: the end-to-end DAG runs (most of the time) on one, the rest on the other.
+# Two pytest workers, each taking one test module at a time (a module's fixtures are set up
+# once), the modules with the longest tests first (tests/conftest.py): the end-to-end DAG runs
+# are shared between both workers and the short modules fill the gaps at the end.
 PYTEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check plugins dags tests
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check plugins dags tests

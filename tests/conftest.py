@@ -27,9 +27,16 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end DAG runs first: they are most of the suite's time, so with two
-    workers (make test runs pytest-xdist) one takes them while the other does the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    """Longest first: the end-to-end DAG runs, then the tests marked slow, then the rest.
+    make test runs two pytest-xdist workers that take one module at a time in this order
+    (``--dist loadscope --no-loadscope-reorder``): the modules of the long runs go to both
+    workers first and the short modules fill the gaps at the end, instead of one worker
+    running every night while the other waits."""
+
+    def weight(item: pytest.Item) -> tuple[bool, bool]:
+        return item.get_closest_marker("e2e") is None, item.get_closest_marker("slow") is None
+
+    items.sort(key=weight)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow
+
 # (frequency, recency, T) of 40 customers
 SUMMARY = [
     (8, 148, 180), (0, 0, 180), (2, 77, 180), (6, 103, 180), (2, 107, 180), (2, 126, 180),

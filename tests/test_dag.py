@@ -149,6 +149,7 @@ def _parse_dags(checkout: Path, airflow_home: Path) -> dict:
     return parsed
 
 
+@pytest.mark.slow
 def test_fresh_clone_parses_and_follows_model_changes(tmp_path: Path) -> None:
     """Issue 12: no prebuilt manifest on a fresh clone; a changed model changes the DAG."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():

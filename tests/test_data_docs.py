@@ -16,6 +16,8 @@ from urllib.parse import unquote
 import psycopg
 import pytest
 
+pytestmark = pytest.mark.slow
+
 AS_OF = date(2026, 3, 31)
 RUN = "manual__2026-03-31T00:00:00+00:00"  # an Airflow run id, with ':' and '+' in it
 

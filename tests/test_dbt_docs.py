@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from test_exports import AS_OF, make_bi
 
+pytestmark = pytest.mark.slow
+
 RUN = "manual__2026-03-31T00:00:00+00:00"
 INGEST = {"files_loaded": 0, "files_skipped": 0, "rows_in": 0, "rows_loaded": 0, "rows_rejected": 0}
 

@@ -14,7 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import pytest
 from tiny_fixture import AS_OF, LINES_HEADER, ORDERS_HEADER, _write, write_tiny_landing
+
+pytestmark = pytest.mark.slow
 
 LATE_AS_OF = date(2026, 4, 2)
 ORDER_COLUMNS = (

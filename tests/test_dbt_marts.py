@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+pytestmark = pytest.mark.slow
+
 AS_OF = date(2026, 1, 31)
 
 

@@ -42,6 +42,8 @@ import psycopg
 import pytest
 from tiny_fixture import AS_OF, CUSTOMERS_HEADER, LINES_HEADER, ORDERS_HEADER, _write, write_tiny_landing
 
+pytestmark = pytest.mark.slow
+
 A1 = AS_OF  # 2026-03-31
 A2 = date(2026, 4, 1)
 OVERRIDES_HEADER = ["customer_id", "value_tier", "reason", "set_by", "valid_from", "valid_to"]

@@ -33,6 +33,8 @@ from night_helpers import dbt_night
 from tierflow.config import ProfileRule
 from tiny_fixture import AS_OF, LI_LEI, WANG_FANG, ZHOU_QIANG, write_sales_team_extracts, write_tiny_landing
 
+pytestmark = pytest.mark.slow
+
 A1 = AS_OF  # 2026-03-31
 A2 = date(2026, 4, 1)
 D = Decimal

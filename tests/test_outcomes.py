@@ -38,6 +38,8 @@ import pytest
 from night_helpers import dbt_night
 from tiny_fixture import _write, write_tiny_landing
 
+pytestmark = pytest.mark.slow
+
 N1, N2, N3 = date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 1)
 TICKETS_HEADER = ["ticket_id", "customer_id", "opened_at", "closed_at", "category", "priority",
                   "handling_minutes", "updated_at"]

@@ -79,9 +79,12 @@ def night(api: Api, as_of: str, timeout: float) -> dict:
 
 
 def published(url: str) -> dict:
-    with psycopg.connect(url) as conn:
-        return {t: conn.execute(sql.SQL("select * from {} order by 1, 2").format(sql.Identifier("bi", t)))
-                .fetchall() for t in PUBLISHED_TABLES}
+    """Every published table's rows, sorted, without the columns that are run metadata
+    (compare_published.RUN_METADATA: e.g. clv_model_fits.fit_seconds, the fit's wall time)."""
+    from compare_published import snapshot
+
+    tables = snapshot(url, "bi")
+    return {t: tables[t] for t in PUBLISHED_TABLES if t in tables}
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
@@ -144,8 +147,16 @@ def main() -> None:
                     admin.execute(drop.format(sql.Identifier(name)))
     print(json.dumps(results, indent=2))
     if len(warehouses) > 1:
-        first, *rest = warehouses.values()
-        print("bi identical across modes:", all(w == first for w in rest))
+        from compare_published import compare
+
+        (first_mode, first), *rest = warehouses.items()
+        for mode, tables in rest:
+            problems = compare(first, tables)
+            ignored = sorted(f"{t}.{c}" for t in first for c in first[t]["ignored"])
+            print(f"bi identical, {first_mode} vs {mode}: {not problems}"
+                  f" ({len(first)} tables; run metadata left out: {', '.join(ignored) or 'none'})")
+            for problem in problems:
+                print("  -", problem[:2000])
 
 
 if __name__ == "__main__":

@@ -173,3 +173,11 @@
     where {{ column_name }} is not null
         and {{ tier_rank(column_name) }} is null
 {% endtest %}
+
+
+{#- rank_position: the share of the rows ranked strictly above this one by `order_by` (a
+    window order, e.g. `value_score desc`): rank() - 1 counts the rows with a strictly higher
+    value, so ties share a position and the first row is at 0. -#}
+{% macro rank_position(order_by) -%}
+    cast(rank() over (order by {{ order_by }}) - 1 as numeric) / count(*) over ()
+{%- endmacro %}

@@ -83,8 +83,7 @@ components as (
             when count(predicted_clv_12m) over () > 0 then 0
         end as predicted_value_score,
         rank() over (order by predicted_clv_12m desc nulls last) as predicted_value_rank,
-        cast(rank() over (order by predicted_clv_12m desc nulls last) - 1 as numeric)
-        / count(*) over () as predicted_value_position
+        {{ rank_position('predicted_clv_12m desc nulls last') }} as predicted_value_position
     from customer_metrics
 
 ),
@@ -109,17 +108,13 @@ positioned as (
         *,
         count(*) over () as customer_count,
         rank() over (order by value_score desc) as value_rank,
-        cast(rank() over (order by value_score desc) - 1 as numeric)
-        / count(*) over () as value_position,
+        {{ rank_position('value_score desc') }} as value_position,
         rank() over (order by monetary desc) as purchasing_power_rank,
-        cast(rank() over (order by monetary desc) - 1 as numeric)
-        / count(*) over () as purchasing_power_position,
+        {{ rank_position('monetary desc') }} as purchasing_power_position,
         rank() over (order by frequency desc) as frequency_rank,
-        cast(rank() over (order by frequency desc) - 1 as numeric)
-        / count(*) over () as frequency_position,
+        {{ rank_position('frequency desc') }} as frequency_position,
         rank() over (order by net_contribution desc) as profit_rank,
-        cast(rank() over (order by net_contribution desc) - 1 as numeric)
-        / count(*) over () as profit_position,
+        {{ rank_position('net_contribution desc') }} as profit_position,
         -- pareto: share of the total positive net contribution held by customers with a
         -- strictly higher value score (running sum incl. peers minus the peers)
         sum(greatest(net_contribution, 0)) over (order by value_score desc)
@@ -128,8 +123,7 @@ positioned as (
         sum(greatest(net_contribution, 0)) over () as contribution_total,
         -- the same positions by the score without the predicted value (tier reasons say when
         -- the predicted value decided the tier)
-        cast(rank() over (order by base_value_score desc) - 1 as numeric)
-        / count(*) over () as base_value_position,
+        {{ rank_position('base_value_score desc') }} as base_value_position,
         sum(greatest(net_contribution, 0)) over (order by base_value_score desc)
         - sum(greatest(net_contribution, 0)) over (partition by base_value_score)
             as base_contribution_ranked_above

@@ -112,8 +112,7 @@ positioned as (
         *,
         count(*) over () as account_count,
         rank() over (order by value_score desc) as value_rank,
-        cast(rank() over (order by value_score desc) - 1 as numeric)
-        / count(*) over () as value_position,
+        {{ rank_position('value_score desc') }} as value_position,
         sum(greatest(net_contribution, 0)) over (order by value_score desc)
         - sum(greatest(net_contribution, 0)) over (partition by value_score)
             as contribution_ranked_above,

@@ -92,8 +92,7 @@ growth_ranked as (
         revenue_growth_rate,
         lifecycle_stage,
         rank() over (order by revenue_growth_rate desc nulls last) as growth_rank,
-        cast(rank() over (order by revenue_growth_rate desc nulls last) - 1 as numeric)
-        / count(*) over () as growth_position
+        {{ rank_position('revenue_growth_rate desc nulls last') }} as growth_position
     from customer_lifecycle
 
 ),

@@ -278,7 +278,12 @@ def test_a_value_the_binary_format_cannot_carry_names_line_and_column(
     assert str(excinfo.value).startswith("line 5, column line_number: 99999999999 cannot be sent as int")
 
 
+# The child takes Ctrl-C as an interactive process does, whatever it inherited: a process
+# started in the background by a shell without job control (`cmd &` in a script, nohup) has
+# SIGINT ignored, and so would every process it starts.
 INGEST_CHILD = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys
 from datetime import date
 from pathlib import Path
@@ -300,10 +305,8 @@ def big_jsonl(landing: Path, rows: int = 400_000) -> str:
     return rel
 
 
-def interrupt_mid_load(url: str, landing: Path, rel: str, sig: int) -> subprocess.CompletedProcess | None:
-    """Run an ingest in a child process and send it ``sig`` once ``rel`` is loading; None when
-    the child was past that file's load before the signal could be sent (a slow test process
-    on a busy machine: the caller tries again with a bigger file)."""
+def interrupt_mid_load(url: str, landing: Path, rel: str, sig: int) -> subprocess.CompletedProcess:
+    """Run an ingest in a child process and send it ``sig`` once ``rel`` is loading."""
     child = subprocess.Popen(
         [sys.executable, "-c", INGEST_CHILD, str(landing), str(ROOT / "config" / "tierflow.yml")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -323,13 +326,9 @@ def interrupt_mid_load(url: str, landing: Path, rel: str, sig: int) -> subproces
         child.kill()
         pytest.fail("the child never started loading the file")
     time.sleep(0.3)  # inside the file's load
-    still_loading = child.poll() is None and query(
-        url, "select 1 from tierflow_meta.load_audit where file_path = %s and status = 'running'", (rel,))
-    if still_loading:
-        child.send_signal(sig)
+    child.send_signal(sig)
     child.wait(timeout=60)
-    done = subprocess.CompletedProcess(child.args, child.returncode, child.stdout.read(), child.stderr.read())
-    return done if still_loading else None
+    return subprocess.CompletedProcess(child.args, child.returncode, child.stdout.read(), child.stderr.read())
 
 
 def _has_audit(url: str) -> bool:
@@ -337,16 +336,10 @@ def _has_audit(url: str) -> bool:
 
 
 def test_an_interrupted_load_is_recorded_as_failed(warehouse_url: str, tmp_path: Path) -> None:
-    for attempt, rows in enumerate((400_000, 1_600_000)):
-        landing = tmp_path / f"landing-{attempt}"
-        rel = big_jsonl(landing, rows)
-        done = interrupt_mid_load(warehouse_url, landing, rel, signal.SIGINT)
-        if done is not None:
-            break
-        with psycopg.connect(warehouse_url, autocommit=True) as conn:  # that load went through
-            conn.execute("truncate raw.crm__customers")
-            conn.execute("delete from tierflow_meta.load_audit")
-    assert done is not None, "both loads ended before the test could interrupt them"
+    landing = tmp_path / "landing"
+    rel = big_jsonl(landing)
+
+    done = interrupt_mid_load(warehouse_url, landing, rel, signal.SIGINT)
 
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr, done.stderr[-3000:]
     assert query(warehouse_url, "select status, error, finished_at is not null from tierflow_meta.load_audit"
@@ -361,7 +354,6 @@ def test_a_killed_load_is_marked_failed_by_the_next_ingest_and_loaded_again(
     landing = tmp_path / "landing"
     rel = big_jsonl(landing)
     killed = interrupt_mid_load(warehouse_url, landing, rel, signal.SIGKILL)
-    assert killed is not None, "the load ended before the test could kill it"
     assert killed.returncode == -signal.SIGKILL
     (orphan,) = query(warehouse_url, "select load_id, status from tierflow_meta.load_audit")
     assert orphan[1] == "running"  # nobody recorded anything: the process was killed

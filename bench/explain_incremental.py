@@ -109,16 +109,16 @@ def check(url: str, schema: str, as_of: date) -> list[str]:
             print(f"\n   (ran it into a temp table: {took:.1f} s, {rebuilt:,} orders to rebuild)")
             described = conn.execute(f"select * from {tmp} limit 0").description
             columns = ", ".join(f'"{c.name}"' for c in described)
-            problems += explain(conn, f"{model}: delete+insert's delete",
-                                f"delete from {table} as DBT_INTERNAL_DEST where ({KEY}) in "
-                                f"(select distinct {KEY} from {tmp} as DBT_INTERNAL_SOURCE)")
-            problems += explain(conn, f"{model}: delete+insert's insert",
-                                f"insert into {table} ({columns}) (select {columns} from {tmp})")
+            delete = (f"delete from {table} as DBT_INTERNAL_DEST where ({KEY}) in "
+                      f"(select distinct {KEY} from {tmp} as DBT_INTERNAL_SOURCE)")
+            insert = f"insert into {table} ({columns}) (select {columns} from {tmp})"
             post_hook = f"delete from {table} where source_business_date > '{as_of.isoformat()}'::date"
+            problems += explain(conn, f"{model}: delete+insert's delete", delete)
+            problems += explain(conn, f"{model}: delete+insert's insert", insert)
             problems += explain(conn, f"{model}: post-hook delete", post_hook)
             # the next model reads this one as the night left it
-            conn.execute(f"delete from {table} as d where ({KEY}) in (select distinct {KEY} from {tmp})")
-            conn.execute(f"insert into {table} ({columns}) (select {columns} from {tmp})")
+            conn.execute(delete)
+            conn.execute(insert)
         conn.rollback()
     return problems
 

@@ -98,6 +98,8 @@ def customer_tiering() -> None:
         # not in every night
         "dbt_cmd_flags": ["--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"],
     }
+    # the folder of the night's one dbt parse (Cosmos' cache of the transform group)
+    night_parse_cache = cosmos_cache_dir(TRANSFORM_GROUP_ID)
     prepare = DbtBuildLocalOperator(
         task_id="prepare",
         doc_md="dbt build of the staging and intermediate views and their tests.",
@@ -110,7 +112,7 @@ def customer_tiering() -> None:
         emit_datasets=False,
         # the transform group's partial-parse cache: `prepare` parses the night's project once
         # (its vars carry the as-of date, so each night parses anew) and every mart task reuses it
-        cache_dir=cosmos_cache_dir(TRANSFORM_GROUP_ID),
+        cache_dir=night_parse_cache,
         **dbt_task_args,
     )
     # ensure_manifest() costs one hash of the dbt project when the manifest is current and runs
@@ -150,7 +152,7 @@ def customer_tiering() -> None:
     # transform group's cache (same vars, same profile) instead of parsing the project again
     for dbt_task in tiers.iter_tasks():
         if getattr(dbt_task, "cache_dir", None) is not None:
-            dbt_task.cache_dir = cosmos_cache_dir(TRANSFORM_GROUP_ID)
+            dbt_task.cache_dir = night_parse_cache
 
     @task
     def clv(as_of: str) -> dict:

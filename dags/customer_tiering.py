@@ -4,7 +4,7 @@
 Nightly customer tiering: the extracts under the landing root become published customer
 tiers and an allocation plan in the BI schema.
 
-`ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate views, one
+`ingest` -> `validate_raw` (GX) -> `prepare` (dbt: the staging and intermediate tables, one
 task) -> `transform` (dbt via Cosmos: each mart and its tests visible as tasks; one dbt build
 for all marts under the Airflow services, one per mart under `tierflow run`) ->
 `clv` (predicted lifetime value, fitted on customer_rfm) -> `tiers` (dbt via Cosmos: the
@@ -82,12 +82,13 @@ def customer_tiering() -> None:
         Docs; a failed critical check fails the run here, before dbt builds anything."""
         return pipeline.validate_raw(as_of, get_current_context()["run_id"])
 
-    # The staging and intermediate models are thin views: one dbt build for all of them
-    # (with their tests) costs a few seconds, where a Cosmos task per view costs a dbt start
-    # each. The marts, where the business logic is, stay one task per model.
+    # The staging models (incremental: the keys the night touched) and the converted
+    # intermediates are plumbing: one dbt build for all of them (with their tests), where a
+    # Cosmos task per model costs a dbt start each. The marts, where the business logic is,
+    # stay one task per model.
     profile_config = cosmos_profile_config()
     dbt_executable = str(Path(sys.executable).parent / "dbt")
-    view_paths = [f"path:models/{layer}" for layer in pipeline.DBT_VIEW_LAYERS]
+    prepare_paths = [f"path:models/{layer}" for layer in pipeline.DBT_PREPARE_LAYERS]
     dbt_task_args = {
         "install_deps": False,
         "interceptors": [pipeline.dbt_vars_interceptor],
@@ -102,11 +103,11 @@ def customer_tiering() -> None:
     night_parse_cache = cosmos_cache_dir(TRANSFORM_GROUP_ID)
     prepare = DbtBuildLocalOperator(
         task_id="prepare",
-        doc_md="dbt build of the staging and intermediate views and their tests.",
+        doc_md="dbt build of the staging and intermediate tables and their tests.",
         project_dir=DBT_PROJECT_DIR,
         profile_config=profile_config,
         dbt_executable_path=dbt_executable,
-        select=view_paths,
+        select=prepare_paths,
         # the value tiering's intermediate models read customer_clv: they wait for `tiers`
         exclude=[pipeline.DBT_TIERS_SELECTOR],
         emit_datasets=False,
@@ -146,7 +147,7 @@ def customer_tiering() -> None:
             operator_args={**dbt_task_args, "doc_md": doc},
         )
 
-    transform = marts(TRANSFORM_GROUP_ID, exclude=[*view_paths, pipeline.DBT_TIERS_SELECTOR])
+    transform = marts(TRANSFORM_GROUP_ID, exclude=[*prepare_paths, pipeline.DBT_TIERS_SELECTOR])
     tiers = marts("tiers", select=[pipeline.DBT_TIERS_SELECTOR])
     # one dbt parse a night: the tiers group reads the partial parse `prepare` left in the
     # transform group's cache (same vars, same profile) instead of parsing the project again

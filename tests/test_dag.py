@@ -49,7 +49,7 @@ def test_customer_tiering_shape(dagbag) -> None:
     assert {t for t in clv.upstream_task_ids if t.startswith("transform.")}
     assert not {t for t in clv.upstream_task_ids if t.startswith("tiers.")}
     assert clv.downstream_task_ids and all(t.startswith("tiers.") for t in clv.downstream_task_ids)
-    # the staging and intermediate views are one task, after the raw gate and before the marts
+    # the staging and intermediate tables are one task, after the raw gate and before the marts
     prepare = dag.get_task("prepare")
     assert prepare.select == ["path:models/staging", "path:models/intermediate"]
     assert "validate_raw" in prepare.upstream_task_ids

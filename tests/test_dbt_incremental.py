@@ -1,9 +1,12 @@
-"""Incremental order facts: a late correction to an old order is applied by the next run.
+"""Incremental staging and order facts: a late correction to an old order is applied by the
+next run.
 
 The tiny fixture is ingested and built for 2026-03-31; then a later date folder
 re-delivers two old orders (C05-1 from 2025-09-28 with a new quantity and price, C07-1
 from 2025-12-31 now returned). The incremental build must update exactly those orders'
-fact rows, leave every other row as it was, and agree with a full-refresh build.
+fact rows, leave every other row as it was, and agree with a full-refresh build. The
+staging tables (incremental too, macros/staging.sql) must hold, after every build, exactly
+what a full refresh of the same date gives.
 """
 
 from __future__ import annotations
@@ -43,6 +46,19 @@ def _facts(url: str) -> tuple[dict, dict]:
     return {r[0]: r for r in orders}, {(r[0], r[1]): r for r in lines}
 
 
+def _staged(url: str) -> dict[str, list[tuple]]:
+    """Every row of every staging table, sorted (the staging models' whole output)."""
+    from tierflow.settings import BUILD_SCHEMA
+
+    schema = f"{BUILD_SCHEMA}_staging"
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s"
+            " order by table_name", (schema,))]
+        return {t: sorted(conn.execute(f"select * from {schema}.{t}").fetchall(), key=repr)
+                for t in tables}
+
+
 def _build(url: str, cfg, as_of: date, *extra: str) -> None:
     """dbt build of the order facts, everything they read and their tests: what these tests
     check (a whole night over the same sequences is tests/test_nights.py's)."""
@@ -60,6 +76,7 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
     run_ingest(warehouse_url, landing, AS_OF, config)
     _build(warehouse_url, config, AS_OF)
     orders_before, lines_before = _facts(warehouse_url)
+    staged_before = _staged(warehouse_url)
 
     # as first delivered: C05-1 is P1 20 x 10 (standard cost 6), C07-1 P1 10 x 10
     assert orders_before["C05-1"][6:12] == (200, 0, 200, 120, 80, 200)
@@ -118,11 +135,62 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
         k: v for k, v in lines_before.items() if k[0] not in changed
     }
 
-    # a rerun with nothing new changes nothing; a full refresh gives the same facts
+    # staging (the models the facts read) changed exactly the re-delivered keys
+    staged = _staged(warehouse_url)
+    assert sorted(staged) == [
+        "stg_erp__fx_rates", "stg_erp__order_lines", "stg_erp__orders", "stg_erp__products"
+    ]
+
+    def changed_keys(table: str, width: int) -> list[tuple]:
+        return sorted(r[:width] for r in staged[table] if r not in staged_before[table])
+
+    assert changed_keys("stg_erp__orders", 1) == [("C05-1",), ("C07-1",)]
+    assert changed_keys("stg_erp__order_lines", 2) == [("C05-1", 1)]
+    assert len(staged["stg_erp__orders"]) == len(staged_before["stg_erp__orders"])
+    assert staged["stg_erp__products"] == staged_before["stg_erp__products"]
+
+    # a rerun with nothing new changes nothing; a full refresh gives the same facts and staging
     _build(warehouse_url, config, LATE_AS_OF)
     assert _facts(warehouse_url) == (orders_after, lines_after)
+    assert _staged(warehouse_url) == staged
     _build(warehouse_url, config, LATE_AS_OF, "--full-refresh")
     assert _facts(warehouse_url) == (orders_after, lines_after)
+    assert _staged(warehouse_url) == staged
+
+
+def test_a_late_file_in_an_old_date_folder_is_staged(
+    warehouse_url: str, config, tmp_path: Path
+) -> None:
+    """A file that lands in an already loaded date folder (older than the table's newest)
+    after that folder's night: the next build stages it (its load is new), re-builds its
+    orders, and agrees with a full refresh."""
+    from tierflow.ingest.loader import run_ingest
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    _build(warehouse_url, config, AS_OF)
+    staged_before = _staged(warehouse_url)
+
+    # a second orders file in the 2025-12-31 folder: C07-1 (2025-12-31) cancelled
+    _write(
+        landing / "erp/orders/2025-12-31/orders_late.csv",
+        ORDERS_HEADER,
+        [["C07-1", "C07", "2025-12-31", "cancelled", "CNY", "online", "2026-03-31T09:00:00"]],
+    )
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    _build(warehouse_url, config, AS_OF)
+    staged = _staged(warehouse_url)
+    orders, _ = _facts(warehouse_url)
+    assert orders["C07-1"][3] == "cancelled"
+    changed = [r for r in staged["stg_erp__orders"] if r not in staged_before["stg_erp__orders"]]
+    assert [(r[0], r[2], str(r[-1])) for r in changed] == [("C07-1", "cancelled", "2025-12-31")]
+    assert {t: rows for t, rows in staged.items() if t != "stg_erp__orders"} == {
+        t: rows for t, rows in staged_before.items() if t != "stg_erp__orders"
+    }
+    _build(warehouse_url, config, AS_OF, "--full-refresh")
+    assert _staged(warehouse_url) == staged
+    assert _facts(warehouse_url)[0] == orders
 
 
 def test_rerun_of_an_earlier_date_reads_the_orders_as_known_then(
@@ -138,6 +206,7 @@ def test_rerun_of_an_earlier_date_reads_the_orders_as_known_then(
     run_ingest(warehouse_url, landing, AS_OF, config)
     _build(warehouse_url, config, AS_OF)
     first = _facts(warehouse_url)
+    staged_first = _staged(warehouse_url)
 
     folder = "2026-04-02"
     _write(
@@ -167,13 +236,18 @@ def test_rerun_of_an_earlier_date_reads_the_orders_as_known_then(
     assert orders["C06-1"][4:7] == (2, False, Decimal(250))
     assert ("C06-1", 2) in lines
 
-    # A again: exactly its first facts, whatever was loaded since
+    staged_later = _staged(warehouse_url)
+
+    # A again: exactly its first facts and staging, whatever was loaded since
     _build(warehouse_url, config, AS_OF)
     assert _facts(warehouse_url) == first
-    # and forward again: exactly the later facts
+    assert _staged(warehouse_url) == staged_first
+    # and forward again: exactly the later facts and staging
     _build(warehouse_url, config, LATE_AS_OF)
     assert _facts(warehouse_url) == later
+    assert _staged(warehouse_url) == staged_later
     # a full refresh of A from scratch agrees with the incremental way back
     _build(warehouse_url, config, AS_OF)
     _build(warehouse_url, config, AS_OF, "--full-refresh")
     assert _facts(warehouse_url) == first
+    assert _staged(warehouse_url) == staged_first

@@ -10,7 +10,7 @@
       date folder after the newest it has seen (the run after B);
     - orders whose rows here came from date folders after A (a rerun of an earlier date
       after later ones): they go back to their version on A, or away when A knew none
-      (`delete_facts_delivered_after_as_of_date`, a post-hook).
+      (`delete_rows_delivered_after_as_of_date`, a post-hook).
 
     The table's newest source_load_id and source_business_date stand in for "what was
     built": they can only be older than the real build, which rebuilds a few orders more,
@@ -23,19 +23,26 @@
 {%- endmacro %}
 
 
-{% macro is_new_to_facts(relation_alias) -%}
-    {#- True for a row (of the model's input, alias `relation_alias`) that the incremental
+{% macro is_newer_than_built(load_id, business_date, built_load_id='source_load_id',
+                             built_business_date='source_business_date') -%}
+    {#- True for an input row (its load id and date folder columns given) that the incremental
         table being built has not seen: a newer load, or a later date folder. -#}
     (
-        {{ relation_alias }}.source_load_id > (select coalesce(max(source_load_id), 0) from {{ this }})
-        or {{ relation_alias }}.source_business_date
-        > (select coalesce(max(source_business_date), date '0001-01-01') from {{ this }})
+        {{ load_id }} > (select coalesce(max({{ built_load_id }}), 0) from {{ this }})
+        or {{ business_date }}
+        > (select coalesce(max({{ built_business_date }}), date '0001-01-01') from {{ this }})
     )
 {%- endmacro %}
 
 
-{% macro delete_facts_delivered_after_as_of_date() -%}
-    {#- Post-hook: rows still here from date folders after A are orders that A did not know
+{% macro is_new_to_facts(relation_alias) -%}
+    {#- is_newer_than_built for a row of a fact's input (alias `relation_alias`). -#}
+    {{ is_newer_than_built(relation_alias ~ '.source_load_id', relation_alias ~ '.source_business_date') }}
+{%- endmacro %}
+
+
+{% macro delete_rows_delivered_after_as_of_date(column='source_business_date') -%}
+    {#- Post-hook: rows still here from date folders after A are keys that A did not know
         (those it knew were replaced by their version on A in this run). -#}
-    delete from {{ this }} where source_business_date > {{ as_of_date() }}
+    delete from {{ this }} where {{ column }} > {{ as_of_date() }}
 {%- endmacro %}

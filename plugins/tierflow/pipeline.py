@@ -23,8 +23,9 @@ from tierflow.settings import META_SCHEMA, Settings, load_settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# dbt model folders built together by the DAG's `prepare` task (views); the marts get a task each
-DBT_VIEW_LAYERS = ("staging", "intermediate")
+# dbt model folders built together by the DAG's `prepare` task (staging and the converted
+# intermediates, incremental and plain tables); the marts get a task each
+DBT_PREPARE_LAYERS = ("staging", "intermediate")
 # the models built after the `clv` step: int_customers_scored (it reads customer_clv), the
 # tier cutoffs and hysteresis built on it, customer_tiers and every model downstream
 DBT_TIERS_SELECTOR = "int_customers_scored+"

@@ -16,7 +16,7 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=[{'columns': ['order_id']}],
-        post_hook=["{{ delete_facts_delivered_after_as_of_date() if is_incremental() }}"],
+        post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
     )
 }}
 

@@ -1,11 +1,11 @@
 -- One row per sales activity: the latest delivered version of each activity_id.
+{{ staging_config(['activity_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('crm', 'activities') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('crm', 'activities'), ['activity_id']) }}
 
 ),
 

@@ -1,11 +1,11 @@
 -- One row per customer: the latest delivered version of each customer_id.
+{{ staging_config(['customer_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('crm', 'customers') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('crm', 'customers'), ['customer_id']) }}
 
 ),
 

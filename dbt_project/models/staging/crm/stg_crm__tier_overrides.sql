@@ -1,12 +1,12 @@
 -- One row per manual tier override (customer_id, valid_from): tier_overrides has no
 -- updated_at, so the latest load wins (then the last line of the file).
+{{ staging_config(['customer_id', 'valid_from']) }}
+
 with
 
 source as (
 
-    select * from {{ source('crm', 'tier_overrides') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('crm', 'tier_overrides'), ['customer_id', 'valid_from']) }}
 
 ),
 

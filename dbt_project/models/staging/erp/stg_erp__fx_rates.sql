@@ -1,11 +1,11 @@
 -- One row per (rate_date, currency): fx_rates has no updated_at, so the latest load wins.
+{{ staging_config(['rate_date', 'currency']) }}
+
 with
 
 source as (
 
-    select * from {{ source('erp', 'fx_rates') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('erp', 'fx_rates'), ['rate_date', 'currency']) }}
 
 ),
 

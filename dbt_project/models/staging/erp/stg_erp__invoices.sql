@@ -1,11 +1,11 @@
 -- One row per invoice: the latest delivered version of each invoice_id.
+{{ staging_config(['invoice_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('erp', 'invoices') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('erp', 'invoices'), ['invoice_id']) }}
 
 ),
 

@@ -1,11 +1,11 @@
 -- One row per order line: the latest delivered version of each (order_id, line_number).
+{{ staging_config(['order_id', 'line_number']) }}
+
 with
 
 source as (
 
-    select * from {{ source('erp', 'order_lines') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('erp', 'order_lines'), ['order_id', 'line_number']) }}
 
 ),
 

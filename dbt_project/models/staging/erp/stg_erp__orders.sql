@@ -1,11 +1,11 @@
 -- One row per order: the latest delivered version of each order_id.
+{{ staging_config(['order_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('erp', 'orders') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('erp', 'orders'), ['order_id']) }}
 
 ),
 

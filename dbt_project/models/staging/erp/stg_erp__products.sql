@@ -1,11 +1,11 @@
 -- One row per product: the latest delivered version of each product_id.
+{{ staging_config(['product_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('erp', 'products') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('erp', 'products'), ['product_id']) }}
 
 ),
 

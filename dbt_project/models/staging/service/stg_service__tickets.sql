@@ -1,11 +1,11 @@
 -- One row per service ticket: the latest delivered version of each ticket_id.
+{{ staging_config(['ticket_id']) }}
+
 with
 
 source as (
 
-    select * from {{ source('service', 'tickets') }}
-    -- as known on the as-of date: later deliveries are not visible to this run
-    where {{ delivered_by_as_of_date() }}
+    {{ delivered_versions_to_stage(source('service', 'tickets'), ['ticket_id']) }}
 
 ),
 

@@ -8,7 +8,8 @@ real DAG as ``tierflow run --date`` runs it. Then the core of the night written 
 same order lines (night 1's ``int_order_lines_converted``, copied untimed into schema
 ``bench_core``) in the same server.
 
-Printed: per-task seconds of both nights, each night's wall time, and
+Printed: per-task seconds of both nights and the largest RSS sampled while each task ran
+(what grows with the data), each night's wall time, and
 
     ratio core_vs_sql X          night 1's fct_order_lines + fct_orders + customer_rfm +
                                  customer_tiers task seconds / core.sql seconds
@@ -36,6 +37,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,13 +53,48 @@ LOG_LINE = re.compile(r"^(\d+\.\d+) \[\d+\] LOG:  duration: ([0-9.]+) ms(.*)")
 NODE_ID = re.compile(r'"node_id": "([^"]+)"')
 
 
-def tierflow(env: dict, *args: str, log: Path | None = None) -> tuple[float, int]:
-    """Run a tierflow command; return (wall seconds, peak RSS in MB of its process tree)."""
+def _tree_rss_mb(root: int) -> float:
+    """The largest RSS (MB) of one process among ``root`` and its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    largest = 0.0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    largest = max(largest, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return largest
+
+
+def tierflow(env: dict, *args: str, log: Path | None = None,
+             rss_samples: list | None = None) -> tuple[float, int]:
+    """Run a tierflow command; return (wall seconds, peak RSS in MB of its process tree).
+    With ``rss_samples``, append (epoch, MB) twice a second: the largest process's RSS."""
     started = time.monotonic()
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([str(BIN / "tierflow"), *args], env=env, cwd=ROOT, stdout=out,
                             stderr=subprocess.STDOUT)
+    if rss_samples is not None:
+        def sample() -> None:
+            while proc.returncode is None:
+                rss_samples.append((time.time(), _tree_rss_mb(proc.pid)))
+                time.sleep(0.5)
+        threading.Thread(target=sample, daemon=True).start()
     _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
         tail = log.read_text()[-3000:] if log else ""
@@ -111,14 +148,18 @@ def covered_seconds(intervals: list[tuple[float, float]], lo: float, hi: float) 
 def night(env: dict, as_of: date, label: str, home: Path, logfile: Path) -> dict:
     offset = logfile.stat().st_size
     started = time.time()
-    wall, rss = tierflow(env, "run", "--date", as_of.isoformat(), log=home / f"{label}.log")
+    samples: list[tuple[float, float]] = []
+    wall, rss = tierflow(env, "run", "--date", as_of.isoformat(), log=home / f"{label}.log",
+                         rss_samples=samples)
     ended = time.time()
     tasks = task_times(home / "airflow" / "airflow.db")
     busy, slow = statement_intervals(logfile, offset)
     busy += [(s, e) for t, s, e, _ in tasks if t in WORK_TASKS]
     share = 1 - covered_seconds(busy, started, ended) / (ended - started)
+    # the largest RSS sampled while each task ran (tasks overlap little under `tierflow run`)
+    task_rss = {t: max((mb for at, mb in samples if s <= at <= e), default=0.0) for t, s, e, _ in tasks}
     return {"label": label, "as_of": as_of, "wall": wall, "rss": rss, "tasks": tasks, "orchestration": share,
-            "slow": slow}
+            "slow": slow, "task_rss": task_rss}
 
 
 def core_sql(url: str, as_of: date) -> float:
@@ -196,9 +237,12 @@ def main() -> None:
     n1, n2 = nights
     names = list(dict.fromkeys(t for n in nights for t, *_ in n["tasks"]))
     secs = [{t: d for t, _, _, d in n["tasks"]} for n in nights]
-    print(f"\n{'task':58s} {'night 1':>9s} {'night 2':>9s}")
+    rss = [n["task_rss"] for n in nights]
+    print(f"\n{'task':58s} {'night 1':>9s} {'night 2':>9s} {'MB 1':>7s} {'MB 2':>7s}")
     for name in names:
-        print(f"{name:58s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}")
+        print(f"{name:58s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}"
+              f" {rss[0].get(name, 0):7.0f} {rss[1].get(name, 0):7.0f}")
+    print("(MB: the largest RSS of one tierflow process sampled while the task ran, twice a second)")
     for n, s in zip(nights, secs, strict=True):
         print(f"{n['label']} ({n['as_of']}): wall {n['wall']:.1f}s, tasks {sum(s.values()):.1f}s, "
               f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB; slowest statements:")

@@ -47,15 +47,17 @@ def _facts(url: str) -> tuple[dict, dict]:
 
 
 def _staged(url: str) -> dict[str, list[tuple]]:
-    """Every row of every staging table, sorted (the staging models' whole output)."""
+    """Every row of every staging and intermediate table, sorted: what the incremental
+    staging and converted intermediates hold."""
     from tierflow.settings import BUILD_SCHEMA
 
-    schema = f"{BUILD_SCHEMA}_staging"
+    schemas = [f"{BUILD_SCHEMA}_staging", f"{BUILD_SCHEMA}_intermediate"]
     with psycopg.connect(url) as conn:
         tables = [t for (t,) in conn.execute(
-            "select table_name from information_schema.tables where table_schema = %s"
-            " order by table_name", (schema,))]
-        return {t: sorted(conn.execute(f"select * from {schema}.{t}").fetchall(), key=repr)
+            "select table_name from information_schema.tables where table_schema = any(%s)"
+            " order by table_name", (schemas,))]
+        return {t: sorted(conn.execute(f"select * from {schemas[t.startswith('int_')]}.{t}").fetchall(),
+                          key=repr)
                 for t in tables}
 
 
@@ -138,7 +140,8 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
     # staging (the models the facts read) changed exactly the re-delivered keys
     staged = _staged(warehouse_url)
     assert sorted(staged) == [
-        "stg_erp__fx_rates", "stg_erp__order_lines", "stg_erp__orders", "stg_erp__products"
+        "int_order_lines_converted", "int_orders_converted",
+        "stg_erp__fx_rates", "stg_erp__order_lines", "stg_erp__orders", "stg_erp__products",
     ]
 
     def changed_keys(table: str, width: int) -> list[tuple]:
@@ -146,6 +149,9 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
 
     assert changed_keys("stg_erp__orders", 1) == [("C05-1",), ("C07-1",)]
     assert changed_keys("stg_erp__order_lines", 2) == [("C05-1", 1)]
+    assert changed_keys("int_orders_converted", 1) == [("C05-1",), ("C07-1",)]
+    # every line of both orders is converted again (C07-1's with its new status)
+    assert changed_keys("int_order_lines_converted", 2) == [("C05-1", 1), ("C07-1", 1)]
     assert len(staged["stg_erp__orders"]) == len(staged_before["stg_erp__orders"])
     assert staged["stg_erp__products"] == staged_before["stg_erp__products"]
 
@@ -185,8 +191,12 @@ def test_a_late_file_in_an_old_date_folder_is_staged(
     assert orders["C07-1"][3] == "cancelled"
     changed = [r for r in staged["stg_erp__orders"] if r not in staged_before["stg_erp__orders"]]
     assert [(r[0], r[2], str(r[-1])) for r in changed] == [("C07-1", "cancelled", "2025-12-31")]
-    assert {t: rows for t, rows in staged.items() if t != "stg_erp__orders"} == {
-        t: rows for t, rows in staged_before.items() if t != "stg_erp__orders"
+    changed_lines = [r for r in staged["int_order_lines_converted"]
+                     if r not in staged_before["int_order_lines_converted"]]
+    assert [(r[0], r[1], r[5]) for r in changed_lines] == [("C07-1", 1, "cancelled")]
+    changed_tables = {"stg_erp__orders", "int_orders_converted", "int_order_lines_converted"}
+    assert {t: rows for t, rows in staged.items() if t not in changed_tables} == {
+        t: rows for t, rows in staged_before.items() if t not in changed_tables
     }
     _build(warehouse_url, config, AS_OF, "--full-refresh")
     assert _staged(warehouse_url) == staged

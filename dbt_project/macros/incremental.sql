@@ -46,3 +46,33 @@
         (those it knew were replaced by their version on A in this run). -#}
     delete from {{ this }} where {{ column }} > {{ as_of_date() }}
 {%- endmacro %}
+
+
+{% macro as_known_incremental_config(unique_key) %}
+    {#- The config of a table kept "as known on A" like the order facts (the converted
+        intermediates): delete+insert on `unique_key`, indexed on it; rows from date folders
+        after A removed after the build. -#}
+    {{ config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=unique_key,
+        on_schema_change='fail',
+        indexes=[{'columns': [unique_key]}],
+        post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
+    ) }}
+{% endmacro %}
+
+
+{% macro is_new_to_build(relation_alias) -%}
+    {#- is_newer_than_built for a row of a staging table (alias `relation_alias`). -#}
+    {{ is_newer_than_built(relation_alias ~ '.load_id', relation_alias ~ '.business_date') }}
+{%- endmacro %}
+
+
+{% macro built_after_as_of_date(key_column) -%}
+    {#- The keys of the incremental table being built whose rows came from date folders
+        after A: a rerun of an earlier date takes them back to their version on A. -#}
+    select built.{{ key_column }}
+    from {{ this }} as built
+    where built.source_business_date > {{ as_of_date() }}
+{%- endmacro %}

@@ -2,11 +2,29 @@
 -- macros/fx.sql on the invoice date (a payment is converted at the invoice's rate, so an
 -- invoice paid in full shows no fx difference). This is the one place where invoice
 -- amounts are converted. Amounts are unrounded.
+--
+-- Incremental like the order facts (macros/incremental.sql): a night converts the invoices
+-- new to the table (a newer load or a later date folder) and those whose row here came
+-- from a date folder after A (a rerun of an earlier date); a new fx rate does not touch
+-- already converted invoices.
+{{ as_known_incremental_config('invoice_id') }}
+
 with
+
+all_invoices as (
+
+    select * from {{ ref('stg_erp__invoices') }}
+
+),
 
 invoices as (
 
-    select * from {{ ref('stg_erp__invoices') }}
+    select all_invoices.*
+    from all_invoices
+    {% if is_incremental() %}
+    where {{ is_new_to_build('all_invoices') }}
+        or all_invoices.invoice_id in ({{ built_after_as_of_date('invoice_id') }})
+    {% endif %}
 
 ),
 
@@ -58,7 +76,11 @@ final as (
 
         -- money in the base currency (unrounded)
         amount * fx_rate as amount,
-        coalesce(paid_amount, 0) * fx_rate as paid_amount
+        coalesce(paid_amount, 0) * fx_rate as paid_amount,
+
+        -- load metadata
+        load_id as source_load_id,
+        business_date as source_business_date
 
     from invoices_with_rates
 

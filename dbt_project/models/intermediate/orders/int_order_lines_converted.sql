@@ -7,19 +7,72 @@
 -- when the currency is the base currency. A product's standard_cost is in the product's
 -- currency (the base currency when the product has none) and is converted with the rate
 -- of that currency on the order date.
+--
+-- Incremental like the order facts (macros/incremental.sql): a night converts the lines of
+-- the orders whose header or any line is new to the table (a newer load or a later date
+-- folder) and of the orders whose rows here came from date folders after A (a rerun of an
+-- earlier date); a new fx rate or product cost does not touch already converted orders.
+{{ as_known_incremental_config('order_id') }}
+
 with
 
-order_lines as (
+all_order_lines as (
 
     select * from {{ ref('stg_erp__order_lines') }}
 
 ),
 
-orders as (
+all_orders as (
 
     select * from {{ ref('stg_erp__orders') }}
 
 ),
+
+{% if is_incremental() %}
+orders_to_build as (
+
+    select all_order_lines.order_id
+    from all_order_lines
+    where {{ is_new_to_build('all_order_lines') }}
+    union
+    select all_orders.order_id
+    from all_orders
+    where {{ is_new_to_build('all_orders') }}
+    union
+    {{ built_after_as_of_date('order_id') }}
+
+),
+
+order_lines as (
+
+    select all_order_lines.*
+    from all_order_lines
+    inner join orders_to_build
+        on all_order_lines.order_id = orders_to_build.order_id
+
+),
+
+orders as (
+
+    select all_orders.*
+    from all_orders
+    inner join orders_to_build
+        on all_orders.order_id = orders_to_build.order_id
+
+),
+{% else %}
+order_lines as (
+
+    select * from all_order_lines
+
+),
+
+orders as (
+
+    select * from all_orders
+
+),
+{% endif %}
 
 products as (
 

@@ -1,11 +1,28 @@
 -- Order headers with their order-level amounts (shipping_cost) converted to the base
 -- currency, by the fx rule of macros/fx.sql on the order date. Line amounts are converted
 -- in int_order_lines_converted; each amount is converted in exactly one place.
+--
+-- Incremental like the order facts (macros/incremental.sql): a night converts the orders
+-- new to the table (a newer load or a later date folder) and those whose row here came
+-- from a date folder after A (a rerun of an earlier date).
+{{ as_known_incremental_config('order_id') }}
+
 with
+
+all_orders as (
+
+    select * from {{ ref('stg_erp__orders') }}
+
+),
 
 orders as (
 
-    select * from {{ ref('stg_erp__orders') }}
+    select all_orders.*
+    from all_orders
+    {% if is_incremental() %}
+    where {{ is_new_to_build('all_orders') }}
+        or all_orders.order_id in ({{ built_after_as_of_date('order_id') }})
+    {% endif %}
 
 ),
 

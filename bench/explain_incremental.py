@@ -4,13 +4,14 @@ On a warehouse kept by ``bench/bench_pipeline.py --keep DIR`` (after its nights;
 customer demo holds about a million orders and two million order lines), for the as-of date
 ``--date`` (the night after the kept one: is_incremental() is true, as in a real night):
 
-1. ``dbt compile`` of each incremental model (``fct_order_lines``, ``fct_orders``) with the
-   night's vars;
+1. ``dbt compile`` of each incremental model (the nine staging tables, the three converted
+   intermediates, ``fct_order_lines``, ``fct_orders``) with the night's vars;
 2. in one transaction, rolled back at the end, each model's statements as dbt's
    ``delete+insert`` strategy runs them: ``create temp table ... as`` the compiled SELECT (run,
    timed: the temp table is left unanalyzed, as dbt leaves it), then the ``delete ... where
-   (order_id) in (select distinct order_id from <temp>)`` and the ``insert``, and the post-hook's
-   ``delete ... where source_business_date > <date>``;
+   (<key>) in (select distinct <key> from <temp>)`` and the ``insert``, and the post-hook's
+   ``delete ... where <date folder column> > <date>``; each model then reads the ones before it
+   as the night leaves them;
 3. each statement's plan (``EXPLAIN (FORMAT JSON)``, estimated rows) checked for the shapes
    that make a statement quadratic in the table sizes: a plain (non-hashed) SubPlan run per
    row of a big outer input, or a Nested Loop whose inner side is rescanned (not an index
@@ -34,8 +35,22 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("fct_order_lines", "fct_orders")  # in build order: fct_orders reads fct_order_lines
-KEY = "order_id"
+# every incremental model in build order: (schema suffix, unique key, date folder column)
+STAGING = {
+    "stg_crm__customers": "customer_id", "stg_crm__tier_overrides": "customer_id, valid_from",
+    "stg_crm__activities": "activity_id", "stg_service__tickets": "ticket_id",
+    "stg_erp__products": "product_id", "stg_erp__fx_rates": "rate_date, currency",
+    "stg_erp__orders": "order_id", "stg_erp__order_lines": "order_id, line_number",
+    "stg_erp__invoices": "invoice_id",
+}
+MODELS = {
+    **{m: ("staging", key, "business_date") for m, key in STAGING.items()},
+    "int_orders_converted": ("intermediate", "order_id", "source_business_date"),
+    "int_order_lines_converted": ("intermediate", "order_id", "source_business_date"),
+    "int_invoices_converted": ("intermediate", "invoice_id", "source_business_date"),
+    "fct_order_lines": ("marts", "order_id", "source_business_date"),
+    "fct_orders": ("marts", "order_id", "source_business_date"),
+}
 # rows x rows above which a per-row rescan is a quadratic statement, not a small lookup
 QUADRATIC = 100_000_000
 INDEX_LOOKUPS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
@@ -92,27 +107,28 @@ def explain(conn: psycopg.Connection, label: str, statement: str) -> list[str]:
     return [f"{label}: {q}" for q in quadratic_nodes(plan[0]["Plan"])]
 
 
-def check(url: str, schema: str, as_of: date) -> list[str]:
+def check(url: str, build_schema: str, as_of: date) -> list[str]:
     selects = compiled(url, as_of)
     problems: list[str] = []
     with psycopg.connect(url) as conn:  # one transaction, rolled back: the kept tables stay as they are
-        for model in MODELS:
-            table = f"{schema}.{model}"
+        for model, (layer, key, date_column) in MODELS.items():
+            table = f"{build_schema}_{layer}.{model}"
             (rows,) = conn.execute(f"select count(*) from {table}").fetchone()
             print(f"\n#### {model} ({rows:,} rows in {table}), as of {as_of}")
             tmp = f"{model}__explain_tmp"
             problems += explain(conn, f"{model}: the model's SELECT", selects[model])
             started = time.monotonic()
             conn.execute(f"create temp table {tmp} as {selects[model]}")
-            (rebuilt,) = conn.execute(f"select count(distinct {KEY}) from {tmp}").fetchone()
+            (rebuilt,) = conn.execute(f"select count(*) from (select distinct {key} from {tmp}) as k"
+                                      ).fetchone()
             took = time.monotonic() - started
-            print(f"\n   (ran it into a temp table: {took:.1f} s, {rebuilt:,} orders to rebuild)")
+            print(f"\n   (ran it into a temp table: {took:.1f} s, {rebuilt:,} keys ({key}) to rebuild)")
             described = conn.execute(f"select * from {tmp} limit 0").description
             columns = ", ".join(f'"{c.name}"' for c in described)
-            delete = (f"delete from {table} as DBT_INTERNAL_DEST where ({KEY}) in "
-                      f"(select distinct {KEY} from {tmp} as DBT_INTERNAL_SOURCE)")
+            delete = (f"delete from {table} as DBT_INTERNAL_DEST where ({key}) in "
+                      f"(select distinct {key} from {tmp} as DBT_INTERNAL_SOURCE)")
             insert = f"insert into {table} ({columns}) (select {columns} from {tmp})"
-            post_hook = f"delete from {table} where source_business_date > '{as_of.isoformat()}'::date"
+            post_hook = f"delete from {table} where {date_column} > '{as_of.isoformat()}'::date"
             problems += explain(conn, f"{model}: delete+insert's delete", delete)
             problems += explain(conn, f"{model}: delete+insert's insert", insert)
             problems += explain(conn, f"{model}: post-hook delete", post_hook)
@@ -133,7 +149,7 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "plugins"))
-    from tierflow.settings import MARTS_SCHEMA, load_settings
+    from tierflow.settings import BUILD_SCHEMA, load_settings
     from tierflow.warehouse import EmbeddedWarehouse
 
     if args.keep:
@@ -143,7 +159,7 @@ def main() -> None:
         url = warehouse.url()
     else:
         url = args.url
-    problems = check(url, MARTS_SCHEMA, args.date)
+    problems = check(url, BUILD_SCHEMA, args.date)
     print()
     if problems:
         print("quadratic plans:")

@@ -18,13 +18,14 @@
 #}
 
 {% macro staging_config(key_columns) %}
-    {#- The model config every staging model shares; `key_columns` is its key. -#}
+    {#- The model config every staging model shares; `key_columns` is its key. Indexed on
+        the key (for dbt's delete) and on the load and the date folder (finding what is new). -#}
     {{ config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=key_columns,
         on_schema_change='fail',
-        indexes=[{'columns': key_columns}],
+        indexes=[{'columns': key_columns}, {'columns': ['load_id']}, {'columns': ['business_date']}],
         post_hook=[
             "{{ delete_rows_delivered_after_as_of_date('business_date') if is_incremental() }}",
             "analyze {{ this }}",

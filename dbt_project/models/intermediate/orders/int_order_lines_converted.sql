@@ -16,13 +16,15 @@
 
 with
 
-all_order_lines as (
+-- `not materialized`: read twice, each read finds its rows through the indexes
+-- (a materialized CTE is a copy of the whole input, scanned)
+all_order_lines as not materialized (
 
     select * from {{ ref('stg_erp__order_lines') }}
 
 ),
 
-all_orders as (
+all_orders as not materialized (
 
     select * from {{ ref('stg_erp__orders') }}
 

@@ -15,14 +15,16 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_id']}],
+        indexes=[{'columns': ['order_id']}] + watermark_indexes(),
         post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
     )
 }}
 
 with
 
-order_lines as (
+-- `not materialized`: read twice, each read finds its rows through the indexes
+-- (a materialized CTE is a copy of the whole input, scanned)
+order_lines as not materialized (
 
     select * from {{ ref('int_order_lines_converted') }}
 

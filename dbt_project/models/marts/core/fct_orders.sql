@@ -12,20 +12,22 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_id'], 'unique': true}],
+        indexes=[{'columns': ['order_id'], 'unique': true}] + watermark_indexes(),
         post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
     )
 }}
 
 with
 
-all_orders as (
+-- `not materialized`: read twice, each read finds its rows through the indexes
+-- (a materialized CTE is a copy of the whole input, scanned)
+all_orders as not materialized (
 
     select * from {{ ref('int_orders_converted') }}
 
 ),
 
-all_order_lines as (
+all_order_lines as not materialized (
 
     select * from {{ ref('fct_order_lines') }}
 

@@ -159,3 +159,55 @@ def test_formula_triggers_are_neutralised_in_the_csv_files_only(warehouse_url: s
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("select primary_action from bi.allocation_plan_customer where customer_id = %s",
                             (HYPERLINK,)).fetchone() == (CMD,)
+
+
+def test_exports_are_written_in_chunks_with_the_database_types(
+    warehouse_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Chunks of two rows give the same files as one chunk; each column keeps its database
+    type in every chunk: an integer column with a null is written 3 and empty (not 3.0), a
+    numeric column that is null in a whole chunk is still a number in the Parquet file."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from tierflow.report import exports
+
+    make_bi(warehouse_url)
+    add_hostile_customers(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("update bi.customer_tiers set value_tier_rank = null, monetary = null"
+                     " where customer_id in ('C01', 'C02')")
+    exports.write_exports(warehouse_url, "bi", AS_OF, tmp_path / "one")
+    monkeypatch.setattr(exports, "EXPORT_CHUNK_ROWS", 2)
+    exports.write_exports(warehouse_url, "bi", AS_OF, tmp_path / "two")
+    one, two = tmp_path / "one" / "2026-03-31", tmp_path / "two" / "2026-03-31"
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir())
+    for name in names:
+        if name.endswith(".csv"):
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+        else:
+            assert pq.read_schema(one / name) == pq.read_schema(two / name), name
+            pd.testing.assert_frame_equal(pd.read_parquet(one / name), pd.read_parquet(two / name))
+
+    # 8 customers on AS_OF, ordered by customer_id: the two rows of C01 and C02 (nulls) are
+    # one chunk of their own when chunks hold two rows
+    with open(two / "customer_tiers.csv", newline="", encoding="utf-8") as fh:
+        tiers = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    assert len(tiers) == 8
+    assert (tiers["C01"]["value_tier_rank"], tiers["C01"]["monetary"]) == ("", "")
+    assert (tiers["C,3"]["value_tier_rank"], tiers["C,3"]["monetary"]) == ("2", "300.0")
+    schema = pq.read_schema(two / "customer_tiers.parquet")
+    assert (str(schema.field("value_tier_rank").type), str(schema.field("monetary").type),
+            str(schema.field("as_of_date").type), str(schema.field("is_override").type)) == (
+        "int64", "double", "date32[day]", "bool")
+
+
+def test_an_export_column_of_an_unknown_type_is_named(warehouse_url: str, tmp_path: Path) -> None:
+    import pytest
+    from tierflow.report.exports import write_exports
+
+    make_bi(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("alter table bi.customer_tiers add column tags jsonb")
+    with pytest.raises(ValueError, match=r"export of bi.customer_tiers: .* tags \(type oid 3802\)"):
+        write_exports(warehouse_url, "bi", AS_OF, tmp_path)

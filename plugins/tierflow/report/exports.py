@@ -11,7 +11,6 @@ import csv
 import logging
 import os
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -42,14 +41,30 @@ def neutralise_formula(value: object) -> object:
     return value
 
 
+# rows per chunk of an export: the memory of one export is one chunk, whatever the customer count
+EXPORT_CHUNK_ROWS = 10_000
+# PostgreSQL type (oid) -> (pandas dtype of a chunk, pyarrow type factory for the Parquet file); the
+# published tables hold these types (tests/test_exports.py checks that every exported column's
+# type is here)
+_INT = ("Int64", "int64")
+_FLOAT = ("float64", "float64")
+EXPORT_TYPES: dict[int, tuple[str, str]] = {
+    20: _INT, 21: _INT, 23: _INT,  # int8, int2, int4
+    700: _FLOAT, 701: _FLOAT, 1700: _FLOAT,  # float4, float8, numeric (as float64 for consumers)
+    16: ("object", "bool_"),
+    25: ("object", "string"), 1043: ("object", "string"), 1042: ("object", "string"),
+    1082: ("object", "date32"),
+}
+
+
 def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path) -> list[str]:
     """CSV and Parquet of the tier and allocation tables for ``as_of``, and of the team and
     outcome tables that are published, then the CRM import file (all replaced on rerun).
 
     The CSV files neutralise formula triggers in text cells (``neutralise_formula``); the
-    Parquet files hold the values as published."""
-    import pandas as pd
-
+    Parquet files hold the values as published. Each table is read and written in chunks of
+    ``EXPORT_CHUNK_ROWS`` rows (a server-side cursor), each column typed by its database type,
+    so that the memory of the step does not grow with the customer count."""
     out = exports_root / as_of.isoformat()
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -59,27 +74,48 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
         for table in sorted(set(OPTIONAL_EXPORTED_TABLES) - set(published)):
             log.warning("export: %s.%s is not published, not exported", publish_schema, table)
         for table in (*EXPORTED_TABLES, *published):
-            cur = conn.execute(
-                sql.SQL("select * from {} where as_of_date = %s order by 1, 2").format(
-                    sql.Identifier(publish_schema, table)
-                ),
-                (as_of,),
-            )
-            cols = [d.name for d in cur.description]
-            frame = pd.DataFrame(cur.fetchall(), columns=cols)
-            for col in frame.columns:  # numeric -> float for Parquet/CSV consumers
-                if frame[col].map(lambda v: isinstance(v, Decimal)).any():
-                    frame[col] = frame[col].astype("float64")
             csv_path, pq_path = out / f"{table}.csv", out / f"{table}.parquet"
-            text = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, str)).any()]
-            # CRLF line ends (RFC 4180): the csv module then also quotes a value holding a bare
-            # CR, which with "\n" line ends it writes unquoted, splitting the row for a reader
-            frame.assign(**{c: frame[c].map(neutralise_formula) for c in text}).to_csv(
-                csv_path, index=False, encoding="utf-8", lineterminator="\r\n")
-            frame.to_parquet(pq_path, index=False)
+            query = sql.SQL("select * from {} where as_of_date = %s order by 1, 2").format(
+                sql.Identifier(publish_schema, table))
+            _export_table(conn, query, as_of, f"{publish_schema}.{table}", csv_path, pq_path)
             written += [str(csv_path), str(pq_path)]
     written.append(str(write_crm_import(url, publish_schema, as_of, out)))
     return written
+
+
+def _export_table(conn: psycopg.Connection, query: sql.Composed, as_of: date, name: str,
+                  csv_path: Path, pq_path: Path) -> None:
+    """One table's CSV and Parquet files, written chunk by chunk from a server-side cursor."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with conn.transaction(), conn.cursor(name=f"export_{csv_path.stem}") as cur:
+        cur.execute(query, (as_of,))
+        columns = [d.name for d in cur.description]
+        unknown = [f"{d.name} (type oid {d.type_code})" for d in cur.description
+                   if d.type_code not in EXPORT_TYPES]
+        if unknown:
+            raise ValueError(f"export of {name}: no export type for column(s) {', '.join(unknown)}")
+        dtypes = {d.name: EXPORT_TYPES[d.type_code][0] for d in cur.description}
+        schema = pa.schema([(d.name, getattr(pa, EXPORT_TYPES[d.type_code][1])()) for d in cur.description])
+        text = [d.name for d in cur.description if EXPORT_TYPES[d.type_code][1] == "string"]
+        with (open(csv_path, "w", encoding="utf-8", newline="") as csv_file,
+              pq.ParquetWriter(pq_path, schema) as parquet):
+            first = True
+            while True:
+                rows = cur.fetchmany(EXPORT_CHUNK_ROWS)
+                if not rows and not first:
+                    break
+                frame = pd.DataFrame(rows, columns=columns).astype(dtypes)
+                # CRLF line ends (RFC 4180): the csv module then also quotes a value holding a bare
+                # CR, which with "\n" line ends it writes unquoted, splitting the row for a reader
+                frame.assign(**{c: frame[c].map(neutralise_formula) for c in text}).to_csv(
+                    csv_file, header=first, index=False, lineterminator="\r\n")
+                parquet.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+                first = False
+                if len(rows) < EXPORT_CHUNK_ROWS:
+                    break
 
 
 def _crm_import_rows(conn: psycopg.Connection, publish_schema: str, as_of: date) -> list[tuple]:

@@ -37,9 +37,7 @@ orders_to_build as (
     from order_lines
     where {{ is_new_to_facts('order_lines') }}
     union
-    select built.order_id
-    from {{ this }} as built
-    where built.source_business_date > {{ as_of_date() }}
+    {{ built_after_as_of_date('order_id') }}
     {% else %}
     select distinct order_id
     from order_lines

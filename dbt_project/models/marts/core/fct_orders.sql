@@ -45,9 +45,7 @@ orders_to_build as (
     from all_order_lines
     where {{ is_new_to_facts('all_order_lines') }}
     union
-    select built.order_id
-    from {{ this }} as built
-    where built.source_business_date > {{ as_of_date() }}
+    {{ built_after_as_of_date('order_id') }}
     {% else %}
     select all_orders.order_id
     from all_orders

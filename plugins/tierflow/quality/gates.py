@@ -205,6 +205,9 @@ def validate_suites(
     from great_expectations.core import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    from tierflow.quality.gx_patches import apply_gx_patches
+
+    apply_gx_patches()  # a query asset's columns without fetching its rows
     started = time.monotonic()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable

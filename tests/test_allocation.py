@@ -551,6 +551,20 @@ def test_step_writes_both_tables_and_a_rerun_replaces_the_date(warehouse_url: st
     assert ("expect_column_values_to_not_be_null", "null", "customer_id") in failed
 
 
+def test_customers_are_read_back_as_written_in_chunks(warehouse_url: str, monkeypatch) -> None:
+    """The read streams customer_tiers in chunks (READ_CHUNK_ROWS); chunks of two give back the
+    nine customers as written, in customer order, and only the as-of date's."""
+    from tierflow.allocation import store
+
+    monkeypatch.setattr(store, "READ_CHUNK_ROWS", 2)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(TIERS_DDL)
+        _insert_tiers(conn, AS_OF, NINE)
+        _insert_tiers(conn, date(2026, 3, 30), NINE[:3])
+        read = store.read_customers(conn, AS_OF)
+    assert read == sorted(NINE, key=lambda c: c.customer_id)
+
+
 def test_step_names_missing_input_columns(warehouse_url: str) -> None:
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute("create schema build_marts")

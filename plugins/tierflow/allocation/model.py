@@ -73,7 +73,7 @@ def plan_period_label(as_of: date, period: str) -> str:
     raise AllocationError(f"allocation.plan_period must be month, quarter or year, got {period!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per customer: no __dict__ each
 class CustomerInput:
     """One row of build_marts.customer_tiers for the as-of date (the columns the plan reads)."""
 
@@ -99,7 +99,7 @@ class CustomerInput:
     predicted_clv_12m: Decimal | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # one per customer: no __dict__ each
 class CustomerPlan:
     """The plan for one customer; amounts in cents, hours in hundredths."""
 

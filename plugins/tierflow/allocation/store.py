@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from decimal import Decimal
 
@@ -30,6 +31,12 @@ INPUT_COLUMNS = (
 
 # the profile columns of customer_tiers (customer_profile), read when present; needed only when
 # allocation.profile_rules are configured
+# text columns with a few distinct values (tiers, stages, bands, account managers)
+SHARED_TEXT_COLUMNS = (
+    "value_tier", "lifecycle_stage", "credit_risk_band", "high_potential_reason", "account_manager",
+    "purchase_rhythm", "channel_preference", "breadth_trend", "loyalty_band",
+)
+READ_CHUNK_ROWS = 10_000
 PROFILE_COLUMNS = (
     "purchase_rhythm",
     "usual_gap_days",
@@ -211,30 +218,37 @@ def read_customers(conn: psycopg.Connection, as_of: date, needs_profile: bool = 
             f"{[c for c in PROFILE_COLUMNS if c not in present]}"
         )
     columns = (*INPUT_COLUMNS, *profile)
-    rows = conn.execute(
-        sql.SQL("select {} from {} where as_of_date = %s order by customer_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.Identifier(MARTS_SCHEMA, "customer_tiers"),
-        ),
-        (as_of,),
-    ).fetchall()
+    query = sql.SQL("select {} from {} where as_of_date = %s order by customer_id").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.Identifier(MARTS_SCHEMA, "customer_tiers"),
+    )
     out = []
-    for r in rows:
-        d = dict(zip(columns, r, strict=True))
-        if d["value_score"] is None:
-            raise AllocationError(
-                f"{MARTS_SCHEMA}.customer_tiers: customer {d['customer_id']}: value_score is null"
-            )
-        d["monetary"] = Decimal(d["monetary"] or 0)
-        d["value_score"] = Decimal(d["value_score"])
-        d["is_high_potential"] = bool(d["is_high_potential"])
-        d["is_override"] = bool(d["is_override"])
-        if "is_overdue_by_rhythm" in d:
-            d["is_overdue_by_rhythm"] = bool(d["is_overdue_by_rhythm"])
-        if d["predicted_clv_12m"] is not None:
-            d["predicted_clv_12m"] = Decimal(d["predicted_clv_12m"])
-        out.append(CustomerInput(**d))
+    # streamed, not fetched whole: the plan holds one CustomerInput per customer, not also every row
+    with conn.transaction(), conn.cursor(name="tierflow_allocation_customers") as cur:
+        cur.itersize = READ_CHUNK_ROWS
+        cur.execute(query, (as_of,))
+        for r in cur:
+            out.append(_customer_input(dict(zip(columns, r, strict=True))))
     return out
+
+
+def _customer_input(d: dict) -> CustomerInput:
+    if d["value_score"] is None:
+        raise AllocationError(
+            f"{MARTS_SCHEMA}.customer_tiers: customer {d['customer_id']}: value_score is null"
+        )
+    d["monetary"] = Decimal(d["monetary"] or 0)
+    d["value_score"] = Decimal(d["value_score"])
+    d["is_high_potential"] = bool(d["is_high_potential"])
+    d["is_override"] = bool(d["is_override"])
+    if "is_overdue_by_rhythm" in d:
+        d["is_overdue_by_rhythm"] = bool(d["is_overdue_by_rhythm"])
+    if d["predicted_clv_12m"] is not None:
+        d["predicted_clv_12m"] = Decimal(d["predicted_clv_12m"])
+    for column in SHARED_TEXT_COLUMNS:
+        if d.get(column) is not None:
+            d[column] = sys.intern(d[column])  # a handful of values, one string each
+    return CustomerInput(**d)
 
 
 def ensure_tables(conn: psycopg.Connection) -> None:

@@ -94,11 +94,14 @@ def customer_tiering() -> None:
         "interceptors": [pipeline.dbt_vars_interceptor],
         # every dbt test's outcome is recorded beside the GX results, passed or failed
         "callback": pipeline.record_dbt_test_results,
-        # a relationship test runs with the model built last, not with the first parent; dbt's
-        # unit tests check the SQL, not the night's data: they run in CI (tests/test_dbt_tiers.py),
-        # not in every night
-        "dbt_cmd_flags": ["--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"],
+        # a relationship test runs with the model built last, not with the first parent
+        "dbt_cmd_flags": ["--indirect-selection", "cautious"],
     }
+    # dbt's unit tests check the SQL, not the night's data: they run in CI
+    # (tests/test_dbt_tiers.py), not in every night. An environment variable, not the
+    # --exclude-resource-type flag: a WATCHER mart task that lost its worker retries as `dbt run`
+    # with the task's flags, and `dbt run` has no such option (it failed the retry)
+    dbt_env = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
     # the folder of the night's one dbt parse (Cosmos' cache of the transform group)
     night_parse_cache = cosmos_cache_dir(TRANSFORM_GROUP_ID)
     prepare = DbtBuildLocalOperator(
@@ -114,6 +117,7 @@ def customer_tiering() -> None:
         # the transform group's partial-parse cache: `prepare` parses the night's project once
         # (its vars carry the as-of date, so each night parses anew) and every mart task reuses it
         cache_dir=night_parse_cache,
+        env=dbt_env,
         **dbt_task_args,
     )
     # ensure_manifest() costs one hash of the dbt project when the manifest is current and runs
@@ -122,7 +126,9 @@ def customer_tiering() -> None:
     # The marts come in two Cosmos groups with the CLV step between them: the tiers
     # (int_customers_scored and every model downstream of it) read the predicted value that `clv`
     # fits on customer_rfm, so they wait for it; every other mart is built before it.
-    project_config = ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest())
+    project_config = ProjectConfig(
+        dbt_project_path=DBT_PROJECT_DIR, manifest_path=ensure_manifest(), env_vars=dbt_env
+    )
 
     def marts(group_id: str, **selection: list[str]) -> DbtTaskGroup:
         # Cosmos renders these tasks from the manifest: their doc comes from here, not a docstring

@@ -81,6 +81,29 @@ def test_every_dbt_task_of_a_night_shares_one_partial_parse(dagbag) -> None:
     assert next(iter(folders.values())) is not None
 
 
+def test_every_dbt_tasks_flags_are_options_of_each_command_it_or_its_retry_runs(dagbag) -> None:
+    """A mart task runs `dbt build` (LOCAL) or, in WATCHER mode, waits for the producer's build
+    and retries as `dbt run` / `dbt test` after losing its worker, always with the task's
+    dbt_cmd_flags: a flag one of them lacks fails that retry (`--exclude-resource-type` did, under
+    Celery with a killed worker). The nights' unit-test exclusion is dbt's environment variable,
+    which a command without the option ignores."""
+    from dbt.cli.main import cli
+
+    def options(command: str) -> set[str]:
+        return {o for p in cli.commands[command].params for o in p.opts}
+
+    dbt_tasks = [t for t in dagbag.dags["customer_tiering"].tasks if hasattr(t, "dbt_cmd_flags")]
+    ids = {t.task_id for t in dbt_tasks}
+    assert "prepare" in ids and any(t.startswith("tiers.") for t in ids)
+    for task in dbt_tasks:
+        flags = [f for f in task.dbt_cmd_flags or [] if f.startswith("--")]
+        for command in ("build", "run", "test"):
+            assert set(flags) <= options(command), (task.task_id, command, set(flags) - options(command))
+        assert task.env.get("DBT_EXCLUDE_RESOURCE_TYPES") == "unit_test", task.task_id
+    excluding = [p for p in cli.commands["build"].params if "--exclude-resource-type" in p.opts]
+    assert len(excluding) == 1 and "DBT_EXCLUDE_RESOURCE_TYPES" in excluding[0].envvar
+
+
 def test_publish_emits_assets_that_the_example_consumes(dagbag) -> None:
     from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 

@@ -73,7 +73,9 @@ def test_a_querys_columns_are_those_gxs_own_function_finds(warehouse_url: str) -
     assert util.column_reflection_fallback is gx_patches._query_columns
     engine = sa.create_engine(sqlalchemy_url(warehouse_url))
     try:
-        query = sa.text(f"select label, customer_id id, revenue from {MARTS_SCHEMA}.big where revenue > 9")
+        # a suite's query may end in a comment
+        query = sa.text(f"select label, customer_id id, revenue from {MARTS_SCHEMA}.big -- all\n"
+                        "where revenue > 9 -- the cents")
         patched = gx_patches._query_columns(query, engine.dialect, engine)
         shipped = shipped_fallback(query, engine.dialect, engine)
         assert patched == shipped == [{"name": "label"}, {"name": "id"}, {"name": "revenue"}]

@@ -36,7 +36,9 @@ def _query_columns(selectable, dialect, sqlalchemy_engine, schema_name=None) -> 
     engine = sqlalchemy_engine.engine
     connection = engine.connect() if isinstance(engine, sa.Engine) else engine
     with connection:
-        result = connection.execute(sa.text(f"select * from ({selectable.text}) as tierflow_columns limit 0"))
+        # the newline ends a trailing "-- comment" of the query before the closing parenthesis
+        query = f"select * from ({selectable.text}\n) as tierflow_columns limit 0"
+        result = connection.execute(sa.text(query))
         return [{"name": name} for name in result.keys()]
 
 

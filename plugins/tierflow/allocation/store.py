@@ -29,14 +29,15 @@ INPUT_COLUMNS = (
     "predicted_clv_12m",
 )
 
-# the profile columns of customer_tiers (customer_profile), read when present; needed only when
-# allocation.profile_rules are configured
 # text columns with a few distinct values (tiers, stages, bands, account managers)
 SHARED_TEXT_COLUMNS = (
     "value_tier", "lifecycle_stage", "credit_risk_band", "high_potential_reason", "account_manager",
     "purchase_rhythm", "channel_preference", "breadth_trend", "loyalty_band",
 )
-READ_CHUNK_ROWS = 10_000
+READ_CHUNK_ROWS = 10_000  # customer_tiers rows per round trip of the streamed read
+
+# the profile columns of customer_tiers (customer_profile), read when present; needed only when
+# allocation.profile_rules are configured
 PROFILE_COLUMNS = (
     "purchase_rhythm",
     "usual_gap_days",

@@ -19,7 +19,11 @@ $(STAMP): requirements.lock pyproject.toml
 	@# a venv left half-made by an interrupted set-up (no pip) is made again
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	@# --compile-bytecode: the .pyc files of every dependency, written once here. Where
+	@# PYTHONDONTWRITEBYTECODE is set (this kind of machine, many images) Python would otherwise
+	@# compile Airflow, dbt, GX and pymc from source in every process: ~16 s of each night
+	@# (docs/performance.md, "Bytecode")
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 

@@ -104,6 +104,33 @@ def test_every_dbt_tasks_flags_are_options_of_each_command_it_or_its_retry_runs(
     assert len(excluding) == 1 and "DBT_EXCLUDE_RESOURCE_TYPES" in excluding[0].envvar
 
 
+def test_the_interceptor_gives_a_dbt_task_the_nights_vars_and_no_lineage_parse(dagbag, tmp_path) -> None:
+    """What every dbt task's interceptor does before dbt starts: the night's vars, and (no
+    OpenLineage provider here) Cosmos' lineage parse of the run's artifacts replaced by nothing."""
+    import gc
+
+    from tierflow import pipeline
+
+    task = dagbag.dags["customer_tiering"].get_task("prepare")
+
+    class TaskInstance:  # the one call the interceptor makes on the running task instance
+        def xcom_pull(self, task_ids: str) -> str:
+            assert task_ids == "resolve_as_of_date"
+            return "2026-03-31"
+
+    assert not pipeline.openlineage_provider_installed()
+    shipped = type(task).calculate_openlineage_events_completes
+    try:
+        pipeline.dbt_vars_interceptor({"ti": TaskInstance()}, task)
+    finally:
+        gc.unfreeze()
+    assert task.vars["as_of_date"] == "2026-03-31"
+    # Cosmos' own method reads the run's dbt project and artifacts (none here)
+    with pytest.raises(FileNotFoundError):
+        shipped(task, {}, tmp_path)
+    assert task.calculate_openlineage_events_completes({}, tmp_path) is False
+
+
 def test_publish_emits_assets_that_the_example_consumes(dagbag) -> None:
     from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 

@@ -30,3 +30,94 @@ def test_applying_twice_keeps_the_first_shipped_function() -> None:
     first = dbt_patches.shipped_default_source
     dbt_patches.apply_dbt_patches()
     assert dbt_patches.shipped_default_source is first
+
+
+def test_json_artifacts_are_the_bytes_the_shipped_encoder_writes(tmp_path) -> None:
+    import datetime
+    import decimal
+    import json
+
+    from dbt_common.clients import system
+    from dbt_common.utils.encoding import JSONEncoder
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_json is json, "dbt-common changed: the write_json patch no longer applies"
+    assert system.json.dump is dbt_patches._dump_in_one_go
+    # what dbt's encoder has to handle beyond plain JSON, nested, and non-ASCII text
+    data = {
+        "metadata": {"generated_at": datetime.datetime(2026, 11, 30, 17, 41, 37, 123456),
+                     "dbt_version": "1.11"},
+        "nodes": {f"model.p.m{i}": {"raw_code": "select 'é' as x -- ü\n", "n": i, "share": 0.1 * i,
+                                    "amount": decimal.Decimal("12.50"), "tags": [], "config": None}
+                  for i in range(50)},
+    }
+    system.write_json(str(tmp_path / "patched.json"), data)
+    with open(tmp_path / "shipped.json", "w", encoding="utf-8") as f:
+        json.dump(data, f, cls=JSONEncoder)  # what dbt-common's write_json does as shipped
+    assert (tmp_path / "patched.json").read_bytes() == (tmp_path / "shipped.json").read_bytes()
+    # the module's other json functions are the standard library's
+    assert system.read_json(str(tmp_path / "patched.json"))["nodes"]["model.p.m3"]["n"] == 3
+
+
+def _tiny_project(root, url: str, monkeypatch):
+    """A dbt project of one model, its profile pointing at the database of ``url`` (the password
+    in the environment, not in the file)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "one.sql").write_text("select 1 as x\n")
+    (root / "dbt_project.yml").write_text(
+        "name: tiny\nversion: '1.0'\nconfig-version: 2\nprofile: tiny\nmodel-paths: [models]\n"
+    )
+    (root / "profiles.yml").write_text(
+        "tiny:\n  target: t\n  outputs:\n    t:\n      type: postgres\n"
+        f"      host: {parts.hostname}\n      port: {parts.port}\n      user: {parts.username}\n"
+        "      password: \"{{ env_var('TINY_DBT_PASSWORD') }}\"\n"
+        f"      dbname: {parts.path.lstrip('/')}\n      schema: tiny\n      threads: 1\n"
+    )
+    monkeypatch.setenv("TINY_DBT_PASSWORD", unquote(parts.password or ""))
+    return root
+
+
+def _manifest_writes(root, *args: str) -> int:
+    """Run dbt in ``root``; how many times it wrote manifest.json (dbt's own ArtifactWritten events)."""
+    from dbt.cli.main import dbtRunner
+
+    writes = []
+
+    def on_event(event) -> None:
+        if event.info.name == "ArtifactWritten" and event.data.artifact_type == "WritableManifest":
+            writes.append(event.data.artifact_path)
+
+    res = dbtRunner(callbacks=[on_event]).invoke(
+        [*args, "--project-dir", str(root), "--profiles-dir", str(root), "--no-partial-parse"]
+    )
+    assert res.success, res.exception
+    return len(writes)
+
+
+def test_a_build_writes_its_manifest_once_with_the_compiled_sql(tmp_path, warehouse_url, monkeypatch) -> None:
+    import json
+
+    from dbt.cli import requires
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_parse_manifest is not None, "dbt changed: the parse_manifest patch is off"
+    root = _tiny_project(tmp_path / "p", warehouse_url, monkeypatch)
+
+    assert _manifest_writes(root, "build") == 1
+    manifest = json.loads((root / "target" / "manifest.json").read_text())
+    # the write the build left is the one after its run: it has the model's compiled SQL
+    assert manifest["nodes"]["model.tiny.one"]["compiled_code"].strip() == "select 1 as x"
+    # commands that do not write at their end keep the write after parsing
+    (root / "target" / "manifest.json").unlink()
+    assert _manifest_writes(root, "parse") == 1
+    assert (root / "target" / "manifest.json").is_file()
+
+    # as shipped, the same build writes it twice (what the patch saves)
+    patched, requires.parse_manifest = requires.parse_manifest, dbt_patches.shipped_parse_manifest
+    try:
+        assert _manifest_writes(root, "build") == 2
+    finally:
+        requires.parse_manifest = patched

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -190,6 +191,19 @@ def record_dbt_test_results(project_dir: str, **kwargs: Any) -> None:
     record(project_dir, **kwargs)
 
 
+def openlineage_provider_installed() -> bool:
+    """Whether Airflow's OpenLineage provider, the one emitter of Cosmos' lineage events, is installed."""
+    try:
+        return importlib.util.find_spec("airflow.providers.openlineage") is not None
+    except ModuleNotFoundError:  # no airflow.providers at all
+        return False
+
+
+def _no_lineage_events(*args: Any, **kwargs: Any) -> bool:
+    """Stands in for Cosmos' ``calculate_openlineage_events_completes``: no events, no parse."""
+    return False
+
+
 def dbt_vars_interceptor(context: Any, operator: Any) -> None:
     """Cosmos interceptor: give every dbt task the business config and the as-of date.
 
@@ -203,12 +217,19 @@ def dbt_vars_interceptor(context: Any, operator: Any) -> None:
     a second per mart task on the 3,000-customer demo. Frozen, it walks only what this dbt
     invocation made. The callback (:func:`record_dbt_test_results`) unfreezes, so nothing
     stays exempt from collection after the task.
+
+    And it spares the task Cosmos' OpenLineage parse when nothing would emit its events: after
+    every dbt run Cosmos reads the run's ``manifest.json`` and ``run_results.json`` into
+    OpenLineage events, which only Airflow's OpenLineage provider sends (tierflow does not
+    install it; with it installed, Cosmos' own behaviour is kept).
     """
     from tierflow.dbt_patches import apply_dbt_patches
     from tierflow.transform import run_vars
 
     apply_dbt_patches()
     gc.freeze()
+    if not openlineage_provider_installed() and hasattr(operator, "calculate_openlineage_events_completes"):
+        operator.calculate_openlineage_events_completes = _no_lineage_events
 
     settings = load_settings()
     as_of = context["ti"].xcom_pull(task_ids="resolve_as_of_date")

@@ -90,6 +90,7 @@ month_orders as (
     select
         orders.order_id,
         orders.customer_id,
+        books.created_at,
         books.sales_rep as book_rep,
         nullif(trim(orders.sales_rep), '') as order_rep,
         orders.status,
@@ -172,27 +173,43 @@ support_costs as (
 
 ),
 
-covered_customers as (
+book_created_by_date as (
 
-    -- covered: created by the month's end, or buying in the month whatever the CRM says. The
-    -- union of the two, not one join `on ... or exists (...)`: an `or` leaves the planner no
-    -- hash join (months x books x a scan of month_orders per pair), as in sales_kpis
+    select
+        sales_rep,
+        created_at,
+        count(*) as customers
+    from books
+    group by sales_rep, created_at
+
+),
+
+covered_parts as (
+
+    -- covered: created by the month's end, or buying in the month whatever the CRM says,
+    -- counted as the two disjoint parts of that union, as in sales_kpis (the book's customers
+    -- created by the month's end; the month's buyers not created by its end or with no
+    -- creation date): months x creation dates, not months x books made distinct
     select
         months.month_start_date,
-        books.sales_rep,
-        books.customer_id
+        book_created_by_date.sales_rep,
+        book_created_by_date.customers
     from months
-    inner join books
-        on months.month_end_date >= books.created_at
-    union
+    inner join book_created_by_date
+        on months.month_end_date >= book_created_by_date.created_at
+
+    union all
+
     select
         months.month_start_date,
         month_orders.book_rep as sales_rep,
-        month_orders.customer_id
+        count(distinct month_orders.customer_id) as customers
     from months
     inner join month_orders
         on months.month_start_date = month_orders.month_start_date
     where month_orders.status = 'completed'
+        and (month_orders.created_at is null or month_orders.created_at > months.month_end_date)
+    group by months.month_start_date, month_orders.book_rep
 
 ),
 
@@ -201,8 +218,8 @@ covered as (
     select
         month_start_date,
         sales_rep,
-        count(distinct customer_id) as covered_customers
-    from covered_customers
+        cast(sum(customers) as bigint) as covered_customers
+    from covered_parts
     group by month_start_date, sales_rep
 
 ),

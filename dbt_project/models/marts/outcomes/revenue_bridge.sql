@@ -68,14 +68,24 @@ months as (
 
 customer_months as (
 
-    -- every customer with revenue in a month or the month before
-    select distinct
+    -- every customer with revenue in a month or the month before: the months with revenue,
+    -- and the month after each. A union of two equi-joins, not one join `on ... or ...`:
+    -- an `or` leaves the planner no hash join (monthly x months comparisons)
+    select
         monthly.customer_id,
         months.month_start_date
     from monthly
     inner join months
         on monthly.month_start_date = months.month_start_date
-            or months.month_start_date = cast(monthly.month_start_date + interval '1 month' as date)
+
+    union
+
+    select
+        monthly.customer_id,
+        months.month_start_date
+    from monthly
+    inner join months
+        on months.month_start_date = cast(monthly.month_start_date + interval '1 month' as date)
 
 ),
 

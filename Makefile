@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@# --compile-bytecode: the .pyc files of every dependency, written once here. Where
 	@# PYTHONDONTWRITEBYTECODE is set (this kind of machine, many images) Python would otherwise
 	@# compile Airflow, dbt, GX and pymc from source in every process: ~16 s of each night
-	@# (docs/performance.md, "Bytecode")
+	@# (docs/performance.md, "Stop 25")
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from dbt_common.behavior_flags import BehaviorFlagRendered
 from tierflow import dbt_patches
 
@@ -121,3 +122,81 @@ def test_a_build_writes_its_manifest_once_with_the_compiled_sql(tmp_path, wareho
         assert _manifest_writes(root, "build") == 2
     finally:
         requires.parse_manifest = patched
+
+
+def test_a_build_writes_no_graph_pickle_but_its_documented_artifacts(
+    tmp_path, warehouse_url, monkeypatch
+) -> None:
+    from dbt.compilation import Compiler
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_write_graph_file is not None, "dbt changed: the graph file patch is off"
+    root = _tiny_project(tmp_path / "p", warehouse_url, monkeypatch)
+    target = root / "target"
+
+    assert _manifest_writes(root, "build") == 1
+    assert not (target / "graph.gpickle").exists()
+    assert {"manifest.json", "run_results.json", "graph_summary.json"} <= {p.name for p in target.iterdir()}
+    with psycopg.connect(warehouse_url) as conn:  # the build itself ran
+        assert conn.execute("select x from tiny.one").fetchall() == [(1,)]
+
+    # as shipped, the same build pickles the graph (what the patch saves)
+    patched, Compiler.write_graph_file = Compiler.write_graph_file, dbt_patches.shipped_write_graph_file
+    try:
+        _manifest_writes(root, "build")
+    finally:
+        Compiler.write_graph_file = patched
+    assert (target / "graph.gpickle").stat().st_size > 0
+
+
+def _opened_connections(root, *args: str) -> int:
+    """Run dbt in ``root``; how many database connections it opened (dbt's own events)."""
+    from dbt.cli.main import dbtRunner
+
+    opened = []
+
+    def on_event(event) -> None:
+        if event.info.name == "NewConnectionOpening":
+            opened.append(event.data.connection_state)
+
+    res = dbtRunner(callbacks=[on_event]).invoke(
+        [*args, "--project-dir", str(root), "--profiles-dir", str(root), "--no-partial-parse"]
+    )
+    assert res.success, res.exception
+    return len(opened)
+
+
+def test_a_thread_keeps_its_connection_between_nodes_with_no_transaction_left(
+    tmp_path, warehouse_url, monkeypatch
+) -> None:
+    from dbt.adapters.base.connections import BaseConnectionManager
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_release is not None, "dbt changed: the connection patch is off"
+    root = _tiny_project(tmp_path / "p", warehouse_url, monkeypatch)  # threads: 1
+    (root / "models" / "schema.yml").write_text(
+        "version: 2\nmodels:\n  - name: one\n    columns:\n      - name: x\n"
+        "        data_tests: [not_null, unique, {accepted_values: {arguments: {values: [1]}}}]\n"
+    )
+    # built after one's three tests, on the same thread and connection: the locks on `one` that
+    # any backend still holds then (none: no node's transaction outlives it on a kept connection)
+    (root / "models" / "two.sql").write_text(
+        "{{ config(materialized='table') }}-- {{ ref('one') }}\nselect count(*) as locks"
+        " from pg_locks l join pg_class c on c.oid = l.relation"
+        " where c.relname = 'one' and c.relnamespace = 'tiny'::regnamespace\n"
+    )
+
+    patched = _opened_connections(root, "build")
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select locks from tiny.two").fetchall() == [(0,)]
+    # as shipped, every node opens a connection of its own (what the patch saves)
+    kept, BaseConnectionManager.release = BaseConnectionManager.release, dbt_patches.shipped_release
+    try:
+        shipped = _opened_connections(root, "build")
+    finally:
+        BaseConnectionManager.release = kept
+    # one connection per thread that ran a query: dbt's main thread (schemas, relations) and the
+    # one worker thread for all five nodes; as shipped, at least one per node and one for the main
+    assert (patched, shipped >= 5 + 1) == (2, True), (patched, shipped)
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select locks from tiny.two").fetchall() == [(0,)]

@@ -3,8 +3,9 @@
 A night under ``tierflow run`` starts dbt about 27 times (``prepare``, a task per mart, the
 docs), so what dbt pays per invocation regardless of the data is paid 27 times
 (docs/performance.md, "Where a night's time still goes"). Each fix here leaves dbt's results
-and artifacts as they are; each is applied once per process, and only to the function it was
-made for: if a release changes that function, it is left as shipped and dbt runs as it comes.
+and its documented artifacts as they are; each is applied once per process, and only to the
+function it was made for: if a release changes that function, it is left as shipped and dbt
+runs as it comes.
 
 1. **Behaviour-flag source.** dbt-common 1.x names the source of each adapter behaviour flag
    that declares none (15 for dbt-postgres 1.11) with ``inspect.stack()``: for every flag, at
@@ -22,6 +23,22 @@ made for: if a release changes that function, it is left as shipped and dbt runs
    run (the manifest then carries the compiled SQL), to the same file. The first write is
    skipped for those commands; the file the command leaves is the same. ``dbt parse``,
    ``docs generate`` and every other command write as shipped.
+4. **No ``graph.gpickle``.** Every command that compiles pickles the whole graph into
+   ``target/graph.gpickle``, each node first turned into a dict (``Linker.write_graph``): about
+   a tenth of a warm one-mart ``dbt build`` (docs/performance.md, stop 26). Nothing reads the
+   file: dbt itself never loads it, it is not one of dbt's documented artifacts (manifest,
+   run results, catalog, sources, semantic manifest), and Cosmos only uploads it from its docs
+   operators, which tierflow does not use; under Cosmos the target folder is a temporary one,
+   deleted after the task. The file is not written where tierflow invokes dbt.
+5. **One connection per thread, not per node.** dbt closes a thread's connection after every
+   model and test (``BaseConnectionManager.release``) and opens a new one for the next: a
+   night's ~450 nodes pay ~450 connection starts (TCP, SCRAM authentication, a new server
+   process whose catalog caches start cold). The thread's connection is now kept open
+   between nodes: after each node, whatever transaction the connection holds is rolled back
+   (the shipped close rolls it back too, so no node's uncommitted work is kept), and the
+   connection is closed as shipped when it is broken, and at the end of the invocation
+   (``cleanup_all``). tierflow's models set no session state (no ``set``, no session hooks)
+   that a later node on the same connection could see.
 """
 
 from __future__ import annotations
@@ -40,6 +57,8 @@ _applied = False
 shipped_default_source = None
 shipped_parse_manifest = None
 shipped_json = None
+shipped_write_graph_file = None
+shipped_release = None
 
 # the commands whose run ends by writing manifest.json (dbt.task.runnable.GraphRunnableTask.run)
 WRITES_MANIFEST_AT_END = frozenset({"build", "run", "test", "seed", "snapshot"})
@@ -115,6 +134,61 @@ def _patch_parse_manifest() -> None:
     requires.parse_manifest = _parse_manifest_written_once
 
 
+def _no_graph_file(self: Any, linker: Any, manifest: Any) -> None:
+    """``Compiler.write_graph_file`` without the file: nothing reads ``graph.gpickle``."""
+
+
+def _patch_graph_file() -> None:
+    global shipped_write_graph_file
+    from dbt.compilation import Compiler
+
+    current = Compiler.__dict__.get("write_graph_file")
+    if current is None or list(inspect.signature(current).parameters) != ["self", "linker", "manifest"] \
+            or "write_graph" not in current.__code__.co_names:
+        log.info("dbt's Compiler.write_graph_file has changed: left as shipped")
+        return
+    shipped_write_graph_file = current
+    Compiler.write_graph_file = _no_graph_file
+
+
+def _release_keeping_connection(self: Any) -> None:
+    """``BaseConnectionManager.release`` that keeps a healthy open connection for the thread's
+    next node, with no transaction left open; anything else is released as shipped."""
+    with self.lock:
+        conn = self.get_if_exists()
+    handle = getattr(conn, "_handle", None)  # the handle itself, not the lazy opener
+    status = getattr(handle, "get_transaction_status", None)
+    if conn is None or conn.state != "open" or getattr(handle, "closed", 1) or status is None:
+        return shipped_release(self)
+    import psycopg2.extensions as ext
+
+    try:
+        if status() != ext.TRANSACTION_STATUS_IDLE:
+            handle.rollback()
+        conn.transaction_open = False
+        healthy = status() == ext.TRANSACTION_STATUS_IDLE
+    except Exception:  # a broken connection: closed as shipped
+        healthy = False
+    if not healthy:
+        return shipped_release(self)
+
+
+def _patch_release() -> None:
+    global shipped_release
+    from dbt.adapters.base.connections import BaseConnectionManager
+    from dbt.adapters.postgres.connections import PostgresConnectionManager
+
+    current = BaseConnectionManager.__dict__.get("release")
+    made_for = (current is not None and "release" not in PostgresConnectionManager.__dict__
+                and list(inspect.signature(current).parameters) == ["self"]
+                and "close" in current.__code__.co_names)
+    if not made_for:
+        log.info("dbt's BaseConnectionManager.release has changed: left as shipped")
+        return
+    shipped_release = current
+    BaseConnectionManager.release = _release_keeping_connection
+
+
 def apply_dbt_patches() -> None:
     """Install the fixes above (idempotent; nothing when dbt is not installed)."""
     global _applied
@@ -123,9 +197,12 @@ def apply_dbt_patches() -> None:
     _applied = True
     try:
         import dbt.cli.requires  # noqa: F401
+        import dbt.compilation  # noqa: F401
         import dbt_common.behavior_flags  # noqa: F401
     except ImportError:  # no dbt in this process: nothing to patch
         return
     _patch_behavior_flag_source()
     _patch_write_json()
     _patch_parse_manifest()
+    _patch_graph_file()
+    _patch_release()

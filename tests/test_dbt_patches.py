@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import psycopg
 from dbt_common.behavior_flags import BehaviorFlagRendered
 from tierflow import dbt_patches
@@ -31,6 +33,32 @@ def test_applying_twice_keeps_the_first_shipped_function() -> None:
     first = dbt_patches.shipped_default_source
     dbt_patches.apply_dbt_patches()
     assert dbt_patches.shipped_default_source is first
+
+
+def test_a_function_that_is_not_the_one_a_patch_was_made_for_is_left_as_shipped() -> None:
+    class Shipped:
+        def close(self) -> None: ...
+
+        def release(self) -> None:
+            self.close()
+
+        @staticmethod
+        def source() -> str:
+            return inspect.stack()[0].function
+
+    def replacement(self) -> None: ...
+
+    release, source = Shipped.release, Shipped.__dict__["source"]
+    # other parameters, or code that no longer calls what the patch replaces: untouched
+    assert dbt_patches._replace(Shipped, "release", replacement, ["self", "extra"], "close") is None
+    assert dbt_patches._replace(Shipped, "release", replacement, ["self"], "stack") is None
+    assert dbt_patches._replace(Shipped, "missing", replacement, ["self"], "close") is None
+    assert Shipped.release is release and not hasattr(Shipped, "missing")
+    # the function it was made for: replaced, the shipped one returned; a static method stays one
+    assert dbt_patches._replace(Shipped, "release", replacement, ["self"], "close") is release
+    assert Shipped.release is replacement
+    assert dbt_patches._replace(Shipped, "source", lambda: "frame", [], "stack") is source.__func__
+    assert isinstance(Shipped.__dict__["source"], staticmethod) and Shipped.source() == "frame"
 
 
 def test_json_artifacts_are_the_bytes_the_shipped_encoder_writes(tmp_path) -> None:

@@ -92,17 +92,27 @@ def _parse_manifest_written_once(
     return shipped_parse_manifest(runtime_config, write_perf_info, write, write_json, active_integrations)
 
 
+def _replace(owner: Any, name: str, replacement: Any, parameters: list[str], uses: str) -> Any:
+    """Install ``replacement`` as ``owner.<name>`` when the shipped function is the one it was made
+    for (these parameters; its code refers to ``uses``) and return the shipped function; else
+    log and return None, leaving dbt as shipped. A static method stays a static method."""
+    current = vars(owner).get(name)
+    function = current.__func__ if isinstance(current, staticmethod) else current
+    code = getattr(function, "__code__", None)
+    made_for = code is not None and list(inspect.signature(function).parameters) == parameters
+    if not made_for or uses not in code.co_names:
+        log.info("%s.%s has changed: left as shipped", getattr(owner, "__name__", owner), name)
+        return None
+    setattr(owner, name, staticmethod(replacement) if isinstance(current, staticmethod) else replacement)
+    return function
+
+
 def _patch_behavior_flag_source() -> None:
     global shipped_default_source
     from dbt_common.behavior_flags import BehaviorFlagRendered
 
-    current = BehaviorFlagRendered.__dict__.get("_default_source")
-    # the shipped function calls inspect.stack(); anything else is a release this was not made for
-    if not isinstance(current, staticmethod) or "stack" not in current.__func__.__code__.co_names:
-        log.info("dbt-common's BehaviorFlagRendered._default_source has changed: left as shipped")
-        return
-    shipped_default_source = current.__func__
-    BehaviorFlagRendered._default_source = staticmethod(_module_of_caller)
+    # the shipped function calls inspect.stack()
+    shipped_default_source = _replace(BehaviorFlagRendered, "_default_source", _module_of_caller, [], "stack")
 
 
 def _patch_write_json() -> None:
@@ -126,12 +136,9 @@ def _patch_parse_manifest() -> None:
     global shipped_parse_manifest
     from dbt.cli import requires
 
-    current = requires.__dict__.get("parse_manifest")
-    if current is None or list(inspect.signature(current).parameters) != _PARSE_MANIFEST_PARAMS:
-        log.info("dbt's parse_manifest has changed: left as shipped")
-        return
-    shipped_parse_manifest = current
-    requires.parse_manifest = _parse_manifest_written_once
+    shipped_parse_manifest = _replace(
+        requires, "parse_manifest", _parse_manifest_written_once, _PARSE_MANIFEST_PARAMS, "write_manifest"
+    )
 
 
 def _no_graph_file(self: Any, linker: Any, manifest: Any) -> None:
@@ -142,13 +149,9 @@ def _patch_graph_file() -> None:
     global shipped_write_graph_file
     from dbt.compilation import Compiler
 
-    current = Compiler.__dict__.get("write_graph_file")
-    if current is None or list(inspect.signature(current).parameters) != ["self", "linker", "manifest"] \
-            or "write_graph" not in current.__code__.co_names:
-        log.info("dbt's Compiler.write_graph_file has changed: left as shipped")
-        return
-    shipped_write_graph_file = current
-    Compiler.write_graph_file = _no_graph_file
+    shipped_write_graph_file = _replace(
+        Compiler, "write_graph_file", _no_graph_file, ["self", "linker", "manifest"], "write_graph"
+    )
 
 
 def _release_keeping_connection(self: Any) -> None:
@@ -178,15 +181,12 @@ def _patch_release() -> None:
     from dbt.adapters.base.connections import BaseConnectionManager
     from dbt.adapters.postgres.connections import PostgresConnectionManager
 
-    current = BaseConnectionManager.__dict__.get("release")
-    made_for = (current is not None and "release" not in PostgresConnectionManager.__dict__
-                and list(inspect.signature(current).parameters) == ["self"]
-                and "close" in current.__code__.co_names)
-    if not made_for:
-        log.info("dbt's BaseConnectionManager.release has changed: left as shipped")
+    if "release" in vars(PostgresConnectionManager):  # dbt-postgres releases its own way
+        log.info("dbt-postgres has its own release: left as shipped")
         return
-    shipped_release = current
-    BaseConnectionManager.release = _release_keeping_connection
+    shipped_release = _replace(
+        BaseConnectionManager, "release", _release_keeping_connection, ["self"], "close"
+    )
 
 
 def apply_dbt_patches() -> None:
@@ -196,6 +196,7 @@ def apply_dbt_patches() -> None:
         return
     _applied = True
     try:
+        import dbt.adapters.postgres.connections  # noqa: F401
         import dbt.cli.requires  # noqa: F401
         import dbt.compilation  # noqa: F401
         import dbt_common.behavior_flags  # noqa: F401

@@ -70,19 +70,30 @@
 {% endmacro %}
 
 
-{% macro as_known_incremental_config(unique_key) %}
+{% macro as_known_incremental_config(unique_key, key_columns, not_null_columns) %}
     {#- The config of a table kept "as known on A" like the order facts (the converted
-        intermediates): delete+insert on `unique_key`, indexed on it; rows from date folders
-        after A removed after the build. -#}
+        intermediates): delete+insert on `unique_key` (the first of `key_columns`), rows from
+        date folders after A removed after the build; the key (`key_columns`) unique and
+        `not_null_columns` never null, enforced by the database (`enforce_key`: its unique
+        index also serves the delete's lookups of `unique_key`). -#}
     {{ config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=unique_key,
         on_schema_change='fail',
-        indexes=[{'columns': [unique_key]}] + watermark_indexes(),
-        post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
+        indexes=watermark_indexes(),
+        post_hook=[
+            "{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}",
+            enforce_key_hook(key_columns, not_null_columns),
+        ],
     ) }}
 {% endmacro %}
+
+
+{% macro enforce_key_hook(key_columns, not_null_columns) -%}
+    {#- The post-hook (a string, rendered when the model runs) calling `enforce_key`. -#}
+    {{- return("{{ enforce_key(" ~ key_columns ~ ", " ~ not_null_columns ~ ") }}") -}}
+{%- endmacro %}
 
 
 {% macro is_new_to_build(relation_alias) -%}
@@ -97,4 +108,64 @@
     select built.{{ key_column }}
     from {{ this }} as built
     where built.source_business_date > {{ as_of_date() }}
+{%- endmacro %}
+
+
+{% macro enforced_key_state(relation, key_columns, not_null_columns) -%}
+    {#- The SQL of one row: `has_key` (a unique index on exactly `key_columns`, in that order,
+        over the whole table) and `nullable` (those of the key and `not_null_columns` that may
+        still hold nulls, or that the table lacks). -#}
+    select
+        exists (
+            select
+            from pg_index as i
+            where i.indrelid = '{{ relation }}'::regclass
+                and i.indisunique
+                and i.indpred is null
+                and i.indexprs is null
+                and array(
+                    select a.attname::text
+                    from unnest(i.indkey::int2[]) with ordinality as k (attnum, position)
+                    inner join pg_attribute as a
+                        on a.attrelid = i.indrelid and a.attnum = k.attnum
+                    order by k.position
+                ) = array['{{ key_columns | join("', '") }}']::text[]
+        ) as has_key,
+        array(
+            select named.column_name
+            from unnest(array['{{ (key_columns + not_null_columns) | join("', '") }}']::text[])
+                with ordinality as named (column_name, position)
+            left join pg_attribute as a
+                on a.attrelid = '{{ relation }}'::regclass
+                and a.attname = named.column_name
+                and not a.attisdropped
+            where not coalesce(a.attnotnull, false)
+            order by named.position
+        ) as nullable
+{%- endmacro %}
+
+
+{% macro enforce_key(key_columns, not_null_columns=[]) -%}
+    {#- Post-hook of an incremental table: its key unique and these columns never null,
+        enforced by the database on every write (a unique index, NOT NULL) instead of data
+        tests that scan the whole table every night (the table only grows; a night writes its
+        delta). Adds what the table lacks: a new table, or one made before tierflow enforced
+        them, whose existing rows are then checked once (duplicates or nulls fail the build,
+        the index or constraint naming the key or column). Nothing when all is in place. The
+        `key_enforced` test checks that it is. -#}
+    {%- if execute -%}
+        {%- set state = run_query(
+            "select has_key, array_to_string(nullable, ',') as nullable from ("
+            ~ enforced_key_state(this, key_columns, not_null_columns) ~ ") as state"
+        ).rows[0] -%}
+        {%- if state['nullable'] %}
+    alter table {{ this }}
+            {%- for column in state['nullable'].split(',') %}
+        alter column {{ adapter.quote(column) }} set not null{{ ',' if not loop.last else ';' }}
+            {%- endfor %}
+        {%- endif %}
+        {%- if not state['has_key'] %}
+    create unique index on {{ this }} ({{ key_columns | join(', ') }});
+        {%- endif %}
+    {%- endif -%}
 {%- endmacro %}

@@ -17,17 +17,20 @@
     raw history for every test (docs/performance.md).
 #}
 
-{% macro staging_config(key_columns) %}
-    {#- The model config every staging model shares; `key_columns` is its key. Indexed on
-        the key (for dbt's delete) and on the load and the date folder (finding what is new). -#}
+{% macro staging_config(key_columns, not_null_columns=[]) %}
+    {#- The model config every staging model shares; `key_columns` is its key, unique and (with
+        `not_null_columns`) never null, enforced by the database (`enforce_key`; its unique
+        index also serves dbt's delete). Indexed on the load and the date folder (finding what
+        is new). -#}
     {{ config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=key_columns,
         on_schema_change='fail',
-        indexes=[{'columns': key_columns}, {'columns': ['load_id']}, {'columns': ['business_date']}],
+        indexes=[{'columns': ['load_id']}, {'columns': ['business_date']}],
         post_hook=[
             "{{ delete_rows_delivered_after_as_of_date('business_date') if is_incremental() }}",
+            enforce_key_hook(key_columns, not_null_columns),
             "analyze {{ this }}",
         ],
     ) }}

@@ -15,8 +15,14 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_id']}] + watermark_indexes(),
-        post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
+        indexes=watermark_indexes(),
+        post_hook=[
+            "{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}",
+            enforce_key_hook(
+                ['order_id', 'line_number'],
+                ['customer_id', 'product_id', 'order_date', 'fx_rate', 'source_load_id', 'source_business_date'],
+            ),
+        ],
     )
 }}
 

@@ -12,8 +12,17 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='append_new_columns',
-        indexes=[{'columns': ['order_id'], 'unique': true}] + watermark_indexes(),
-        post_hook=["{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}"],
+        indexes=watermark_indexes(),
+        post_hook=[
+            "{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}",
+            enforce_key_hook(
+                ['order_id'],
+                [
+                    'customer_id', 'order_date', 'status', 'net_revenue', 'counted_revenue', 'shipping_cost',
+                    'source_load_id', 'source_business_date',
+                ],
+            ),
+        ],
     )
 }}
 

@@ -1,5 +1,5 @@
 -- One row per sales activity: the latest delivered version of each activity_id.
-{{ staging_config(['activity_id']) }}
+{{ staging_config(['activity_id'], not_null_columns=['customer_id', 'activity_date']) }}
 
 with
 

@@ -1,5 +1,5 @@
 -- One row per customer: the latest delivered version of each customer_id.
-{{ staging_config(['customer_id']) }}
+{{ staging_config(['customer_id'], not_null_columns=['created_at', 'updated_at']) }}
 
 with
 

@@ -1,6 +1,6 @@
 -- One row per manual tier override (customer_id, valid_from): tier_overrides has no
 -- updated_at, so the latest load wins (then the last line of the file).
-{{ staging_config(['customer_id', 'valid_from']) }}
+{{ staging_config(['customer_id', 'valid_from'], not_null_columns=['value_tier', 'reason', 'set_by']) }}
 
 with
 

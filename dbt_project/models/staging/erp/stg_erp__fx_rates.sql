@@ -1,5 +1,5 @@
 -- One row per (rate_date, currency): fx_rates has no updated_at, so the latest load wins.
-{{ staging_config(['rate_date', 'currency']) }}
+{{ staging_config(['rate_date', 'currency'], not_null_columns=['rate_to_base']) }}
 
 with
 

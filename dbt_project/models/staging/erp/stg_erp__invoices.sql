@@ -1,5 +1,5 @@
 -- One row per invoice: the latest delivered version of each invoice_id.
-{{ staging_config(['invoice_id']) }}
+{{ staging_config(['invoice_id'], not_null_columns=['customer_id', 'currency', 'amount', 'invoice_date', 'due_date']) }}
 
 with
 

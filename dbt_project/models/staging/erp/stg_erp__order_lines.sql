@@ -1,5 +1,5 @@
 -- One row per order line: the latest delivered version of each (order_id, line_number).
-{{ staging_config(['order_id', 'line_number']) }}
+{{ staging_config(['order_id', 'line_number'], not_null_columns=['product_id']) }}
 
 with
 

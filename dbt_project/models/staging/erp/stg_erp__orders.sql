@@ -1,5 +1,5 @@
 -- One row per order: the latest delivered version of each order_id.
-{{ staging_config(['order_id']) }}
+{{ staging_config(['order_id'], not_null_columns=['customer_id', 'status', 'currency', 'order_date']) }}
 
 with
 

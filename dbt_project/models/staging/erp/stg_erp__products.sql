@@ -1,5 +1,5 @@
 -- One row per product: the latest delivered version of each product_id.
-{{ staging_config(['product_id']) }}
+{{ staging_config(['product_id'], not_null_columns=['standard_cost']) }}
 
 with
 

@@ -1,5 +1,5 @@
 -- One row per service ticket: the latest delivered version of each ticket_id.
-{{ staging_config(['ticket_id']) }}
+{{ staging_config(['ticket_id'], not_null_columns=['customer_id', 'opened_at']) }}
 
 with
 

@@ -1,0 +1,145 @@
+"""The incremental tables' keys and not-null columns are enforced by the database.
+
+Staging, the converted intermediates and the order facts only grow; a night writes its delta. Their
+uniqueness and not-null checks are a unique index and NOT NULL constraints (the post-hook
+``enforce_key``, macros/incremental.sql), checked on every write, where data tests scanned the
+whole table every night; the ``key_enforced`` data test checks the catalog. Built here on the
+tiny fixture: the guarantees are in place after a build, the database refuses a duplicate key
+and a null, a table made before them (a warehouse from an earlier release) gets them on its next
+build, and one whose rows break them fails that build naming the key, its rows untouched.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from tiny_fixture import AS_OF, write_tiny_landing
+
+pytestmark = pytest.mark.slow
+
+# table -> (key, the other columns that may never be null), as the models' YAML lists them
+ENFORCED = {
+    "staging.stg_erp__orders": (["order_id"], ["customer_id", "status", "currency", "order_date"]),
+    "staging.stg_erp__order_lines": (["order_id", "line_number"], ["product_id"]),
+    "staging.stg_erp__products": (["product_id"], ["standard_cost"]),
+    "staging.stg_erp__fx_rates": (["rate_date", "currency"], ["rate_to_base"]),
+    "staging.stg_erp__invoices": (
+        ["invoice_id"], ["customer_id", "currency", "amount", "invoice_date", "due_date"]),
+    "intermediate.int_order_lines_converted": (
+        ["order_id", "line_number"], ["fx_rate", "source_load_id", "source_business_date"]),
+    "intermediate.int_orders_converted": (
+        ["order_id"], ["fx_rate", "shipping_cost", "source_load_id", "source_business_date"]),
+    "intermediate.int_invoices_converted": (
+        ["invoice_id"],
+        ["customer_id", "fx_rate", "amount", "paid_amount", "source_load_id", "source_business_date"]),
+    "marts.fct_order_lines": (
+        ["order_id", "line_number"],
+        ["customer_id", "product_id", "order_date", "fx_rate", "source_load_id", "source_business_date"]),
+    "marts.fct_orders": (
+        ["order_id"],
+        ["customer_id", "order_date", "status", "net_revenue", "counted_revenue", "shipping_cost",
+         "source_load_id", "source_business_date"]),
+}
+
+
+def _table(name: str) -> str:
+    from tierflow.settings import BUILD_SCHEMA
+
+    layer, table = name.split(".")
+    return f"{BUILD_SCHEMA}_{layer}.{table}"
+
+
+def _build(url: str, cfg, *args: str) -> None:
+    from tierflow.transform import run_dbt, run_vars
+
+    selected = ["+fct_order_lines", "+fct_orders", "+int_invoices_converted"]
+    run_dbt([*args, "--select", *selected, "--indirect-selection", "cautious",
+             "--vars", json.dumps(run_vars(cfg, AS_OF))], url)
+
+
+def _unique_keys(conn: psycopg.Connection, table: str) -> list[list[str]]:
+    """The column lists of the table's unique indexes, read from pg_indexes' definitions."""
+    keys = []
+    for (definition,) in conn.execute(
+        "select indexdef from pg_indexes where schemaname || '.' || tablename = %s", (table,)
+    ):
+        if definition.startswith("CREATE UNIQUE INDEX"):
+            keys.append([c.strip() for c in definition[definition.rindex("(") + 1:-1].split(",")])
+    return keys
+
+
+def _nullable(conn: psycopg.Connection, table: str) -> set[str]:
+    schema, name = table.split(".")
+    return {c for (c,) in conn.execute(
+        "select column_name from information_schema.columns"
+        " where table_schema = %s and table_name = %s and is_nullable = 'YES'", (schema, name))}
+
+
+def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
+    warehouse_url: str, config, tmp_path
+) -> None:
+    from tierflow.ingest.loader import run_ingest
+    from tierflow.transform import DbtError, _private_target
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    _build(warehouse_url, config, "build")
+
+    lines = _table("marts.fct_order_lines")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        for name, (key, not_null) in ENFORCED.items():
+            table = _table(name)
+            assert key in _unique_keys(conn, table), f"{table}: no unique index on {key}"
+            assert not _nullable(conn, table) & {*key, *not_null}, table
+
+        # every write is checked: a second version of a line, a line without a customer
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(f"insert into {lines} select * from {lines} limit 1")
+        conn.execute(f"create temp table one_line as select * from {lines} limit 1")
+        conn.execute("update one_line set line_number = line_number + 1000, customer_id = null")
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute(f"insert into {lines} select * from one_line")
+
+        # a table made before the guarantees (an earlier release's warehouse): no index, nullable
+        for index in conn.execute(
+            "select schemaname || '.' || indexname from pg_indexes"
+            " where schemaname || '.' || tablename = %s and indexdef like 'CREATE UNIQUE INDEX%%'", (lines,)
+        ).fetchall():
+            conn.execute(f"drop index {index[0]}")
+        conn.execute(f"alter table {lines} alter column customer_id drop not null")
+        assert _unique_keys(conn, lines) == [] and "customer_id" in _nullable(conn, lines)
+
+    # the catalog test sees it (it can fail) ...
+    with pytest.raises(DbtError):
+        _build(warehouse_url, config, "test")
+    log = (_private_target() / "dbt.log").read_text(encoding="utf-8")
+    failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
+              if "Failure in test " in line}
+    assert [name.startswith("key_enforced_fct_order_lines_") for name in failed] == [True]
+    assert "Got 2 results" in log  # the index and customer_id's NOT NULL
+    # ... and the next build puts both back, checking the rows there once
+    _build(warehouse_url, config, "build")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert ["order_id", "line_number"] in _unique_keys(conn, lines)
+        assert "customer_id" not in _nullable(conn, lines)
+        before = conn.execute(f"select count(*) from {lines}").fetchone()[0]
+
+        # rows that break the key: the build that would enforce it fails and leaves them as they were
+        for index in conn.execute(
+            "select schemaname || '.' || indexname from pg_indexes"
+            " where schemaname || '.' || tablename = %s and indexdef like 'CREATE UNIQUE INDEX%%'", (lines,)
+        ).fetchall():
+            conn.execute(f"drop index {index[0]}")
+        conn.execute(f"insert into {lines} select * from {lines} order by order_id, line_number limit 1")
+        duplicated = conn.execute(f"select count(*) from {lines}").fetchone()[0]
+        assert duplicated > before
+    with pytest.raises(DbtError):
+        _build(warehouse_url, config, "build")
+    log = (_private_target() / "dbt.log").read_text(encoding="utf-8")
+    assert "could not create unique index" in log and "Key (order_id, line_number)=(" in log
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert conn.execute(f"select count(*) from {lines}").fetchone()[0] == duplicated
+        assert _unique_keys(conn, lines) == []

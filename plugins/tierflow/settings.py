@@ -287,6 +287,11 @@ def airflow_env(settings: Settings, url: str) -> dict[str, str]:
         # a failed task fails the run at once: retries are for the deployments' dead workers
         "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # Cosmos keeps dbt's partial-parse state between tasks in this folder (default: one
+        # /tmp/cosmos for the whole machine). Shared by two checkouts of different versions of
+        # the dbt project (a second clone's tests, a benchmark), a night could start from the
+        # other version's state and run its tests; one folder per TIERFLOW_HOME
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "False",
         "DO_NOT_TRACK": "1",

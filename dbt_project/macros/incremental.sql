@@ -112,8 +112,8 @@
 
 
 {% macro enforced_key_state(relation, key_columns, not_null_columns) -%}
-    {#- The SQL of one row: `has_key` (a unique index on exactly `key_columns`, in that order,
-        over the whole table) and `nullable` (those of the key and `not_null_columns` that may
+    {#- The SQL of one row: `has_key` (a valid unique index on exactly `key_columns`, in that
+        order, over the whole table) and `nullable` (those of the key and `not_null_columns` that may
         still hold nulls, or that the table lacks). -#}
     select
         exists (
@@ -121,6 +121,7 @@
             from pg_index as i
             where i.indrelid = '{{ relation }}'::regclass
                 and i.indisunique
+                and i.indisvalid
                 and i.indpred is null
                 and i.indexprs is null
                 and array(

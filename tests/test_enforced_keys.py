@@ -1,12 +1,13 @@
 """The incremental tables' keys and not-null columns are enforced by the database.
 
-Staging, the converted intermediates and the order facts only grow; a night writes its delta. Their
-uniqueness and not-null checks are a unique index and NOT NULL constraints (the post-hook
+Staging, the converted intermediates and the order facts only grow; a night writes its delta.
+Their uniqueness and not-null checks are a unique index and NOT NULL constraints (the post-hook
 ``enforce_key``, macros/incremental.sql), checked on every write, where data tests scanned the
 whole table every night; the ``key_enforced`` data test checks the catalog. Built here on the
 tiny fixture: the guarantees are in place after a build, the database refuses a duplicate key
 and a null, a table made before them (a warehouse from an earlier release) gets them on its next
-build, and one whose rows break them fails that build naming the key, its rows untouched.
+build, and one whose rows break them fails that build naming the key, its rows untouched,
+until the build schemas are dropped and built again.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
     warehouse_url: str, config, tmp_path
 ) -> None:
     from tierflow.ingest.loader import run_ingest
+    from tierflow.settings import BUILD_SCHEMA
     from tierflow.transform import DbtError, _private_target
 
     landing = tmp_path / "landing"
@@ -146,3 +148,11 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         assert conn.execute(f"select count(*) from {lines}").fetchone()[0] == duplicated
         assert _unique_keys(conn, lines) == []
+
+        # the remedy docs/operations.md gives: drop the build schemas, the next build starts over
+        for layer in ("staging", "intermediate", "marts"):
+            conn.execute(f"drop schema {BUILD_SCHEMA}_{layer} cascade")
+    _build(warehouse_url, config, "build")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert conn.execute(f"select count(*) from {lines}").fetchone()[0] == before
+        assert ["order_id", "line_number"] in _unique_keys(conn, lines)

@@ -70,16 +70,16 @@
 {% endmacro %}
 
 
-{% macro as_known_incremental_config(unique_key, key_columns, not_null_columns) %}
+{% macro as_known_incremental_config(key_columns, not_null_columns) %}
     {#- The config of a table kept "as known on A" like the order facts (the converted
-        intermediates): delete+insert on `unique_key` (the first of `key_columns`), rows from
-        date folders after A removed after the build; the key (`key_columns`) unique and
-        `not_null_columns` never null, enforced by the database (`enforce_key`: its unique
-        index also serves the delete's lookups of `unique_key`). -#}
+        intermediates): delete+insert on the key's first column (an order's or invoice's id: a
+        build rewrites all of an order's rows), rows from date folders after A removed after
+        the build; the key (`key_columns`) unique and `not_null_columns` never null, enforced
+        by the database (`enforce_key`: its unique index also serves the delete's lookups). -#}
     {{ config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=unique_key,
+        unique_key=key_columns[0],
         on_schema_change='fail',
         indexes=watermark_indexes(),
         post_hook=[

@@ -8,7 +8,6 @@
 -- from a date folder after A (a rerun of an earlier date); a new fx rate does not touch
 -- already converted invoices.
 {{ as_known_incremental_config(
-    'invoice_id',
     key_columns=['invoice_id'],
     not_null_columns=['customer_id', 'fx_rate', 'amount', 'paid_amount', 'source_load_id', 'source_business_date'],
 ) }}

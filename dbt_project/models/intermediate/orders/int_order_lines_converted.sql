@@ -13,7 +13,6 @@
 -- folder) and of the orders whose rows here came from date folders after A (a rerun of an
 -- earlier date); a new fx rate or product cost does not touch already converted orders.
 {{ as_known_incremental_config(
-    'order_id',
     key_columns=['order_id', 'line_number'],
     not_null_columns=['fx_rate', 'source_load_id', 'source_business_date'],
 ) }}

@@ -6,7 +6,6 @@
 -- new to the table (a newer load or a later date folder) and those whose row here came
 -- from a date folder after A (a rerun of an earlier date).
 {{ as_known_incremental_config(
-    'order_id',
     key_columns=['order_id'],
     not_null_columns=['fx_rate', 'shipping_cost', 'source_load_id', 'source_business_date'],
 ) }}

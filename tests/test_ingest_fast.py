@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,9 +58,15 @@ def tricky_landing(landing: Path, seed: int = 3, pad: bool = False) -> None:
                 values[col] = pick(tricky[col])
         return values
 
-    ts = [TS, "2026-02-28 23:59:59", "2024-02-29T00:00:00", "1999-12-31T23:59:59", "2000-01-01T00:00:00"]
-    bad_ts = ["2026-03-01T08:00:00+08:00", "2026-03-01T08:00:00.5", " 2026-03-01T08:00:00",
-              "2026-02-30T08:00:00", "2026-03-01T24:00:00", "2026-3-1T08:00:00", "yesterday", ""]
+    ts = [TS, "2026-02-28 23:59:59", "2024-02-29T00:00:00", "1999-12-31T23:59:59", "2000-01-01T00:00:00",
+          "2026-03-01T08:00:00+08:00", "2025-12-31 23:30:00-05:30", "2026-03-01T08:00:00Z",
+          "2026-03-01T08:00:00-15:59"]
+    bad_ts = ["2026-03-01T08:00:00.5", " 2026-03-01T08:00:00", "2026-02-30T08:00:00",
+              "2026-03-01T24:00:00", "2026-3-1T08:00:00", "yesterday", "",
+              "2026-03-01T08:00:00+0800", "2026-03-01T08:00:00+08", "2026-03-01T08:00:00+24:00",
+              "2026-03-01T08:00:00+16:00", "2026-03-01T08:00:00+08:60", "2026-03-01T08:00:00z",
+              "2026-03-01T08:00:00.5+08:00", "2026-03-01T08:00:00 +08:00", "2026-03-01T08:00:00+08:00:00",
+              "2026-03-01T08:00:00+08:00:00.5", "2026-03-01T08:00:00-15:59:59"]
     dates = ["2025-01-15", "2024-02-29", "1970-01-01", "1969-12-31", "2000-02-29", "2026-03-02"]
     bad_dates = ["2025-02-29", "2026-02-30", "2025-1-5", " 2025-01-15", "2025-01-15T10:00:00",
                  "0000-01-01", "20250115", "2026-03-05", ""]
@@ -200,6 +206,75 @@ def test_fast_path_with_ids_of_one_length_matches_the_row_path(
     # blocks with no variable-width piece at all (every field fixed) and blocks with some
     assert 0 in joins and any(j > 0 for j in joins), joins
     assert fast_rows["crm__customers"][0][0] == "K001"
+
+
+def test_timestamps_with_an_offset_are_plain_rows_of_the_fast_path(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``2026-03-01 08:00:00+08:00`` (what many CRM and ERP exports write) and ``...Z`` are
+    checked and encoded vectorised, like naive timestamps, to the instant the row path stores;
+    the future-date rule reads the date as written (the row path's ``value.date()``), not the
+    UTC date. Other endings take the row path's checks one by one."""
+    landing = tmp_path / "landing"
+    write_csv(landing / f"crm/customers/{DAY}/c.csv", ["customer_id", "created_at", "updated_at"],
+              [["K1", "2025-01-15", TS], ["K2", "2025-01-15", TS]])
+    header = ["ticket_id", "customer_id", "opened_at", "closed_at", "handling_minutes", "updated_at"]
+    tickets = [  # extract date 2026-03-01, max_future_days 1: opened_at up to 2026-03-02 as written
+        ["T1", "K1", "2026-03-01T08:00:00+08:00", "2026-03-01 09:30:00-05:30", "10", "2026-03-01T08:00:00Z"],
+        ["T2", "K2", "2026-03-02T23:30:00-05:00", "", "5", "2026-03-01 00:00:00+00:00"],  # UTC: 03-03
+        ["T3", "K1", "2026-03-03T01:00:00+08:00", "", "5", TS],  # UTC 03-02, but written 03-03
+        ["T4", "K1", "2026-03-01T08:00:00+24:00", "", "5", TS],
+        ["T5", "K1", "2026-03-01T08:00:00+08:60", "", "5", TS],  # Python reads +09:00, PostgreSQL not
+        ["T6", "K1", "2026-03-01T08:00:00+0800", "", "5", TS],
+        ["T7", "K1", "2026-03-01T08:00:00z", "", "5", TS],
+        ["T8", "K1", "2026-03-01T08:00:00.5+08:00", "", "5", TS],
+        ["T9", "K2", "2026-03-01T08:00:00+15:59", "", "5", "2026-03-01T08:00:00-00:00"],
+        ["T10", "K2", "2026-03-01T08:00:00+16:00", "", "5", TS],  # beyond PostgreSQL's offsets
+    ]
+    write_csv(landing / f"service/tickets/{DAY}/t.csv", header, tickets)
+
+    def load(bulk_min: int) -> tuple[dict, str]:
+        with caplog.at_level("DEBUG", logger="tierflow.ingest"):
+            caplog.clear()
+            with pytest.raises(IngestError, match="never delivered"):  # no orders: fine here
+                run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, bulk_min))
+            text = caplog.text
+        with psycopg.connect(warehouse_url) as conn:
+            got = {
+                "tickets": conn.execute("select ticket_id, opened_at, closed_at, updated_at from"
+                                        " raw.service__tickets order by _line_number").fetchall(),
+                "customers": conn.execute("select customer_id, created_at, updated_at from"
+                                          " raw.crm__customers order by _line_number").fetchall(),
+                "rejects": conn.execute("select line_number, reason from tierflow_meta.rejects"
+                                        " order by 1").fetchall(),
+            }
+        reset(warehouse_url)
+        return got, text
+
+    by_row, _ = load(10**12)
+    fast, log = load(0)
+    assert "row by row" not in log and "set-based in SQL" not in log
+    # T3 to T8 and T10 are the rows checked one by one; T1, T2, T9 and both customers are not
+    assert "10 rows in" in log and "(7 checked one by one)" in log, log
+    assert fast == by_row
+
+    def utc(*parts: int) -> datetime:
+        return datetime(*parts, tzinfo=UTC)
+
+    assert fast["tickets"] == [  # the instants, worked out by hand
+        ("T1", utc(2026, 3, 1, 0, 0), utc(2026, 3, 1, 15, 0), utc(2026, 3, 1, 8, 0)),
+        ("T2", utc(2026, 3, 3, 4, 30), None, utc(2026, 3, 1, 0, 0)),
+        ("T6", utc(2026, 3, 1, 0, 0), None, utc(2026, 3, 1, 8, 0)),
+        ("T8", utc(2026, 3, 1, 0, 0, 0, 500_000), None, utc(2026, 3, 1, 8, 0)),
+        ("T9", utc(2026, 2, 28, 16, 1), None, utc(2026, 3, 1, 8, 0)),
+    ]
+    assert fast["rejects"] == [
+        (4, "opened_at 2026-03-03 is in the future: more than 1 day(s) after the extract date 2026-03-01"),
+        (5, "bad timestamp in opened_at: '2026-03-01T08:00:00+24:00'"),
+        (6, "bad timestamp in opened_at: '2026-03-01T08:00:00+08:60'"),
+        (8, "bad timestamp in opened_at: '2026-03-01T08:00:00z'"),
+        (11, "bad timestamp in opened_at: '2026-03-01T08:00:00+16:00'"),
+    ]
 
 
 def test_duplicate_in_another_block_and_hash_collision_free_check(

@@ -171,6 +171,22 @@ def parse_iso_dates(m: np.ndarray, with_time: bool) -> tuple[np.ndarray, np.ndar
     return ok, ((days * 24 + hh) * 60 + mi) * 60 + ss
 
 
+def parse_utc_offsets(m: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which values end as ``fromisoformat`` reads them without doubt, their offset east of
+    UTC in seconds) for the bytes of timestamps (rows of ``m``, at least 25 wide; ``lens``:
+    byte lengths): nothing after the seconds (19 bytes: no offset), ``Z`` (20), or ``+HH:MM``
+    / ``-HH:MM`` (25) with an hour below 16 and a minute below 60 (PostgreSQL's range, the row
+    contract's). Other endings (``+0800``, ``+08``, ``z``, a fraction, seconds in the offset)
+    are not accepted here."""
+    digit = (m[:, 20:25] >= 48) & (m[:, 20:25] <= 57)
+    hh, mi = _digits(m, 20, 2), _digits(m, 23, 2)
+    signed = (lens == 25) & ((m[:, 19] == 43) | (m[:, 19] == 45)) & (m[:, 22] == 58)
+    signed &= digit[:, [0, 1, 3, 4]].all(axis=1) & (hh < 16) & (mi < 60)
+    ok = (lens == 19) | ((lens == 20) & (m[:, 19] == 90)) | signed
+    east = np.where(signed, np.where(m[:, 19] == 45, -1, 1) * (hh * 3600 + mi * 60), 0)
+    return ok, east
+
+
 def dump_value(col: Column, value: object) -> bytes:
     """One parsed value (from the row path's parser) as a binary COPY field."""
     if value is None:

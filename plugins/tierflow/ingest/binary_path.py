@@ -80,6 +80,7 @@ from tierflow.ingest.binary_encoding import (
     encode_text,
     jsonb_field,
     parse_iso_dates,
+    parse_utc_offsets,
 )
 from tierflow.ingest.file_load import FileLoad, PathResult, UseRowPath, UseSqlPath
 from tierflow.ingest.key_hashing import KeyRuns, KeySet, canonical_text, hash_strings, key_hash
@@ -232,10 +233,12 @@ class _File:
                              *(c.name for c in self.present)]
 
     # -- checks ----------------------------------------------------------------------------
-    def _fast(self, col: Column, a: pa.Array, n: int, hashes: dict[str, np.ndarray] | None = None
-              ) -> tuple[np.ndarray, object]:
+    def _fast(self, col: Column, a: pa.Array, n: int, hashes: dict[str, np.ndarray] | None = None,
+              local_days: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, object]:
         """(which values are certainly good as they are, what their encoding needs); ``hashes``
-        receives the ``hash_strings`` of a foreign-key column of a large key set (the key hash reuses it)."""
+        receives the ``hash_strings`` of a foreign-key column of a large key set (the key hash
+        reuses it), ``local_days`` the dates as written of a timestamp column's values (the
+        row path's ``value.date()``, which is not the UTC date when the value has an offset)."""
         empty = byte_lengths(a) == 0
         ok = empty & (not col.required)
         e = self.entity
@@ -247,7 +250,10 @@ class _File:
                 h = hashes[col.name] = hash_strings(a)[0]
             return ok | keyset.contains(a, h), empty
         if col.type in ("date", "timestamp"):
-            return self._fast_date(a, n, ok, col.type == "timestamp")
+            good, value, local = self._fast_date(a, n, ok, col.type == "timestamp")
+            if local_days is not None:
+                local_days[col.name] = local
+            return good, value
         if col.type == "text":
             upper = col.name == e.currency_column or (e.path == "erp/fx_rates" and col.name == "currency")
             if upper:
@@ -270,18 +276,30 @@ class _File:
         return ok | good.to_numpy(zero_copy_only=False), empty
 
     @staticmethod
-    def _fast_date(a: pa.Array, n: int, ok: np.ndarray, with_time: bool) -> tuple[np.ndarray, object]:
-        """ISO dates / timestamps of the one plain shape, checked and parsed on their bytes."""
-        size = 19 if with_time else 10
-        m, lens = fixed_width(a, size)
-        digit = (m >= 48) & (m <= 57)
-        good = (lens == size) & digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(axis=1)
+    def _fast_date(a: pa.Array, n: int, ok: np.ndarray, with_time: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ISO dates / timestamps of the plain shapes, checked and parsed on their bytes:
+        (certainly good, days since 1970 / seconds since 1970 UTC, days since 1970 of the date
+        as written). A timestamp may end in ``Z`` or an offset ``+08:00``: the instant is the
+        one ``datetime.fromisoformat`` gives (naive ones are UTC: the session is)."""
+        m, lens = fixed_width(a, 25 if with_time else 10)
+        digit = (m[:, :19 if with_time else 10] >= 48) & (m[:, :19 if with_time else 10] <= 57)
+        good = digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(axis=1)
         good &= (m[:, 4] == 45) & (m[:, 7] == 45)  # 2026-03-01
-        if with_time:  # T08:00:00 or " 08:00:00"
+        east = 0
+        if with_time:  # T08:00:00 or " 08:00:00", then nothing, Z or +08:00
             good &= digit[:, [11, 12, 14, 15, 17, 18]].all(axis=1) & (m[:, 13] == 58) & (m[:, 16] == 58)
             good &= (m[:, 10] == 84) | (m[:, 10] == 32)
+            ending, east = parse_utc_offsets(m, lens)
+            good &= ending
+        else:
+            good &= lens == 10
         valid, value = parse_iso_dates(m, with_time)
-        return ok | (good & valid), np.where(good & valid, value, 0)
+        good &= valid
+        as_written = np.where(good, value, 0)
+        if not with_time:
+            return ok | good, as_written, as_written
+        return ok | good, np.where(good, value - east, 0), as_written // 86400
 
     def check_chunk(self, chunk: bytes, lines: int, first_rec: int) -> _Block:
         # a NUL byte anywhere (memchr: ~0.1 ms a block) sends the rows holding one to the row path
@@ -297,8 +315,10 @@ class _File:
         good: dict[str, np.ndarray] = {}
         info: dict[str, object] = {}
         hashes: dict[str, np.ndarray] = {}
+        local_days: dict[str, np.ndarray] = {}  # of dates and timestamps, as written
         for col in self.present:
-            good[col.name], info[col.name] = self._fast(col, rb.column(self.pos[col.name]), n, hashes)
+            good[col.name], info[col.name] = self._fast(col, rb.column(self.pos[col.name]), n, hashes,
+                                                        local_days)
             ok &= good[col.name]
         # values no path loads (too long, a NUL byte), in any column, the unknown ones too
         for i in range(rb.num_columns):
@@ -311,12 +331,14 @@ class _File:
             if earlier in self.pos and later in self.pos:
                 both = ((byte_lengths(rb.column(self.pos[earlier])) > 0)
                         & (byte_lengths(rb.column(self.pos[later])) > 0))
-                ok &= ~(both & (self._days(later, info) < self._days(earlier, info)))
-        # rows dated too far after the extract date, or in a currency with no rate yet
+                # days or UTC seconds, compared as the row path compares the parsed values
+                # (a pair is of one type: dates, or timestamps as instants)
+                ok &= ~(both & (info[later] < info[earlier]))
+        # rows dated too far after the extract date (the date as written, as the row path's
+        # value.date()), or in a currency with no rate yet
         ev = e.event_date_column
         if ev in self.pos:
-            days = info[ev] if e.column(ev).type == "date" else info[ev] // 86400
-            ok &= ~(days > self.limit_days)
+            ok &= ~(local_days[ev] > self.limit_days)
         if e.currency_column:
             ok &= self._currency_ok(rb, info)
         block = _Block(rb, first_rec + np.arange(n, dtype=np.int64), ok)
@@ -338,10 +360,6 @@ class _File:
         if ok.any():  # every row; commit sends the runs of plainly good ones
             block.encoded = self._encode(rb, good, info, block.recs)
         return block
-
-    def _days(self, name: str, info: dict[str, object]) -> np.ndarray:
-        """Days since 1970 of a date or timestamp column's plainly good values (0 elsewhere)."""
-        return info[name] if self.entity.column(name).type == "date" else info[name] // 86400
 
     def _answered_lookups(self, records: list[dict]) -> _ValidateLookups:
         """Lookups for ``validate_row`` on these records whose key-set answers were fetched

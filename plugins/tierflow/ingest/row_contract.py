@@ -44,6 +44,11 @@ FALSE_WORDS = ("false", "f", "0", "no", "n")
 NUL_SHOWN_AS = "\u2400"  # what a NUL byte becomes in rejects.raw_record (jsonb cannot hold it)
 _ISO_CURRENCY = re.compile(r"[A-Za-z]{3}")
 _PLAIN_DECIMAL = re.compile(PLAIN_DECIMAL)
+# the UTC offset at the end of an ISO timestamp as Python reads it: +HH, +HHMM, +HH:MM,
+# +HH:MM:SS[.ffffff]; PostgreSQL stores offsets up to 15:59:59 and refuses a minute or second of
+# 60 or more, and a fraction of a second
+_OFFSET = re.compile(r"[+-](\d\d)(?::?(\d\d)(?::?(\d\d)(\.\d+)?)?)?$")
+MAX_UTC_OFFSET = timedelta(hours=16)
 
 
 # -- reject reasons ------------------------------------------------------------------------
@@ -154,13 +159,13 @@ def _parse(col: Column, value: object) -> object:
                 return date.fromisoformat(str(value))
             except ValueError:
                 # a full timestamp in a date column is accepted; anything else is not
-                return datetime.fromisoformat(str(value)).date()
+                return _timestamp(str(value)).date()
         if col.type == "timestamp":
             if isinstance(value, datetime):
                 return value
             if isinstance(value, date):
                 return datetime(value.year, value.month, value.day)
-            return datetime.fromisoformat(str(value))
+            return _timestamp(str(value))
         if col.type == "bool":
             if isinstance(value, bool):
                 return value
@@ -175,6 +180,23 @@ def _parse(col: Column, value: object) -> object:
     except (ValueError, InvalidOperation, TypeError):
         raise RowProblem(BAD_VALUE.format(type=col.type, column=col.name, value=repr(value))) from None
     raise AssertionError(f"unknown column type {col.type}")
+
+
+def _timestamp(text: str) -> datetime:
+    """An ISO timestamp as ``datetime.fromisoformat`` reads it, but only with a UTC offset
+    PostgreSQL can store: within 16 hours, its minutes and seconds below 60, no fraction of a
+    second (Python reads ``+08:60`` as +09:00 and takes ``+23:00``; PostgreSQL refuses both, so
+    the text COPY of the row path failed the whole file). ValueError otherwise."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        offset = _OFFSET.search(text)
+        if offset is not None:
+            _, minutes, seconds, fraction = offset.groups()
+            if fraction or any(int(part) >= 60 for part in (minutes, seconds) if part):
+                raise ValueError
+        if abs(value.utcoffset()) >= MAX_UTC_OFFSET:
+            raise ValueError
+    return value
 
 
 def _looks_finite(text: str) -> bool:

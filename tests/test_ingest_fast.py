@@ -367,3 +367,103 @@ def test_bom_crlf_and_no_final_newline_read_alike(
     assert "row by row" not in caplog.text and "set-based in SQL" not in caplog.text
     assert snapshot(warehouse_url) == by_row
     assert by_row["audit"][1][:2] == (f"crm/customers/{DAY}/c.csv", 302)
+
+
+def test_growing_key_set_is_exact_as_pieces_are_added() -> None:
+    import pyarrow as pa
+    from tierflow.ingest.key_hashing import GrowingKeySet
+
+    keys = GrowingKeySet(pa.array([f"O{i}" for i in range(0, 120_000, 3)]))  # 40,000 keys
+    for day in range(1, 41):  # 40 more days of 1,500 new keys each: O120000..O179999
+        keys.add(pa.array([f"O{i}" for i in range(118_500 + 1_500 * day, 120_000 + 1_500 * day)]))
+    keys.add(pa.array([], pa.string()))
+    sizes = [p.size for p in keys.parts]
+    assert keys.size == 40_000 + 60_000 == sum(sizes)
+    # each set more than twice the next: at most log2(100,000) ~ 17 of them
+    assert all(a > 2 * b for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+    probe = pa.array(["O0", "O1", "O3", "O119997", "O119998", "O120000", "O179999", "O180000", "o0", ""])
+    assert keys.contains(probe).tolist() == [True, False, True, True, False, True, True, False, False, False]
+    assert "O150000" in keys and "O2" not in keys
+
+
+def test_key_sets_kept_across_a_nights_files_load_what_the_row_path_loads(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first night of three days: each day's order lines are checked against the orders of
+    every earlier file, held by the run and grown as files load, whichever path loaded them:
+    day 1's orders on the binary path, day 2's row by row (a file under ``bulk_min_bytes``),
+    day 3's set-based in SQL (too many odd rows for the binary path). An order rejected in its
+    file stays unknown to later order lines, an order of a later day is unknown before it."""
+    from tierflow.ingest import binary_path as fast
+
+    landing = tmp_path / "landing"
+    days = ["2026-02-27", "2026-02-28", "2026-03-01"]
+    write_csv(landing / f"crm/customers/{days[0]}/c.csv", ["customer_id", "created_at", "updated_at"],
+              [[f"K{k}", "2025-01-15", TS] for k in range(1, 6)])
+    write_csv(landing / f"erp/products/{days[0]}/p.csv", ["product_id", "standard_cost", "updated_at"],
+              [["P1", "6.25", TS]])
+    header = ["order_id", "customer_id", "order_date", "status", "currency", "updated_at"]
+    for d, day in enumerate(days, start=1):
+        orders = [[f"O{d}{i:03d}", f"K{i % 5 + 1}", day, "completed", "CNY", f"{day}T08:00:00+08:00"]
+                  for i in range(1, 200)]
+        orders[9][1] = "K9"  # unknown customer: O{d}010 is rejected
+        if d == 2:  # day 2: a small file, row by row
+            orders = orders[:20]
+        if d == 3:  # day 3: 1 odd value (a space) in every row, set-based in SQL past the limit
+            orders = [[o[0], f" {o[1]}", *o[2:]] for o in orders]
+        write_csv(landing / f"erp/orders/{day}/o.csv", header, orders)
+        # each day's lines refer to orders of days 1, 2 and 3, which exist by then or not
+        lines = [[f"O{e}{i:03d}", str(n), "P1", "2", "10", "0", "6", TS]
+                 for e in (1, 2, 3) for i in (1, 10, 15, 150) for n in range(1, 11)]
+        write_csv(landing / f"erp/order_lines/{day}/l.csv",
+                  ["order_id", "line_number", "product_id", "quantity", "unit_price", "discount_amount",
+                   "unit_cost", "updated_at"], lines)
+    tables = ("crm__customers", "erp__products", "erp__orders", "erp__order_lines")
+
+    def snap() -> dict:
+        with psycopg.connect(warehouse_url) as conn:
+            got = {t: conn.execute(f"select * from raw.{t} order by _business_date, _line_number"
+                                   ).fetchall() for t in tables}
+            got["rejects"] = conn.execute("select file_path, line_number, raw_record->>'order_id', reason"
+                                          " from tierflow_meta.rejects order by 1, 2").fetchall()
+        return {t: [r[1:] if t != "rejects" else r for r in rows] for t, rows in got.items()}
+
+    run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 10**12))  # row by row
+    by_row = snap()
+    reset(warehouse_url)
+    monkeypatch.setattr(fast, "SLOW_ROWS_LIMIT", 100)
+    fetched: list[str] = []
+    real_fetch = fast.fetch_keys
+
+    def counting_fetch(conn: psycopg.Connection, entity: object, column: str) -> object:
+        fetched.append(f"{entity.path}.{column}")
+        return real_fetch(conn, entity, column)
+
+    import tierflow.ingest.row_path as row_path
+    monkeypatch.setattr(row_path, "fetch_keys", counting_fetch)
+    orders_bytes = (landing / f"erp/orders/{days[1]}/o.csv").stat().st_size
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, orders_bytes + 1))
+    fast_rows = snap()
+
+    assert f"erp/orders/{days[2]}/o.csv: loading set-based in SQL" in caplog.text
+    assert "row by row" not in caplog.text
+    assert fast_rows == by_row
+    # the orders' keys were read from the warehouse twice in the run: for day 1's order lines,
+    # and again after the set-based load of day 3 (which does not say what it loaded); the
+    # customers' once, for day 1's orders (day 3's went to SQL)
+    assert sorted(fetched) == ["crm/customers.customer_id", "erp/orders.order_id", "erp/orders.order_id",
+                               "erp/products.product_id"], fetched
+    # worked out by hand: day d's lines find the orders of days <= d but O{e}010 (rejected in
+    # its file) and O2150 (day 2's file has 20 orders), 10 lines each
+    unknown = {}
+    for f, _, order, reason in fast_rows["rejects"]:
+        if "order_lines" in f:
+            assert reason == f"unknown order_id {order!r}: no such erp/orders row loaded", reason
+            unknown.setdefault(f.split("/")[2], set()).add(order)
+    day3 = {"O3001", "O3010", "O3015", "O3150"}
+    assert unknown == {days[0]: {"O1010", "O2001", "O2010", "O2015", "O2150"} | day3,
+                       days[1]: {"O1010", "O2010", "O2150"} | day3,
+                       days[2]: {"O1010", "O2010", "O2150", "O3010"}}
+    assert len([r for r in fast_rows["rejects"] if "order_lines" in r[0]]) == 10 * (9 + 7 + 4)

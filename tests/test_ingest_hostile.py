@@ -265,12 +265,14 @@ def test_a_value_the_binary_format_cannot_carry_names_line_and_column(
     through, the fast path's error names the line and the column (the loader adds the file)."""
     from tierflow.extracts import BY_PATH
     from tierflow.ingest.binary_path import EncodeError, _File
+    from tierflow.ingest.row_path import RunLookups
     from tierflow.ingest.schema import ensure_schema
 
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         ensure_schema(conn)
         f = _File(conn, BY_PATH["erp/order_lines"], ["order_id", "line_number", "product_id", "quantity",
-                                                     "unit_price", "updated_at"], "CNY", AS_OF, 1, 1, 10)
+                                                     "unit_price", "updated_at"], "CNY", AS_OF, 1, 1, 10,
+                  RunLookups(conn, "CNY").key_set)
         row = {"order_id": "O1", "line_number": 99999999999, "product_id": "P1", "quantity": 1,
                "unit_price": 1, "updated_at": None}
         with pytest.raises(EncodeError) as excinfo:

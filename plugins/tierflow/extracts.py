@@ -241,6 +241,13 @@ ENTITIES: tuple[Entity, ...] = (
 
 BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES}
 
+
+def referenced_columns(entity: Entity) -> tuple[str, ...]:
+    """The columns of ``entity`` that other entities' foreign keys point at (its keys other
+    files are checked against)."""
+    return tuple(sorted({fk.ref_column for e in ENTITIES for fk in e.foreign_keys
+                         if fk.entity == entity.path}))
+
 # The SPEC's minimum viable input.
 REQUIRED_ENTITIES: tuple[str, ...] = ("crm/customers", "erp/products", "erp/orders", "erp/order_lines")
 

@@ -52,7 +52,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Container
+from collections.abc import Callable, Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg import sql
 
-from tierflow.extracts import BY_PATH, FIELD_LIMIT, Column, Entity
+from tierflow.extracts import BY_PATH, FIELD_LIMIT, Column, Entity, referenced_columns
 from tierflow.ingest.arrow_views import byte_lengths, fixed_width
 from tierflow.ingest.binary_encoding import (
     NULL,
@@ -83,7 +83,15 @@ from tierflow.ingest.binary_encoding import (
     parse_utc_offsets,
 )
 from tierflow.ingest.file_load import FileLoad, PathResult, UseRowPath, UseSqlPath
-from tierflow.ingest.key_hashing import KeyRuns, KeySet, canonical_text, hash_strings, key_hash
+from tierflow.ingest.key_hashing import (
+    GrowingKeySet,
+    KeyRuns,
+    KeySet,
+    canonical_text,
+    fetch_keys,
+    hash_strings,
+    key_hash,
+)
 from tierflow.ingest.readers import open_bytes, read_csv_header
 from tierflow.ingest.rejects import copy_rejects
 from tierflow.ingest.row_contract import (
@@ -197,7 +205,8 @@ class _File:
     the repeated keys at the end."""
 
     def __init__(self, conn: psycopg.Connection, entity: Entity, columns: list[str], base: str,
-                 business_date: date, max_future_days: int, load_id: int, expected_rows: int) -> None:
+                 business_date: date, max_future_days: int, load_id: int, expected_rows: int,
+                 key_sets: Callable[[Entity, str], GrowingKeySet]) -> None:
         self.entity = entity
         self.columns = columns
         self.names = [f"c{i}" for i in range(len(columns))]
@@ -210,11 +219,12 @@ class _File:
         self.max_future_days = max_future_days
         self.load_id = load_id
         self.limit_days = business_date.toordinal() - date(1970, 1, 1).toordinal() + max_future_days
-        self.keysets: dict[str, KeySet] = {}
+        self.keysets: dict[str, GrowingKeySet] = {}
         for fk in entity.foreign_keys:
             if fk.column in self.pos:
-                self.keysets[f"{fk.entity}.{fk.ref_column}"] = _fetch_keys(conn, BY_PATH[fk.entity],
-                                                                           fk.ref_column)
+                self.keysets[f"{fk.entity}.{fk.ref_column}"] = key_sets(BY_PATH[fk.entity], fk.ref_column)
+        # the values of this file's columns other files' foreign keys point at, as loaded
+        self.loaded_keys: dict[str, list[pa.Array]] = {c: [] for c in referenced_columns(entity)}
         self.first_rate: dict[str, date] = {}
         if entity.currency_column:
             self.first_rate = dict(conn.execute(sql.SQL(
@@ -403,6 +413,10 @@ class _File:
         rows = [self._encode_row(int(block.recs[i]), record, row) for i, record, row in block.slow_rows]
         if rows:
             out.append(b"".join(rows))
+        for name, pieces in self.loaded_keys.items():  # the plain rows' text is stored as it is
+            pieces.append(block.rb.column(self.pos[name]).filter(pa.array(block.ok)))
+            if block.slow_rows:
+                pieces.append(pa.array([row[name] for _, _, row in block.slow_rows], pa.string()))
         self.loaded += len(block.positions)
         return out
 
@@ -564,31 +578,6 @@ class _File:
 
 
 
-def _fetch_keys(conn: psycopg.Connection, entity: Entity, column: str) -> KeySet:
-    """The loaded values of a referenced column (repeats are harmless), as one string: a
-    million keys arrive in 0.15 s where a row per key takes seconds."""
-    col = sql.Identifier(column)
-    table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table))
-    # as bytes (a binary bytea result): no Python str of every key, no copy into Arrow
-    with conn.cursor(binary=True) as cur:
-        joined, clash = cur.execute(sql.SQL(
-            "select convert_to(string_agg({c}, chr(31)), 'UTF8'),"
-            " coalesce(bool_or(strpos({c}, chr(31)) > 0), false) from {t} where {c} is not null"
-        ).format(c=col, t=table)).fetchone()
-    if joined is None:
-        return KeySet(pa.array([], pa.string()))
-    if not clash:
-        one = pa.BinaryArray.from_buffers(pa.binary(), 1, [
-            None, pa.py_buffer(np.array([0, len(joined)], dtype=np.int32)), pa.py_buffer(joined)])
-        keys = pc.split_pattern(one, b"\x1f").flatten().cast(pa.string())
-        del one, joined
-        return KeySet(keys)
-    # a key holds the separator: the slower way, as an array
-    (keys,) = conn.execute(sql.SQL("select array_agg({c}) from {t} where {c} is not null").format(
-        c=col, t=table)).fetchone()
-    return KeySet(pa.array(keys, pa.string()))
-
-
 class _Sender:
     """Sends COPY data from a thread, so that Python checks the next block while the server
     stores this one. At most ``depth`` blocks wait: memory stays flat when the server is
@@ -691,12 +680,17 @@ def _stream(f: _File, copy: psycopg.Copy, chunks) -> int:
     return rows_in
 
 
-def load_csv_binary(conn: psycopg.Connection, load: FileLoad) -> PathResult:
+def load_csv_binary(conn: psycopg.Connection, load: FileLoad,
+                    key_sets: Callable[[Entity, str], GrowingKeySet] | None = None) -> PathResult:
     """Load one UTF-8 CSV / csv.gz file; raise UseSqlPath when another path must do it.
 
     Runs inside the caller's transaction (the file's), in a savepoint: a hand-back leaves
-    nothing behind.
+    nothing behind. ``key_sets``: the loaded keys of a referenced column (the run's, kept up to
+    date by the caller with the result's ``loaded_keys``); by default fetched for this file.
     """
+    if key_sets is None:
+        def key_sets(entity: Entity, column: str) -> GrowingKeySet:
+            return GrowingKeySet(fetch_keys(conn, entity, column))
     path, entity = load.path, load.entity
     if codecs.lookup(load.encoding).name != "utf-8":
         raise UseSqlPath(f"encoding {load.encoding}: pyarrow reads UTF-8")
@@ -718,7 +712,7 @@ def load_csv_binary(conn: psycopg.Connection, load: FileLoad) -> PathResult:
             # rows to expect, for sizing: ~20 bytes a row at least, a csv.gz ~5 times smaller
             size = path.stat().st_size * (5 if path.name.lower().endswith(".gz") else 1)
             f = _File(conn, entity, columns, load.base_currency, load.business_date, load.max_future_days,
-                      load.load_id, size // 20)
+                      load.load_id, size // 20, key_sets)
             table = sql.SQL("copy {}.{} ({}) from stdin (format binary)").format(
                 sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table),
                 sql.SQL(", ").join(map(sql.Identifier, f.copy_columns)))
@@ -744,4 +738,6 @@ def load_csv_binary(conn: psycopg.Connection, load: FileLoad) -> PathResult:
             f.keys.close()
     log.debug("%s: %d rows in %.2fs (%d checked one by one)", load.relpath, rows_in,
               time.perf_counter() - started, f.slow_rows)
-    return PathResult(rows_in, f.loaded, len(f.rejects), f.extras)
+    loaded_keys = {name: pa.chunked_array(pieces, pa.string()).combine_chunks()
+                   for name, pieces in f.loaded_keys.items()}
+    return PathResult(rows_in, f.loaded, len(f.rejects), f.extras, loaded_keys)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from tierflow.extracts import Entity
 
@@ -50,3 +51,6 @@ class PathResult:
     rows_loaded: int
     rows_rejected: int
     extra_columns: list[str]
+    # the loaded values of the columns other files' foreign keys point at (pyarrow string
+    # arrays), where the path collected them: the run's key sets grow by them
+    loaded_keys: dict[str, Any] | None = None

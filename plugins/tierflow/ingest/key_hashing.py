@@ -1,10 +1,10 @@
-"""64-bit hashes of string values, and the two structures the binary path builds on them.
+"""64-bit hashes of string values, and the structures the binary path builds on them.
 
 ``KeySet``: the loaded values of a referenced column, for exact vectorised membership tests
-(foreign keys). ``KeyRuns``: the key hashes of the rows a file has loaded so far, spilled to
-temp files, to find duplicate keys in bounded memory. A hash only ever narrows the search:
-every hit is confirmed by comparing the values themselves, so a collision cannot change what
-is loaded or rejected.
+(foreign keys); ``GrowingKeySet``: the same for a whole run, grown as files load. ``KeyRuns``:
+the key hashes of the rows a file has loaded so far, spilled to temp files, to find duplicate
+keys in bounded memory. A hash only ever narrows the search: every hit is confirmed by
+comparing the values themselves, so a collision cannot change what is loaded or rejected.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from collections.abc import Iterator
 from datetime import date, datetime
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 
+from tierflow.extracts import Entity
 from tierflow.ingest.arrow_views import fixed_width
+from tierflow.settings import RAW_SCHEMA
 
 
 def hash_strings(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +128,65 @@ class KeySet:
                 self._small = set(self.array.to_pylist())
             return value in self._small
         return bool(self.contains(pa.array([str(value)], pa.string()))[0])
+
+
+class GrowingKeySet:
+    """The loaded values of one referenced column for a whole ingest run, growing as files
+    load: ``KeySet``s of decreasing size, the newest keys in the smallest. A new piece is
+    merged with the last set while that set is at most twice its size (a binary counter), so
+    each set is more than twice the next: a lookup asks at most log2(n) sets, and adding n keys
+    a day at a time hashes and sorts each key O(log n) times in all, where fetching and sorting
+    every loaded key again for each file cost the whole history per file (the order keys, for
+    every day's order lines of a first night). Exact: the keys loaded, no more."""
+
+    def __init__(self, keys: pa.Array) -> None:
+        self.parts: list[KeySet] = [KeySet(keys)]
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def add(self, keys: pa.Array) -> None:
+        if not len(keys):
+            return
+        while self.parts and self.parts[-1].size <= 2 * len(keys):
+            keys = pa.concat_arrays([self.parts.pop().array, keys])
+        self.parts.append(KeySet(keys))
+
+    def contains(self, values: pa.Array, h: np.ndarray | None = None) -> np.ndarray:
+        """As ``KeySet.contains`` (``h``: the values' ``hash_strings``, when the caller has it)."""
+        found = np.zeros(len(values), dtype=bool)
+        for part in self.parts:
+            if part.size > KeySet.SMALL and h is None and len(values):
+                h = hash_strings(values)[0]
+            found |= part.contains(values, h if part.size > KeySet.SMALL else None)
+        return found
+
+    def __contains__(self, value: object) -> bool:
+        return any(value in part for part in self.parts)
+
+
+def fetch_keys(conn: psycopg.Connection, entity: Entity, column: str) -> pa.Array:
+    """The loaded values of a referenced column (repeats are harmless), as one string: a
+    million keys arrive in 0.15 s where a row per key takes seconds."""
+    col = sql.Identifier(column)
+    table = sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(entity.raw_table))
+    # as bytes (a binary bytea result): no Python str of every key, no copy into Arrow
+    with conn.cursor(binary=True) as cur:
+        joined, clash = cur.execute(sql.SQL(
+            "select convert_to(string_agg({c}, chr(31)), 'UTF8'),"
+            " coalesce(bool_or(strpos({c}, chr(31)) > 0), false) from {t} where {c} is not null"
+        ).format(c=col, t=table)).fetchone()
+    if joined is None:
+        return pa.array([], pa.string())
+    if not clash:
+        one = pa.BinaryArray.from_buffers(pa.binary(), 1, [
+            None, pa.py_buffer(np.array([0, len(joined)], dtype=np.int32)), pa.py_buffer(joined)])
+        return pc.split_pattern(one, b"\x1f").flatten().cast(pa.string())
+    # a key holds the separator: the slower way, as an array
+    (keys,) = conn.execute(sql.SQL("select array_agg({c}) from {t} where {c} is not null").format(
+        c=col, t=table)).fetchone()
+    return pa.array(keys, pa.string())
 
 
 class KeyRuns:

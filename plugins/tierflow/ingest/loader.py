@@ -112,14 +112,19 @@ def _load_file(
     if file_format(lf.path) in ("csv", "csv.gz") and lf.path.stat().st_size >= cfg.ingest.bulk_min_bytes:
         try:
             try:
-                done = load_csv_binary(conn, load)
+                done = load_csv_binary(conn, load, lookups.key_set)
             except UseSqlPath as why:
                 log.info("%s: loading set-based in SQL: %s", lf.relpath, why)
                 done = load_csv_in_sql(conn, load)
         except UseRowPath as why:
             log.info("%s: loading row by row: %s", lf.relpath, why)
         else:
-            lookups.forget(entity)  # the cached keys / rates no longer cover this entity
+            if done.loaded_keys is None:  # the cached keys / rates no longer cover this entity
+                lookups.forget(entity)
+            else:
+                lookups.add_loaded_keys(entity, done.loaded_keys)
+                if entity.path == "erp/fx_rates":
+                    lookups.forget_rates()
             return _file_result(lf, done)
     return _file_result(lf, load_rows(conn, load, lookups))
 

@@ -19,10 +19,12 @@ from collections import defaultdict
 from datetime import date
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
-from tierflow.extracts import BY_PATH, Entity
+from tierflow.extracts import BY_PATH, Entity, referenced_columns
 from tierflow.ingest.file_load import FileLoad, IngestError, PathResult
+from tierflow.ingest.key_hashing import GrowingKeySet, fetch_keys
 from tierflow.ingest.readers import FileProblem, open_records
 from tierflow.ingest.rejects import copy_rejects
 from tierflow.ingest.row_contract import RowProblem, duplicate_key_message, jsonable, raw_json, validate_row
@@ -36,6 +38,7 @@ class RunLookups:
         self.conn = conn
         self.base = base_currency
         self._keys: dict[tuple[str, str], set[str]] = {}
+        self._key_sets: dict[tuple[str, str], GrowingKeySet] = {}  # the binary path's
         self._fx: dict[str, list[date]] | None = None
 
     def keys(self, entity: Entity, column: str) -> set[str]:
@@ -46,6 +49,13 @@ class RunLookups:
             )
             self._keys[k] = {r[0] for r in self.conn.execute(q)}
         return self._keys[k]
+
+    def key_set(self, entity: Entity, column: str) -> GrowingKeySet:
+        """The binary path's form of the same keys: read once per run, grown as files load."""
+        k = (entity.path, column)
+        if k not in self._key_sets:
+            self._key_sets[k] = GrowingKeySet(fetch_keys(self.conn, entity, column))
+        return self._key_sets[k]
 
     def fx_dates(self) -> dict[str, list[date]]:
         if self._fx is None:
@@ -64,19 +74,37 @@ class RunLookups:
         return bool(dates) and bisect.bisect_right(dates, on) > 0
 
     def forget(self, entity: Entity) -> None:
-        """Drop what is cached about ``entity``: it was loaded without going through here."""
-        for k in [k for k in self._keys if k[0] == entity.path]:
-            del self._keys[k]
+        """Drop what is cached about ``entity``: it was loaded without saying what it loaded."""
+        for cache in (self._keys, self._key_sets):
+            for k in [k for k in cache if k[0] == entity.path]:
+                del cache[k]
         if entity.path == "erp/fx_rates":
-            self._fx = None
+            self.forget_rates()
+
+    def forget_rates(self) -> None:
+        self._fx = None
 
     def add_loaded(self, entity: Entity, rows: list[dict]) -> None:
-        for (path, column), keys in self._keys.items():
-            if path == entity.path:
-                keys.update(r[column] for r in rows)
+        """The row path loaded these rows (their referenced columns)."""
+        self.add_loaded_keys(entity, {column: pa.array([r[column] for r in rows], pa.string())
+                                      for column in referenced_columns(entity)})
         if entity.path == "erp/fx_rates" and self._fx is not None:
             for r in rows:
                 bisect.insort(self._fx.setdefault(r["currency"], []), r["rate_date"])
+
+    def add_loaded_keys(self, entity: Entity, loaded: dict[str, pa.Array]) -> None:
+        """A file of ``entity`` loaded these values of its referenced columns (all of them:
+        a column missing here is forgotten, to be read again when asked)."""
+        for column in referenced_columns(entity):
+            k = (entity.path, column)
+            if column not in loaded:
+                self._keys.pop(k, None)
+                self._key_sets.pop(k, None)
+                continue
+            if k in self._keys:
+                self._keys[k].update(loaded[column].to_pylist())
+            if k in self._key_sets:
+                self._key_sets[k].add(loaded[column])
 
 
 def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> PathResult:
@@ -107,6 +135,7 @@ def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> 
     seen_keys: dict[tuple, int] = {}
     loaded_rows: list[dict] = []
     keep_loaded = _is_referenced(entity)
+    kept = _referenced_columns(entity)
     rejects: list[tuple] = []
     line = 0
     try:
@@ -133,7 +162,7 @@ def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> 
                 )
                 result.rows_loaded += 1
                 if keep_loaded:
-                    loaded_rows.append({k: row[k] for k in _referenced_columns(entity)})
+                    loaded_rows.append({k: row[k] for k in kept})
     except UnicodeDecodeError as exc:
         raise IngestError(
             f"{relpath}: cannot decode as {load.encoding} after line {line}: {exc.reason}"
@@ -153,7 +182,7 @@ def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> 
 
 
 def _referenced_columns(entity: Entity) -> set[str]:
-    cols = {fk.ref_column for e in BY_PATH.values() for fk in e.foreign_keys if fk.entity == entity.path}
+    cols = set(referenced_columns(entity))
     if entity.path == "erp/fx_rates":
         cols |= {"currency", "rate_date"}
     return cols

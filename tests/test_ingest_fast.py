@@ -467,3 +467,45 @@ def test_key_sets_kept_across_a_nights_files_load_what_the_row_path_loads(
                        days[1]: {"O1010", "O2010", "O2150"} | day3,
                        days[2]: {"O1010", "O2010", "O2150", "O3010"}}
     assert len([r for r in fast_rows["rejects"] if "order_lines" in r[0]]) == 10 * (9 + 7 + 4)
+
+
+def test_a_long_value_in_a_block_changes_no_other_values_hash(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value's 64-bit hash is its own: it used to depend on the longest value of the array it
+    was hashed in (zero words past its end were mixed in), so one 9-character id in a block
+    made every order's customer unknown and let a key repeated from an earlier block through."""
+    import pyarrow as pa
+    from tierflow.ingest import binary_path as fast
+    from tierflow.ingest.key_hashing import hash_strings
+    monkeypatch.setattr(fast, "BLOCK", 200)
+    landing = tmp_path / "landing"
+    customers = [[f"K{k}", "2025-01-15", TS] for k in range(1, 41)]
+    customers += [["K3", "2025-01-15", TS], ["K1234567890", "2025-01-15", TS]]  # a later block
+    write_csv(landing / f"crm/customers/{DAY}/c.csv", ["customer_id", "created_at", "updated_at"], customers)
+    write_csv(landing / f"erp/products/{DAY}/p.csv", ["product_id", "standard_cost", "updated_at"],
+              [["P1", "6.25", TS]])
+    orders = [[f"O{i}", f"K{i % 40 + 1}", DAY, "completed", "CNY", TS] for i in range(1, 31)]
+    orders.insert(20, ["O99", "K99999999999", DAY, "completed", "CNY", TS])  # unknown, and long
+    write_csv(landing / f"erp/orders/{DAY}/o.csv",
+              ["order_id", "customer_id", "order_date", "status", "currency", "updated_at"], orders)
+    write_csv(landing / f"erp/order_lines/{DAY}/l.csv",
+              ["order_id", "line_number", "product_id", "quantity", "unit_price", "updated_at"],
+              [["O1", "1", "P1", "1", "5", TS]])
+
+    run_ingest(warehouse_url, landing, AS_OF, with_bulk_min(config, 0))
+    with psycopg.connect(warehouse_url) as conn:
+        rejects = conn.execute("select file_path, line_number, reason from tierflow_meta.rejects"
+                               " order by 1, 2").fetchall()
+        loaded = conn.execute("select rows_loaded from tierflow_meta.load_audit order by load_id").fetchall()
+    assert rejects == [  # by hand: line 42 repeats K3 (line 4); line 22 is O99's
+        (f"crm/customers/{DAY}/c.csv", 42, "duplicate key (customer_id) = 'K3' also on line 4 of this file"),
+        (f"erp/orders/{DAY}/o.csv", 22,
+         "unknown customer_id 'K99999999999': no such crm/customers row loaded"),
+    ]
+    assert loaded == [(41,), (1,), (30,), (1,)]
+
+    alone = hash_strings(pa.array(["K3"]))[0][0]
+    assert hash_strings(pa.array(["K3", "K123456789012"]))[0][0] == alone
+    assert hash_strings(pa.array(["K3"]), width=64)[0][0] == alone
+    assert hash_strings(pa.array(["K3\x00"]))[0][0] != alone  # the length is part of it

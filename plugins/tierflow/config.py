@@ -36,9 +36,9 @@ class IngestConfig(_Strict):
     # expected entity, and how often to look (fractions allowed: 0.5 minutes, 0.2 seconds)
     wait_timeout_minutes: float = Field(60.0, gt=0)
     wait_poll_seconds: float = Field(30.0, gt=0)
-    # CSV files at least this big are checked set-based in SQL after a plain COPY; smaller
-    # ones row by row in Python, which costs less per file (thousands of small daily deltas).
-    bulk_min_bytes: int = Field(262_144, ge=0)
+    # CSV files at least this big take the binary path (vectorised checks, binary COPY);
+    # smaller ones row by row in Python, which costs less for a file of a few dozen rows.
+    bulk_min_bytes: int = Field(8_192, ge=0)
     # A path under the landing root that is not loaded but may hold data (an unknown system or
     # entity folder, a date folder that is not a date, a directory where a file was expected,
     # a file in a landing format outside a date folder, a file of another type in a date

@@ -256,7 +256,7 @@ class _File:
         if fk is not None:
             keyset = self.keysets[f"{fk.entity}.{fk.ref_column}"]
             h = None
-            if hashes is not None and keyset.size > KeySet.SMALL and n:
+            if hashes is not None and keyset.size and n:
                 h = hashes[col.name] = hash_strings(a)[0]
             return ok | keyset.contains(a, h), empty
         if col.type in ("date", "timestamp"):

@@ -26,21 +26,27 @@ from tierflow.settings import RAW_SCHEMA
 
 
 def hash_strings(arr: pa.Array, width: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(64-bit hash per value, its words (n x w uint64), byte lengths). Values longer than
+    """(64-bit hash per value, its words (n x w uint64), byte lengths). A value's hash is its
+    own, whatever else the array holds: only the 8-byte words it fills are mixed in, not the
+    zero words up to ``width`` (the longest value's, by default), so a key hashed in a block
+    with a longer value, or in another file's key set, hashes alike. Values longer than
     ``width`` hash their first ``width`` bytes (callers treat them as not found)."""
     if width is None:
         longest = int(pc.max(pc.binary_length(arr)).as_py() or 0) if len(arr) else 0
         width = max(8, -(-longest // 8) * 8)
     m, lens = fixed_width(arr, width)
     words = np.ascontiguousarray(m).view("<u8")
+    filled = np.maximum(-(-lens // 8), 1)  # the words a value fills (an empty one: one zero word)
     with np.errstate(over="ignore"):
         h = lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         for j in range(words.shape[1]):
-            h ^= words[:, j]
-            h *= np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-            h *= np.uint64(0x94D049BB133111EB)
-            h ^= h >> np.uint64(29)
+            mixed = h ^ words[:, j]
+            mixed *= np.uint64(0xBF58476D1CE4E5B9)
+            mixed ^= mixed >> np.uint64(31)
+            mixed *= np.uint64(0x94D049BB133111EB)
+            mixed ^= mixed >> np.uint64(29)
+            live = filled > j
+            h = mixed if live.all() else np.where(live, mixed, h)
     return h, words, lens
 
 
@@ -62,11 +68,14 @@ class KeySet:
 
     SMALL = 50_000  # up to this many keys, Arrow's is_in (it hashes the set on every call)
 
-    def __init__(self, keys: pa.Array) -> None:
+    def __init__(self, keys: pa.Array, hashed: bool = False) -> None:
+        """``hashed``: sorted hashes however few the keys (for callers that have the values'
+        hashes already: no set hashed again on every call)."""
         self.array = keys
         self._small: set[str] | None = None
         self.size = len(keys)
-        if self.size <= self.SMALL:
+        self.hashed = self.size > 0 and (hashed or self.size > self.SMALL)
+        if not self.hashed:
             return
         # hashed a slice at a time (the hash's work arrays are ~40 bytes a key), then the
         # keys themselves sorted by hash: ~25 bytes a key stay (the strings, hash, bucket start)
@@ -91,7 +100,7 @@ class KeySet:
         n = len(values)
         if n == 0 or self.size == 0:
             return np.zeros(n, dtype=bool)
-        if self.size <= self.SMALL:
+        if not self.hashed:
             return pc.is_in(values, value_set=self.array).to_numpy(zero_copy_only=False)
         if h is None:
             h = hash_strings(values)[0]
@@ -140,7 +149,8 @@ class GrowingKeySet:
     every day's order lines of a first night). Exact: the keys loaded, no more."""
 
     def __init__(self, keys: pa.Array) -> None:
-        self.parts: list[KeySet] = [KeySet(keys)]
+        # every part hashed: the caller hashes the values it asks about once for all parts
+        self.parts: list[KeySet] = [KeySet(keys, hashed=True)]
 
     @property
     def size(self) -> int:
@@ -151,15 +161,15 @@ class GrowingKeySet:
             return
         while self.parts and self.parts[-1].size <= 2 * len(keys):
             keys = pa.concat_arrays([self.parts.pop().array, keys])
-        self.parts.append(KeySet(keys))
+        self.parts.append(KeySet(keys, hashed=True))
 
     def contains(self, values: pa.Array, h: np.ndarray | None = None) -> np.ndarray:
         """As ``KeySet.contains`` (``h``: the values' ``hash_strings``, when the caller has it)."""
         found = np.zeros(len(values), dtype=bool)
+        if h is None and len(values) and self.size:
+            h = hash_strings(values)[0]
         for part in self.parts:
-            if part.size > KeySet.SMALL and h is None and len(values):
-                h = hash_strings(values)[0]
-            found |= part.contains(values, h if part.size > KeySet.SMALL else None)
+            found |= part.contains(values, h)
         return found
 
     def __contains__(self, value: object) -> bool:

@@ -201,6 +201,33 @@ def test_second_run_loads_nothing(
     assert count(warehouse_url, "tierflow_meta.rejects") == 3
 
 
+def test_ingest_indexes_each_raw_table_on_its_load_date_folder_and_key(
+    warehouse_url: str, tmp_path: Path, config: TierflowConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The raw gate and staging's incremental branch look for a night's rows by load id and
+    date folder, and staging reads every version of those rows' keys: indexes, built after the
+    first load, so a night does not scan the raw history."""
+    from tierflow.extracts import ENTITIES
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, TINY_AS_OF, config, run_id="first")
+    assert f"indexed the raw tables ({3 * len(ENTITIES)} indexes)" in caplog.text
+    got = {name: definition.split(" USING btree ")[1] for name, definition in query(
+        warehouse_url, "select indexname, indexdef from pg_indexes where schemaname = 'raw'")}
+    assert got["erp__order_lines__load_id"] == "(_load_id)"
+    assert got["erp__order_lines__business_date"] == "(_business_date)"
+    assert got["erp__order_lines__key"] == "(order_id, line_number)"
+    assert got["crm__customers__key"] == "(customer_id)"
+    assert len(got) == 3 * len(ENTITIES)  # every raw table, the ones no file reached too
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tierflow.ingest"):
+        run_ingest(warehouse_url, landing, TINY_AS_OF, config, run_id="second")
+    assert "indexed the raw tables" not in caplog.text
+
+
 def test_ingest_analyzes_the_tables_it_grew_by_a_tenth_or_more(
     warehouse_url: str, tmp_path: Path, config: TierflowConfig
 ) -> None:

@@ -36,7 +36,7 @@ from tierflow.ingest.file_load import FileLoad, IngestError, PathResult, UseRowP
 from tierflow.ingest.landing import IgnoredPath, LandingError, LandingFile, discover, unsupported
 from tierflow.ingest.readers import file_format
 from tierflow.ingest.row_path import RunLookups, load_rows
-from tierflow.ingest.schema import ensure_schema
+from tierflow.ingest.schema import ensure_raw_indexes, ensure_schema
 from tierflow.ingest.sql_path import load_csv_in_sql
 from tierflow.settings import META_SCHEMA, RAW_SCHEMA
 
@@ -164,6 +164,7 @@ def run_ingest(
             _sweep_orphans(conn, run_id)
             _record_ignored(conn, run_id, as_of, report.ignored)
             _load_all(conn, files, cfg, report, run_id)
+            _index_raw_tables(conn)
             _analyze_grown_tables(conn, files, report)
             _check_ignored(report.ignored, fail_unknown)
             _check_required_entities(conn, files, as_of, cfg, report)
@@ -230,6 +231,13 @@ def _load_all(
             "loaded %s: %d rows in, %d loaded, %d rejected (%.2fs)",
             lf.relpath, res.rows_in, res.rows_loaded, res.rows_rejected, time.monotonic() - started,
         )
+
+
+def _index_raw_tables(conn: psycopg.Connection) -> None:
+    started = time.monotonic()
+    created = ensure_raw_indexes(conn)
+    if created:
+        log.info("indexed the raw tables (%d indexes) in %.1fs", len(created), time.monotonic() - started)
 
 
 def _analyze_grown_tables(conn: psycopg.Connection, files: list[LandingFile], report: IngestReport) -> None:

@@ -13,6 +13,7 @@ until the build schemas are dropped and built again.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -50,6 +51,25 @@ def _table(name: str) -> str:
 
     layer, table = name.split(".")
     return f"{BUILD_SCHEMA}_{layer}.{table}"
+
+
+def _log_position(log_file: Path) -> tuple[int, int]:
+    """(inode, size) of dbt's log file now ((0, 0) when there is none yet)."""
+    if not log_file.exists():
+        return 0, 0
+    st = log_file.stat()
+    return st.st_ino, st.st_size
+
+
+def _logged_since(log_file: Path, start: tuple[int, int]) -> str:
+    """What dbt wrote to its log since ``start``. The log is per process and appends; dbt
+    rotates it at 10 MB (the old file becomes dbt.log.1), which a worker that ran many dbt
+    invocations before this test reaches: then the rest of the old file and all of the new."""
+    inode, size = start
+    if inode and log_file.stat().st_ino != inode:
+        rotated = log_file.with_name(log_file.name + ".1")
+        return (rotated.read_bytes()[size:] + log_file.read_bytes()).decode("utf-8")
+    return log_file.read_bytes()[size:].decode("utf-8")
 
 
 def _build(url: str, cfg, *args: str) -> None:
@@ -116,10 +136,10 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
 
     # the catalog test sees it (it can fail) ...
     log_file = _private_target() / "dbt.log"  # this process's dbt log, every invocation's
-    start = log_file.stat().st_size if log_file.exists() else 0
+    start = _log_position(log_file)
     with pytest.raises(DbtError):
         _build(warehouse_url, config, "test")
-    log = log_file.read_bytes()[start:].decode("utf-8")
+    log = _logged_since(log_file, start)
     failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
               if "Failure in test " in line}
     assert [name.startswith("key_enforced_fct_order_lines_") for name in failed] == [True]
@@ -140,10 +160,10 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
         conn.execute(f"insert into {lines} select * from {lines} order by order_id, line_number limit 1")
         duplicated = conn.execute(f"select count(*) from {lines}").fetchone()[0]
         assert duplicated > before
-    start = log_file.stat().st_size
+    start = _log_position(log_file)
     with pytest.raises(DbtError):
         _build(warehouse_url, config, "build")
-    log = log_file.read_bytes()[start:].decode("utf-8")
+    log = _logged_since(log_file, start)
     assert "could not create unique index" in log and "Key (order_id, line_number)=(" in log
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         assert conn.execute(f"select count(*) from {lines}").fetchone()[0] == duplicated

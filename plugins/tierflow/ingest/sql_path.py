@@ -236,12 +236,13 @@ class _Sql:
         elif col.type in ("date", "timestamp"):
             # ISO 8601 shapes only: PostgreSQL alone would also take 'yesterday' or 'Feb 20 2026',
             # hour 24 ('2026-03-01T24:00:00', the next midnight) and a lower-case 'z' for UTC,
-            # which Python refuses
+            # which Python refuses; Python takes a lower-case 't' between date and time
             pg_type = "timestamp" if col.type == "date" else "timestamptz"
             out.append((
                 sql.SQL(
                     "not (case when {t} like '____-__-__' or (({t} like '____-__-__T%'"
-                    " or {t} like '____-__-__ %') and substr({t}, 12, 2) <> '24' and {t} not like '%z')"
+                    " or {t} like '____-__-__t%' or {t} like '____-__-__ %')"
+                    " and substr({t}, 12, 2) <> '24' and {t} not like '%z')"
                     " then pg_input_is_valid({t}, {ty}) else false end)"
                 ).format(t=t, ty=_lit(pg_type)),
                 bad,

@@ -293,7 +293,8 @@ class _File:
         as written). A timestamp may end in ``Z`` or an offset ``+08:00``: the instant is the
         one ``datetime.fromisoformat`` gives (naive ones are UTC: the session is)."""
         m, lens = fixed_width(a, 25 if with_time else 10)
-        digit = (m[:, :19 if with_time else 10] >= 48) & (m[:, :19 if with_time else 10] <= 57)
+        head = m[:, :19 if with_time else 10]  # the date and time; the offset is parsed apart
+        digit = (head >= 48) & (head <= 57)
         good = digit[:, [0, 1, 2, 3, 5, 6, 8, 9]].all(axis=1)
         good &= (m[:, 4] == 45) & (m[:, 7] == 45)  # 2026-03-01
         east = 0

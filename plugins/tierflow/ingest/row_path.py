@@ -93,14 +93,9 @@ class RunLookups:
                 bisect.insort(self._fx.setdefault(r["currency"], []), r["rate_date"])
 
     def add_loaded_keys(self, entity: Entity, loaded: dict[str, pa.Array]) -> None:
-        """A file of ``entity`` loaded these values of its referenced columns (all of them:
-        a column missing here is forgotten, to be read again when asked)."""
+        """A file of ``entity`` loaded these values of its referenced columns (every one)."""
         for column in referenced_columns(entity):
             k = (entity.path, column)
-            if column not in loaded:
-                self._keys.pop(k, None)
-                self._key_sets.pop(k, None)
-                continue
             if k in self._keys:
                 self._keys[k].update(loaded[column].to_pylist())
             if k in self._key_sets:
@@ -134,7 +129,6 @@ def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> 
         lookups.fx_dates()
     seen_keys: dict[tuple, int] = {}
     loaded_rows: list[dict] = []
-    keep_loaded = _is_referenced(entity)
     kept = _referenced_columns(entity)
     rejects: list[tuple] = []
     line = 0
@@ -161,7 +155,7 @@ def load_rows(conn: psycopg.Connection, load: FileLoad, lookups: RunLookups) -> 
                      json.dumps(extras, ensure_ascii=False) if extras else None]
                 )
                 result.rows_loaded += 1
-                if keep_loaded:
+                if kept:
                     loaded_rows.append({k: row[k] for k in kept})
     except UnicodeDecodeError as exc:
         raise IngestError(
@@ -186,9 +180,3 @@ def _referenced_columns(entity: Entity) -> set[str]:
     if entity.path == "erp/fx_rates":
         cols |= {"currency", "rate_date"}
     return cols
-
-
-def _is_referenced(entity: Entity) -> bool:
-    return bool(_referenced_columns(entity))
-
-

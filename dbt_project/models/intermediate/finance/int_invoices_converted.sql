@@ -20,7 +20,7 @@ all_invoices as (
 
 ),
 
-invoices as (
+invoices as not materialized (
 
     select all_invoices.*
     from all_invoices
@@ -37,9 +37,10 @@ fx_rates as (
 
 ),
 
-fx_rate_periods as (
+fx_rate_days as (
 
-    {{ fx_rate_periods('fx_rates') }}
+    -- the rate of each currency on each day up to the newest date converted here
+    {{ fx_rate_days('fx_rates', '(select max(invoice_date) from invoices)') }}
 
 ),
 
@@ -49,8 +50,8 @@ invoices_with_rates as (
         invoices.*,
         {{ fx_rate_or_one('invoices.currency', 'invoice_fx.rate_to_base') }} as fx_rate
     from invoices
-    left join fx_rate_periods as invoice_fx
-        on {{ fx_rate_period_matches('invoice_fx', 'invoices.currency', 'invoices.invoice_date') }}
+    left join fx_rate_days as invoice_fx
+        on {{ fx_rate_day_matches('invoice_fx', 'invoices.currency', 'invoices.invoice_date') }}
 
 ),
 

@@ -57,7 +57,7 @@ order_lines as (
 
 ),
 
-orders as (
+orders as not materialized (
 
     select all_orders.*
     from all_orders
@@ -72,7 +72,7 @@ order_lines as (
 
 ),
 
-orders as (
+orders as not materialized (
 
     select * from all_orders
 
@@ -91,10 +91,10 @@ fx_rates as (
 
 ),
 
-fx_rate_periods as (
+fx_rate_days as (
 
-    -- each rate is valid from its rate_date until the next rate of the same currency
-    {{ fx_rate_periods('fx_rates') }}
+    -- the rate of each currency on each day up to the newest date converted here
+    {{ fx_rate_days('fx_rates', '(select max(order_date) from orders)') }}
 
 ),
 
@@ -135,12 +135,12 @@ lines_with_rates as (
         {{ fx_rate_or_one('lines_with_context.cost_currency', 'cost_fx.rate_to_base') }}
             as standard_cost_fx_rate
     from lines_with_context
-    left join fx_rate_periods as order_fx
-        on {{ fx_rate_period_matches(
+    left join fx_rate_days as order_fx
+        on {{ fx_rate_day_matches(
             'order_fx', 'lines_with_context.currency', 'lines_with_context.order_date'
         ) }}
-    left join fx_rate_periods as cost_fx
-        on {{ fx_rate_period_matches(
+    left join fx_rate_days as cost_fx
+        on {{ fx_rate_day_matches(
             'cost_fx', 'lines_with_context.cost_currency', 'lines_with_context.order_date'
         ) }}
 

@@ -18,7 +18,7 @@ all_orders as (
 
 ),
 
-orders as (
+orders as not materialized (
 
     select all_orders.*
     from all_orders
@@ -35,9 +35,10 @@ fx_rates as (
 
 ),
 
-fx_rate_periods as (
+fx_rate_days as (
 
-    {{ fx_rate_periods('fx_rates') }}
+    -- the rate of each currency on each day up to the newest date converted here
+    {{ fx_rate_days('fx_rates', '(select max(order_date) from orders)') }}
 
 ),
 
@@ -47,8 +48,8 @@ orders_with_rates as (
         orders.*,
         {{ fx_rate_or_one('orders.currency', 'order_fx.rate_to_base') }} as fx_rate
     from orders
-    left join fx_rate_periods as order_fx
-        on {{ fx_rate_period_matches('order_fx', 'orders.currency', 'orders.order_date') }}
+    left join fx_rate_days as order_fx
+        on {{ fx_rate_day_matches('order_fx', 'orders.currency', 'orders.order_date') }}
 
 ),
 

@@ -36,18 +36,14 @@ order_lines as not materialized (
 
 ),
 
+{% if is_incremental() %}
 orders_to_build as (
 
-    {% if is_incremental() %}
     select order_lines.order_id
     from order_lines
     where {{ is_new_to_facts('order_lines') }}
     union
     {{ built_after_as_of_date('order_id') }}
-    {% else %}
-    select distinct order_id
-    from order_lines
-    {% endif %}
 
 ),
 
@@ -59,6 +55,15 @@ lines_to_build as (
         on order_lines.order_id = orders_to_build.order_id
 
 ),
+{% else %}
+-- a full build converts every line: no join to the list of every order id (3.9 s against
+-- 1.4 s at 100,000 customers, docs/performance.md "Stop 29")
+lines_to_build as (
+
+    select * from order_lines
+
+),
+{% endif %}
 
 rounded as (
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 from tierflow.allocation import AllocationError, CustomerInput, build_plan, run_allocation
-from tierflow.allocation.model import plan_period_label
+from tierflow.allocation.model import plan_period_label, round_to_total
 from tierflow.allocation.policy import tier_policy_budgets
 from tierflow.config import TierflowConfig
 
@@ -682,3 +682,24 @@ def test_control_group_that_takes_every_customer_is_an_error() -> None:
     # C01's draw for 2026-03 is .0912 < .5: the only customer is in control
     with pytest.raises(AllocationError, match=r"allocation.control_share 0.5: all 1 customers of 2026-03"):
         build_plan([cust("C01", "high", ".9", "100")], make_config(control_share=0.5), AS_OF)
+
+
+def test_largest_remainder_rounding_ranks_fractional_parts_across_denominators() -> None:
+    """round_to_total compares the fractional parts exactly, whatever their denominators.
+
+    5/2 + 7/4 + 3/4 + 2 = 7; floors 2 + 1 + 0 + 2 = 5, so 2 cents are missing. Fractional
+    parts 1/2, 3/4, 3/4, 0: the two 3/4 get a cent each, not the 1/2. The second case has
+    parts whose numerators rank the other way than the parts (333 > 2 but 333/1000 < 2/3).
+    """
+    values = [Fraction(5, 2), Fraction(7, 4), Fraction(3, 4), Fraction(2)]
+    assert round_to_total(values, 7, lambda i: i) == [2, 2, 1, 2]
+    # 1/3 + 333/1000 + 2/3 + 667/1000 = 2: floors 0, parts 1/3 > 333/1000 and 667/1000 > 2/3:
+    # the two cents go to 667/1000 (largest) and 2/3 (next), ties never reached
+    values = [Fraction(1, 3), Fraction(333, 1000), Fraction(2, 3), Fraction(667, 1000)]
+    assert round_to_total(values, 2, lambda i: i) == [0, 0, 1, 1]
+    # equal parts: the tie order decides (smallest key first), here the reverse of the index
+    values = [Fraction(1, 3)] * 3
+    assert round_to_total(values, 1, lambda i: -i) == [0, 0, 1]
+    # whole values and negative ones: floor(-1/2) = -1 with part 1/2
+    values = [Fraction(-1, 2), Fraction(3, 2), Fraction(1)]
+    assert round_to_total(values, 2, lambda i: i) == [0, 1, 1]

@@ -17,7 +17,7 @@ same functions, the two modes' expected returns are comparable.
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -65,13 +65,27 @@ def value_base_cents(customer: CustomerInput, use_clv: bool = False) -> int:
 
 def curve_for(customer: CustomerInput, action: str, response: ResponseConfig, use_clv: bool = False) -> Curve:
     value = value_base_cents(customer, use_clv)
-    multiplier = exact(response.action_multipliers[action])
-    lengths, rates, previous = [], [], 0
-    for seg in response.segments:
-        breakpoint_ = math.floor(exact(seg.up_to_share_of_value) * value)
+    shares, rates, hour_factor = _curve_terms(
+        response.action_multipliers[action],
+        tuple((seg.up_to_share_of_value, seg.return_per_unit) for seg in response.segments),
+        response.account_manager_hour_return,
+    )
+    lengths, previous = [], 0
+    for share in shares:
+        breakpoint_ = share.numerator * value // share.denominator  # floor(share x value)
         lengths.append(breakpoint_ - previous)
-        rates.append(multiplier * exact(seg.return_per_unit))
         previous = breakpoint_
     # hour_return x value (in cents) per hour = that / 100 per hundredth of an hour
-    hour_rate = multiplier * exact(response.account_manager_hour_return) * value / 100
-    return Curve(tuple(lengths), tuple(rates), hour_rate)
+    return Curve(tuple(lengths), rates, hour_factor * value / 100)
+
+
+@functools.lru_cache(maxsize=64)
+def _curve_terms(
+    multiplier: float, segments: tuple[tuple[float, float], ...], hour_return: float
+) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...], Fraction]:
+    """The exact shares and rates of one action's curves, the same for every customer: worked
+    out once per night, not once per customer."""
+    m = exact(multiplier)
+    shares = tuple(exact(share) for share, _ in segments)
+    rates = tuple(m * exact(rate) for _, rate in segments)
+    return shares, rates, m * exact(hour_return)

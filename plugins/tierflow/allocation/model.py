@@ -7,6 +7,7 @@ Intermediate values (shares of a tier, water levels) are exact ``Fraction`` s.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,14 @@ class AllocationError(ValueError):
     """The allocation cannot be computed from these inputs; the message says why."""
 
 
+@functools.lru_cache(maxsize=1024, typed=True)
 def exact(value: float | int | Decimal | str) -> Fraction:
-    """A config number as the decimal a reader sees (0.1 is 1/10, not the nearest float)."""
+    """A config number as the decimal a reader sees (0.1 is 1/10, not the nearest float).
+
+    Cached: the plan asks for the same few config numbers once per customer (a Fraction is
+    immutable, so sharing one is safe), which at 100,000 customers was a million
+    Decimal-to-Fraction conversions.
+    """
     if isinstance(value, float):
         value = Decimal(str(value))
     return Fraction(value)
@@ -56,7 +63,13 @@ def round_to_total(
         raise AllocationError(
             f"cannot round {len(base)} values to {total}: they add up to {sum(exact_values)}"
         )
-    ranked = sorted(range(len(base)), key=lambda i: (-(exact_values[i] - base[i]), tie_order(i)))
+    # the fractional parts compared as integers over one common denominator: the order of the
+    # Fractions themselves, without a Fraction comparison per step of the sort (at 100,000
+    # customers most of the rounding's time). p mod q is the numerator of p/q - floor(p/q).
+    fractions = [Fraction(v) for v in exact_values]
+    common = math.lcm(*(f.denominator for f in fractions))
+    remainder = [(f.numerator % f.denominator) * (common // f.denominator) for f in fractions]
+    ranked = sorted(range(len(base)), key=lambda i: (-remainder[i], tie_order(i)))
     for i in ranked[:missing]:
         base[i] += 1
     return base

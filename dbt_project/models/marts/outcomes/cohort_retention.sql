@@ -82,50 +82,67 @@ members as (
 
 ),
 
-grid as (
+cohort_months as (
 
+    -- the triangle's cells: each cohort and tier with its size, every month from the
+    -- cohort's to A's
     select
-        members.*,
+        sizes.cohort_month,
+        sizes.value_tier,
+        sizes.customers,
         cast(month_start as date) as month_start_date
-    from members
+    from (
+        select
+            cohort_month,
+            value_tier,
+            count(*) as customers
+        from members
+        group by cohort_month, value_tier
+    ) as sizes
     cross join lateral generate_series(
-        members.cohort_month, date_trunc('month', {{ as_of_date() }}), interval '1 month'
+        sizes.cohort_month, date_trunc('month', {{ as_of_date() }}), interval '1 month'
     ) as month_start
 
 ),
 
 activity as (
 
+    -- the members' months with orders from their cohort month on, summed per cell. Not a
+    -- row for every member and month (a member without orders in a month adds nothing but
+    -- to the cell's size, counted above): at 100,000 customers that grid was 1.7 M rows
+    -- joined to the months with orders (docs/performance.md "Stop 29")
     select
-        grid.cohort_month,
-        grid.value_tier,
-        grid.month_start_date,
-        cast((
-            extract(year from age(grid.month_start_date, grid.cohort_month)) * 12
-            + extract(month from age(grid.month_start_date, grid.cohort_month))
-        ) as integer) as months_since,
-        grid.customer_id,
-        coalesce(monthly.revenue, 0) > 0 as is_active,
-        coalesce(monthly.revenue, 0) - coalesce(monthly.returned_revenue, 0) as net_revenue
-    from grid
-    left join monthly
-        on grid.customer_id = monthly.customer_id
-            and grid.month_start_date = monthly.month_start_date
+        members.cohort_month,
+        members.value_tier,
+        monthly.month_start_date,
+        count(*) filter (where monthly.revenue > 0) as active_customers,
+        sum(monthly.revenue - monthly.returned_revenue) as net_revenue
+    from members
+    inner join monthly
+        on members.customer_id = monthly.customer_id
+            and monthly.month_start_date >= members.cohort_month
+    group by members.cohort_month, members.value_tier, monthly.month_start_date
 
 ),
 
 cells as (
 
     select
-        cohort_month,
-        value_tier,
-        months_since,
-        min(month_start_date) as month_start_date,
-        count(*) as customers,
-        count(*) filter (where is_active) as active_customers,
-        round(sum(net_revenue), 2) as net_revenue
-    from activity
-    group by cohort_month, value_tier, months_since
+        cohort_months.cohort_month,
+        cohort_months.value_tier,
+        cast((
+            extract(year from age(cohort_months.month_start_date, cohort_months.cohort_month)) * 12
+            + extract(month from age(cohort_months.month_start_date, cohort_months.cohort_month))
+        ) as integer) as months_since,
+        cohort_months.month_start_date,
+        cohort_months.customers,
+        coalesce(activity.active_customers, 0) as active_customers,
+        round(coalesce(activity.net_revenue, 0), 2) as net_revenue
+    from cohort_months
+    left join activity
+        on cohort_months.cohort_month = activity.cohort_month
+            and cohort_months.value_tier = activity.value_tier
+            and cohort_months.month_start_date = activity.month_start_date
 
 ),
 

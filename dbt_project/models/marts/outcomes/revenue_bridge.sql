@@ -44,68 +44,58 @@ monthly as (
 
 ),
 
-first_revenue as (
-
-    select
-        customer_id,
-        min(month_start_date) as first_month
-    from monthly
-    where revenue > 0
-    group by customer_id
-
-),
-
-months as (
-
-    select cast(month_start as date) as month_start_date
-    from generate_series(
-            (select min(month_start_date) from monthly),
-            date_trunc('month', {{ as_of_date() }}),
-            interval '1 month'
-        ) as month_start
-
-),
-
 customer_months as (
 
-    -- every customer with revenue in a month or the month before: the months with revenue,
-    -- and the month after each. A union of two equi-joins, not one join `on ... or ...`:
-    -- an `or` leaves the planner no hash join (monthly x months comparisons)
+    -- every customer with revenue in a month or the month before, from one pass over each
+    -- customer's months in order: its months with revenue (the month before from the row
+    -- before, when that is the month before), and the month after each where the next row is
+    -- not that month (no revenue: a churn). Not a union of joins of the months with the
+    -- monthly rows, then two lookups back into them: at 100,000 customers that was 1.2 M rows
+    -- sorted and merged three times (8.6 s of 11 s, docs/performance.md "Stop 29")
     select
-        monthly.customer_id,
-        months.month_start_date
+        customer_id,
+        month_start_date,
+        revenue,
+        lag(month_start_date) over customer_history as previous_month_start_date,
+        lag(revenue) over customer_history as previous_month_revenue,
+        lead(month_start_date) over customer_history as next_month_start_date,
+        -- the first month with revenue (null: never any)
+        min(month_start_date) filter (where revenue > 0) over (partition by customer_id)
+            as first_month
     from monthly
-    inner join months
-        on monthly.month_start_date = months.month_start_date
-
-    union
-
-    select
-        monthly.customer_id,
-        months.month_start_date
-    from monthly
-    inner join months
-        on months.month_start_date = cast(monthly.month_start_date + interval '1 month' as date)
+    window customer_history as (partition by customer_id order by month_start_date)
 
 ),
 
 changes as (
 
     select
-        customer_months.customer_id,
-        customer_months.month_start_date,
-        coalesce(previous_month.revenue, 0) as previous_revenue,
-        coalesce(this_month.revenue, 0) as revenue,
-        first_revenue.first_month
+        customer_id,
+        month_start_date,
+        case
+            when previous_month_start_date = cast(month_start_date - interval '1 month' as date)
+                then previous_month_revenue
+            else 0
+        end as previous_revenue,
+        revenue,
+        first_month
     from customer_months
-    left join monthly as this_month
-        on customer_months.customer_id = this_month.customer_id
-            and customer_months.month_start_date = this_month.month_start_date
-    left join monthly as previous_month
-        on customer_months.customer_id = previous_month.customer_id
-            and previous_month.month_start_date = cast(customer_months.month_start_date - interval '1 month' as date)
-    left join first_revenue
-        on customer_months.customer_id = first_revenue.customer_id
+
+    union all
+
+    -- the month after a month with revenue, without any: up to the month of A
+    select
+        customer_id,
+        cast(month_start_date + interval '1 month' as date) as month_start_date,
+        revenue as previous_revenue,
+        0 as revenue,
+        first_month
+    from customer_months
+    where (
+        next_month_start_date is null
+        or next_month_start_date <> cast(month_start_date + interval '1 month' as date)
+    )
+    and month_start_date < cast(date_trunc('month', {{ as_of_date() }}) as date)
 
 ),
 

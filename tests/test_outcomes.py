@@ -29,6 +29,7 @@ One test, three dbt builds (about 60-90 s).
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -275,3 +276,45 @@ def test_closing_the_loop_over_two_plan_periods(warehouse_url: str, outcomes_con
         " payment 30 of 30 (no open invoices); engagement 30 of 40 (no order for 2 days, 0.07 x the"
         " usual 29.8 days, 1 activities in 90 days)"
     )
+
+    # ---- the same rows without the history indexes ---------------------------------------
+    _check_history_read_without_indexes(url, cfg)
+
+
+def _history_indexes(url: str) -> set[tuple[str, tuple[str, ...]]]:
+    """(table, leading columns) of the b-tree indexes on bi's per-date tables."""
+    rows = _rows(url, """
+        select c.relname, array_agg(a.attname order by k.ord)
+        from pg_index i
+        join pg_class c on c.oid = i.indrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+        join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+        where n.nspname = 'bi'
+        group by i.indexrelid, c.relname
+    """)
+    return {(table, tuple(columns)) for table, columns in rows}
+
+
+def _check_history_read_without_indexes(url: str, cfg) -> None:
+    """plan_performance and cohort_retention read the published plans and tier history night
+    by night through the indexes the publisher makes (tierflow.publish.HISTORY_INDEXES), so a
+    night does not cost every night before it; without them (a warehouse published by an
+    older release, before its next publish) they read the history whole. Both give the same
+    rows: N3's marts rebuilt after dropping the indexes equal those published with them."""
+    from tierflow.publish import HISTORY_INDEXES
+    from tierflow.transform import run_dbt, run_vars
+
+    expected = set(HISTORY_INDEXES.items())
+    assert expected <= _history_indexes(url)
+    marts = ("plan_performance", "cohort_retention")
+    query = "select * from {} where as_of_date = %s"
+    published = {m: sorted(_rows(url, query.format(f"bi.{m}"), N3), key=repr) for m in marts}
+    assert published["plan_performance"] and published["cohort_retention"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, columns in HISTORY_INDEXES.items():
+            conn.execute(f'drop index bi."{table}_{"_".join(columns)}_idx"')
+    assert not expected & _history_indexes(url)
+    run_dbt(["run", "--select", *marts, "--vars", json.dumps(run_vars(cfg, N3, "bi"))], url)
+    for m in marts:
+        assert sorted(_rows(url, query.format(f"build_marts.{m}"), N3), key=repr) == published[m], m

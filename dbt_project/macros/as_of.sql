@@ -30,6 +30,38 @@
 
 
 {#
+    True when the published table has a b-tree index whose leading columns are `columns`, in
+    that order (the publisher creates the ones the marts read history through, see
+    tierflow.publish.HISTORY_INDEXES). A model that reads a customer's history through such an
+    index (one probe per customer, whatever the number of nights) falls back to scanning the
+    history when it is missing: the first night after an upgrade, before the publish made it.
+    Always true while dbt parses. Unit tests override it.
+#}
+{% macro has_published_index(table_name, columns) %}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set checks = [] -%}
+    {%- for column in columns -%}
+        {%- do checks.append(
+            "exists (select 1 from pg_attribute as a where a.attrelid = c.oid and a.attnum = i.indkey["
+            ~ loop.index0 ~ "] and a.attname = '" ~ column ~ "')"
+        ) -%}
+    {%- endfor -%}
+    {%- set found = run_query(
+        "select 1 from pg_index as i"
+        ~ " join pg_class as c on c.oid = i.indrelid"
+        ~ " join pg_namespace as n on n.oid = c.relnamespace"
+        ~ " join pg_class as ic on ic.oid = i.indexrelid"
+        ~ " join pg_am as am on am.oid = ic.relam and am.amname = 'btree'"
+        ~ " where n.nspname = '" ~ var('publish_schema') ~ "' and c.relname = '" ~ table_name ~ "'"
+        ~ " and i.indisvalid and " ~ checks | join(' and ')
+    ) -%}
+    {{ return(found.rows | length > 0) }}
+{% endmacro %}
+
+
+{#
     Predicted lifetime value for A exists when the `clv` step (tierflow.clv, run between the
     DAG's two dbt groups) wrote customer_clv into the marts schema. The step always creates the
     table; it holds rows for A only when a CLV fit was accepted and in use. A `dbt build` run by

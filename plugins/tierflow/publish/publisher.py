@@ -68,6 +68,13 @@ CURRENT_STATE_TABLES = (
     "dim_customers",
 )
 PUBLISHED_TABLES = CURRENT_STATE_TABLES + PER_DATE_TABLES
+# per-date tables the marts read a customer's history from, one index probe per customer
+# (macro has_published_index): their history grows by every customer each night, so reading
+# it whole would make each night cost every night before it
+HISTORY_INDEXES = {
+    "customer_tier_history": ("customer_id", "as_of_date"),  # cohort_retention: the first tier
+    "allocation_plan_customer": ("as_of_date", "plan_period"),  # plan_performance: the nights
+}
 
 
 class PublishError(RuntimeError):
@@ -183,6 +190,16 @@ def _publish_partition(
             sql.Identifier(f"{table}_as_of_date_idx"), dst
         )
     )
+    # (a table without those columns is not one the marts read history from)
+    history_columns = HISTORY_INDEXES.get(table, ())
+    if history_columns and set(history_columns) <= {name for name, _ in src_cols}:
+        conn.execute(
+            sql.SQL("create index if not exists {} on {} ({})").format(
+                sql.Identifier(f"{table}_{'_'.join(history_columns)}_idx"),
+                dst,
+                sql.SQL(", ").join(sql.Identifier(c) for c in history_columns),
+            )
+        )
     conn.execute(sql.SQL("delete from {} where as_of_date = %s").format(dst), (as_of,))
     columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in src_cols)
     cur = conn.execute(

@@ -51,8 +51,8 @@ cohorts as (
 first_tiers as (
 
     -- each cohort member's first published tier, one index probe per customer: the history
-    -- grows by every customer each night (6 M rows at 100,000 customers after 60 nights,
-    -- where reading it whole took 2.7 s more than after 2; docs/performance.md "Stop 29")
+    -- grows by every customer each night (6 M rows at 100,000 customers after 62 nights; the
+    -- model 3.6 s reading it whole, 2.7 s by probes; docs/performance.md "Stop 29")
     select
         cohorts.customer_id,
         first_tier.value_tier

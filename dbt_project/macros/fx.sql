@@ -4,21 +4,26 @@
     on or before the row's date; rate 1 when the currency is the base currency.
 #}
 
-{#- fx_rate_days: select over `fx_rates` (a CTE or relation with currency, rate_date,
-    rate_to_base) giving, for each currency, one row per day from its first rate_date to
-    `last_date` (an expression: the latest date the statement looks up) with the rate valid
-    that day: the latest rate on or before it. Dates before a currency's first rate have no
-    row (no rate). Each rate holds from its rate_date until the day before the next rate of
-    the same currency; the newest one until `last_date`.
+{#- The fx rule as two equality-friendly joins (fx_rate_join), over two CTEs a model defines
+    from its `fx_rates`:
 
-    A day table, not the validity periods themselves: the join on (currency, day) is an
-    equality a hash join can use, where `date >= valid_from and date < valid_to` could only
-    be a filter over every period of the currency, for every row. At 100,000 customers the
-    order lines' conversion compared each of 3.7 M lines with every one of its currency's
-    730 daily periods (203 M comparisons, 23.8 s; 6.4-8.3 s with the day table,
-    docs/performance.md "Stop 29"). The table has (days between a currency's first rate and
-    `last_date`) rows per currency: 3,650 for ten years. -#}
-{% macro fx_rate_days(fx_rates, last_date) -%}
+        fx_rate_days as ({{ fx_rate_days('fx_rates') }}),
+        fx_rate_latest as ({{ fx_rate_latest('fx_rates') }}),
+
+    - fx_rate_days: for each currency, one row per day from its first rate_date to the day
+      before its newest one, with the rate valid that day (the latest on or before it);
+    - fx_rate_latest: each currency's newest rate, valid from its rate_date on.
+
+    A date finds its rate in exactly one of them (the days end where the newest rate begins),
+    or in neither before the currency's first rate (no rate).
+
+    Not the validity periods themselves (`date >= valid_from and (date < valid_to or valid_to
+    is null)`): a join can only hash or merge such periods on the currency, then compare every
+    row with every period of its currency. At 100,000 customers the order lines' conversion
+    made 203 M such comparisons (23.8 s; 6.4-8.3 s with a day table, docs/performance.md
+    "Stop 29"). The day table has (days from a currency's first rate to its newest) rows per
+    currency: 3,650 for ten years of rates. -#}
+{% macro fx_rate_days(fx_rates) -%}
     select
         periods.currency,
         cast(rate_day as date) as rate_day,
@@ -32,19 +37,37 @@
         from {{ fx_rates }}
     ) as periods
     cross join lateral generate_series(
-        periods.valid_from_date,
-        -- the newest rate until the latest date looked up (greatest ignores a null: no rows)
-        coalesce(periods.valid_to_date - 1, greatest(periods.valid_from_date, {{ last_date }})),
-        interval '1 day'
+        periods.valid_from_date, periods.valid_to_date - 1, interval '1 day'
     ) as rate_day
+    -- the newest rate has no end: fx_rate_latest
+    where periods.valid_to_date is not null
 {%- endmacro %}
 
 
-{#- fx_rate_day_matches: join condition picking the row of `days` (fx_rate_days) for
-    `currency_expr` on `date_expr`. -#}
-{% macro fx_rate_day_matches(days, currency_expr, date_expr) -%}
-    {{ currency_expr }} = {{ days }}.currency
-        and {{ date_expr }} = {{ days }}.rate_day
+{% macro fx_rate_latest(fx_rates) -%}
+    select distinct on (currency)
+        currency,
+        rate_date as valid_from_date,
+        rate_to_base
+    from {{ fx_rates }}
+    order by currency, rate_date desc
+{%- endmacro %}
+
+
+{#- fx_rate_join: the two left joins giving the rate of `currency_expr` on `date_expr` to the
+    rows of the from clause, read as fx_rate_on_date(alias). -#}
+{% macro fx_rate_join(alias, currency_expr, date_expr) -%}
+    left join fx_rate_days as {{ alias }}
+        on {{ currency_expr }} = {{ alias }}.currency
+            and {{ date_expr }} = {{ alias }}.rate_day
+    left join fx_rate_latest as {{ alias }}_latest
+        on {{ currency_expr }} = {{ alias }}_latest.currency
+            and {{ date_expr }} >= {{ alias }}_latest.valid_from_date
+{%- endmacro %}
+
+
+{% macro fx_rate_on_date(alias) -%}
+    coalesce({{ alias }}.rate_to_base, {{ alias }}_latest.rate_to_base)
 {%- endmacro %}
 
 

@@ -20,7 +20,7 @@ all_invoices as (
 
 ),
 
-invoices as not materialized (
+invoices as (
 
     select all_invoices.*
     from all_invoices
@@ -39,8 +39,13 @@ fx_rates as (
 
 fx_rate_days as (
 
-    -- the rate of each currency on each day up to the newest date converted here
-    {{ fx_rate_days('fx_rates', '(select max(invoice_date) from invoices)') }}
+    {{ fx_rate_days('fx_rates') }}
+
+),
+
+fx_rate_latest as (
+
+    {{ fx_rate_latest('fx_rates') }}
 
 ),
 
@@ -48,10 +53,9 @@ invoices_with_rates as (
 
     select
         invoices.*,
-        {{ fx_rate_or_one('invoices.currency', 'invoice_fx.rate_to_base') }} as fx_rate
+        {{ fx_rate_or_one('invoices.currency', fx_rate_on_date('invoice_fx')) }} as fx_rate
     from invoices
-    left join fx_rate_days as invoice_fx
-        on {{ fx_rate_day_matches('invoice_fx', 'invoices.currency', 'invoices.invoice_date') }}
+    {{ fx_rate_join('invoice_fx', 'invoices.currency', 'invoices.invoice_date') }}
 
 ),
 

@@ -57,7 +57,7 @@ order_lines as (
 
 ),
 
-orders as not materialized (
+orders as (
 
     select all_orders.*
     from all_orders
@@ -72,7 +72,7 @@ order_lines as (
 
 ),
 
-orders as not materialized (
+orders as (
 
     select * from all_orders
 
@@ -93,8 +93,13 @@ fx_rates as (
 
 fx_rate_days as (
 
-    -- the rate of each currency on each day up to the newest date converted here
-    {{ fx_rate_days('fx_rates', '(select max(order_date) from orders)') }}
+    {{ fx_rate_days('fx_rates') }}
+
+),
+
+fx_rate_latest as (
+
+    {{ fx_rate_latest('fx_rates') }}
 
 ),
 
@@ -130,19 +135,13 @@ lines_with_rates as (
 
     select
         lines_with_context.*,
-        {{ fx_rate_or_one('lines_with_context.currency', 'order_fx.rate_to_base') }}
+        {{ fx_rate_or_one('lines_with_context.currency', fx_rate_on_date('order_fx')) }}
             as fx_rate,
-        {{ fx_rate_or_one('lines_with_context.cost_currency', 'cost_fx.rate_to_base') }}
+        {{ fx_rate_or_one('lines_with_context.cost_currency', fx_rate_on_date('cost_fx')) }}
             as standard_cost_fx_rate
     from lines_with_context
-    left join fx_rate_days as order_fx
-        on {{ fx_rate_day_matches(
-            'order_fx', 'lines_with_context.currency', 'lines_with_context.order_date'
-        ) }}
-    left join fx_rate_days as cost_fx
-        on {{ fx_rate_day_matches(
-            'cost_fx', 'lines_with_context.cost_currency', 'lines_with_context.order_date'
-        ) }}
+    {{ fx_rate_join('order_fx', 'lines_with_context.currency', 'lines_with_context.order_date') }}
+    {{ fx_rate_join('cost_fx', 'lines_with_context.cost_currency', 'lines_with_context.order_date') }}
 
 ),
 

@@ -18,7 +18,7 @@ all_orders as (
 
 ),
 
-orders as not materialized (
+orders as (
 
     select all_orders.*
     from all_orders
@@ -37,8 +37,13 @@ fx_rates as (
 
 fx_rate_days as (
 
-    -- the rate of each currency on each day up to the newest date converted here
-    {{ fx_rate_days('fx_rates', '(select max(order_date) from orders)') }}
+    {{ fx_rate_days('fx_rates') }}
+
+),
+
+fx_rate_latest as (
+
+    {{ fx_rate_latest('fx_rates') }}
 
 ),
 
@@ -46,10 +51,9 @@ orders_with_rates as (
 
     select
         orders.*,
-        {{ fx_rate_or_one('orders.currency', 'order_fx.rate_to_base') }} as fx_rate
+        {{ fx_rate_or_one('orders.currency', fx_rate_on_date('order_fx')) }} as fx_rate
     from orders
-    left join fx_rate_days as order_fx
-        on {{ fx_rate_day_matches('order_fx', 'orders.currency', 'orders.order_date') }}
+    {{ fx_rate_join('order_fx', 'orders.currency', 'orders.order_date') }}
 
 ),
 

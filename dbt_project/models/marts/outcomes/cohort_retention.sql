@@ -142,7 +142,7 @@ activity as (
     from members
     inner join monthly
         on members.customer_id = monthly.customer_id
-            and monthly.month_start_date >= members.cohort_month
+            and members.cohort_month <= monthly.month_start_date
     group by members.cohort_month, members.value_tier, monthly.month_start_date
 
 ),

@@ -8,8 +8,10 @@ spreadsheets, neutralise formula triggers; the tables and the Parquet files keep
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -41,19 +43,19 @@ def neutralise_formula(value: object) -> object:
     return value
 
 
-# rows per chunk of an export: the memory of one export is one chunk, whatever the customer count
+# rows per chunk of an export (a Parquet row group, a block of CSV lines); the database's text of a
+# table is read EXPORT_BLOCK_BYTES at a time: the memory of one export is one block, whatever the
+# customer count
 EXPORT_CHUNK_ROWS = 10_000
-# PostgreSQL type (oid) -> (pandas dtype of a chunk, pyarrow type factory for the Parquet file); the
-# published tables hold these types (tests/test_exports.py checks that every exported column's
-# type is here)
-_INT = ("Int64", "int64")
-_FLOAT = ("float64", "float64")
-EXPORT_TYPES: dict[int, tuple[str, str]] = {
-    20: _INT, 21: _INT, 23: _INT,  # int8, int2, int4
-    700: _FLOAT, 701: _FLOAT, 1700: _FLOAT,  # float4, float8, numeric (as float64 for consumers)
-    16: ("object", "bool_"),
-    25: ("object", "string"), 1043: ("object", "string"), 1042: ("object", "string"),
-    1082: ("object", "date32"),
+EXPORT_BLOCK_BYTES = 8 << 20
+# PostgreSQL type (oid) -> pyarrow type of the Parquet column (and of the text in the CSV file): the
+# published tables hold these types; a column of another type stops the export and is named
+EXPORT_TYPES: dict[int, str] = {
+    20: "int64", 21: "int64", 23: "int64",  # int8, int2, int4
+    700: "float64", 701: "float64", 1700: "float64",  # float4, float8, numeric (as float64 for consumers)
+    16: "bool_",
+    25: "string", 1043: "string", 1042: "string",
+    1082: "date32",
 }
 
 
@@ -62,9 +64,10 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
     outcome tables that are published, then the CRM import file (all replaced on rerun).
 
     The CSV files neutralise formula triggers in text cells (``neutralise_formula``); the
-    Parquet files hold the values as published. Each table is read and written in chunks of
-    ``EXPORT_CHUNK_ROWS`` rows (a server-side cursor), each column typed by its database type,
-    so that the memory of the step does not grow with the customer count."""
+    Parquet files hold the values as published. Each table is read as the server's CSV text
+    (``COPY``) ``EXPORT_BLOCK_BYTES`` at a time and written in chunks of ``EXPORT_CHUNK_ROWS`` rows,
+    each column typed by its database type, so that the memory of the step does not grow with
+    the customer count; the CSV text of a value is what pandas' ``to_csv`` writes for it."""
     out = exports_root / as_of.isoformat()
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -85,37 +88,141 @@ def write_exports(url: str, publish_schema: str, as_of: date, exports_root: Path
 
 def _export_table(conn: psycopg.Connection, query: sql.Composed, as_of: date, name: str,
                   csv_path: Path, pq_path: Path) -> None:
-    """One table's CSV and Parquet files, written chunk by chunk from a server-side cursor."""
-    import pandas as pd
+    """One table's CSV and Parquet files, written block by block as the database sends them.
+
+    The rows come as the server's own CSV (``COPY ... TO STDOUT``), parsed by Arrow into columns
+    of the Parquet types, and each chunk of them is written to the Parquet file as it is and to
+    the CSV file in pandas' text of a value (``_csv_lines``): no Python object per cell."""
     import pyarrow as pa
+    import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    with conn.transaction(), conn.cursor(name=f"export_{csv_path.stem}") as cur:
-        cur.execute(query, (as_of,))
-        columns = [d.name for d in cur.description]
-        unknown = [f"{d.name} (type oid {d.type_code})" for d in cur.description
-                   if d.type_code not in EXPORT_TYPES]
+    with conn.transaction():
+        # the types of the columns, without reading a row
+        columns = conn.execute(sql.SQL("select * from ({}) as q limit 0").format(query), (as_of,)).description
+        unknown = [f"{d.name} (type oid {d.type_code})" for d in columns if d.type_code not in EXPORT_TYPES]
         if unknown:
             raise ValueError(f"export of {name}: no export type for column(s) {', '.join(unknown)}")
-        dtypes = {d.name: EXPORT_TYPES[d.type_code][0] for d in cur.description}
-        schema = pa.schema([(d.name, getattr(pa, EXPORT_TYPES[d.type_code][1])()) for d in cur.description])
-        text = [d.name for d in cur.description if EXPORT_TYPES[d.type_code][1] == "string"]
-        with (open(csv_path, "w", encoding="utf-8", newline="") as csv_file,
-              pq.ParquetWriter(pq_path, schema) as parquet):
-            first = True
-            while True:
-                rows = cur.fetchmany(EXPORT_CHUNK_ROWS)
-                if not rows and not first:
-                    break
-                frame = pd.DataFrame(rows, columns=columns).astype(dtypes)
-                # CRLF line ends (RFC 4180): the csv module then also quotes a value holding a bare
-                # CR, which with "\n" line ends it writes unquoted, splitting the row for a reader
-                frame.assign(**{c: frame[c].map(neutralise_formula) for c in text}).to_csv(
-                    csv_file, header=first, index=False, lineterminator="\r\n")
-                parquet.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
-                first = False
-                if len(rows) < EXPORT_CHUNK_ROWS:
-                    break
+        schema = pa.schema([(d.name, getattr(pa, EXPORT_TYPES[d.type_code])()) for d in columns])
+        conn.execute("set local client_encoding to 'UTF8'")  # what Arrow reads
+        copy_sql = sql.SQL("copy ({}) to stdout (format csv)").format(query)
+        with (conn.cursor() as cur, cur.copy(copy_sql, (as_of,)) as copy,
+              open(csv_path, "wb") as csv_file, pq.ParquetWriter(pq_path, schema) as parquet):
+            csv_file.write(_csv_header(schema.names))
+            source = _CopyReader(copy)
+            if not source.peek():  # no rows: pyarrow reads no columns from an empty text
+                parquet.write_table(schema.empty_table())
+                return
+            reader = pa_csv.open_csv(
+                source,
+                read_options=pa_csv.ReadOptions(column_names=schema.names, block_size=EXPORT_BLOCK_BYTES),
+                # the server quotes a value holding a line end, a comma or a quote; a null is an
+                # unquoted empty field (a row of one null: an empty line), an empty text a quoted
+                # one; booleans are t and f
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=schema, null_values=[""], strings_can_be_null=True,
+                    quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]),
+            )
+            for chunk in _chunks(reader, EXPORT_CHUNK_ROWS):
+                parquet.write_table(chunk)  # a row group per chunk
+                csv_file.write(_csv_lines(chunk))
+
+
+def _chunks(batches: Iterable, rows: int) -> Iterator:
+    """Tables of ``rows`` rows (the last one shorter) from record batches of any length."""
+    import pyarrow as pa
+
+    pending, count = [], 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows).combine_chunks()
+            rest = table.slice(rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+class _CopyReader(io.RawIOBase):
+    """The text of a ``COPY ... TO STDOUT`` as a file that Arrow's CSV reader reads from."""
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy, self._pending = copy, memoryview(b"")
+
+    def peek(self) -> bool:
+        """Whether any text is left (reads the next block from the server if needed)."""
+        if not self._pending:
+            self._pending = memoryview(self._copy.read())
+        return bool(self._pending)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 (a writable buffer)
+        """Fills the buffer (the server sends a row at a time; Arrow parses each read as a block)."""
+        filled = 0
+        while filled < len(buffer) and self.peek():
+            n = min(len(buffer) - filled, len(self._pending))
+            buffer[filled:filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
+
+
+def _csv_header(names: list[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(names)
+    return out.getvalue().encode("utf-8")
+
+
+# Python's repr (and so pandas) writes a float from 1e-4 up to below 1e16 in positional notation,
+# with at least one decimal (175.0); Arrow writes the same shortest digits, without the decimal
+# (175), and chooses positional or exponent notation by other rules: its exponents are rewritten
+_FLOAT_POSITIONAL = (1e-4, 1e16)
+_CSV_SPECIAL = r'[,"\r\n]'  # what the csv module quotes (with "\r\n" line ends)
+
+
+def _csv_cells(column):  # noqa: ANN001, ANN202 (pyarrow arrays)
+    """One column's CSV cells, each as pandas' ``to_csv`` writes the value (null: null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(column.type):
+        text = pc.replace_substring_regex(column, r"^([=+\-@\t\r])", r"'\1", max_replacements=1)
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+        return pc.if_else(pc.match_substring_regex(text, _CSV_SPECIAL), quoted, text)
+    if pa.types.is_boolean(column.type):
+        return pc.if_else(column, "True", "False")
+    if pa.types.is_floating(column.type):
+        text = pc.cast(column, pa.string())
+        text = pc.if_else(pc.match_substring(text, "."), text, pc.binary_join_element_wise(text, ".0", ""))
+        low, high = _FLOAT_POSITIONAL
+        size = pc.abs(column)
+        outside = pc.or_(pc.less(size, low), pc.greater_equal(size, high))
+        exponent = pc.and_(pc.not_equal(column, 0.0), outside)
+        odd = pc.fill_null(pc.or_(pc.or_(pc.invert(pc.is_finite(column)), pc.match_substring(text, "e")),
+                                  exponent), False)
+        if pc.any(odd).as_py():  # rare: an exponent, inf or NaN (an empty cell, as pandas writes it)
+            values = column.to_pylist()
+            exact = pa.array([None if v is None or v != v else repr(v) for v in values], pa.string())
+            text = pc.if_else(odd, exact, text)
+        return text
+    return pc.cast(column, pa.string())  # integers and dates: the same text in both
+
+
+def _csv_lines(chunk) -> bytes:  # noqa: ANN001 (a pyarrow Table of one chunk)
+    """The chunk's rows as pandas' ``to_csv(index=False, lineterminator="\r\n")`` writes them
+    (the csv module's minimal quoting; formula triggers neutralised in text cells)."""
+    import pyarrow.compute as pc
+
+    cells = [pc.fill_null(_csv_cells(column), "") for column in chunk.columns]
+    if len(cells) == 1:  # the csv module quotes a row's only field when it is empty
+        cells[0] = pc.if_else(pc.equal(cells[0], ""), '""', cells[0])
+    rows = pc.binary_join_element_wise(*cells, ",")
+    return "".join(f"{row}\r\n" for row in rows.to_pylist()).encode("utf-8")
 
 
 def _crm_import_rows(conn: psycopg.Connection, publish_schema: str, as_of: date) -> list[tuple]:

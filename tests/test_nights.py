@@ -153,6 +153,13 @@ def test_failed_night_then_reruns_then_a_killed_run(run_env: dict[str, str], tmp
     # and the next run of that date succeeds and publishes it
     ok(tierflow(["run", "--date", "2026-04-01"], run_env))
     assert query(url, "select count(*) from bi.customer_tiers where as_of_date = '2026-04-01'") == [(10,)]
+    # the publish writes only the order facts built since its last one (build_number): after a
+    # failed night, a rerun of an older date (which took orders out of the build) and a killed run,
+    # bi's order facts are still the build's, row for row
+    for table in ("fct_orders", "fct_order_lines"):
+        published = query(url, f"select * from bi.{table} order by 1, 2")
+        assert published == query(url, f"select * from build_marts.{table} order by 1, 2"), table
+        assert published and all(row[-1] is not None for row in published), table  # build_number
     assert date_rows(url, D_MINUS_1) == first_d_minus_1
 
 

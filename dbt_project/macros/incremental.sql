@@ -170,3 +170,24 @@
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}
+
+
+
+{#- The number of the build that last (re)wrote a fact row: one number per build of the model,
+    from a sequence, so a row rebuilt later carries a larger number whatever the clocks say. The
+    publish copies to bi only the rows built since the largest number it published
+    (tierflow.publish.publisher.CHANGED_ROWS). The uncorrelated subquery is evaluated once per
+    statement. `build_number_sequence()` is the model's pre-hook that makes the sequence. -#}
+{% macro build_number() -%}
+    (select nextval('{{ this.schema }}.fact_build_number'))
+{%- endmacro %}
+
+{% macro build_number_sequence() -%}
+    create sequence if not exists {{ this.schema }}.fact_build_number
+{%- endmacro %}
+
+{% macro build_number_index() -%}
+    {#- The post-hook that indexes build_number (the publish reads the rows of the builds since
+        its last one by it); a catalog lookup when the index exists. -#}
+    create index if not exists {{ this.identifier }}_build_number on {{ this }} (build_number)
+{%- endmacro %}

@@ -68,6 +68,17 @@ CURRENT_STATE_TABLES = (
     "dim_customers",
 )
 PUBLISHED_TABLES = CURRENT_STATE_TABLES + PER_DATE_TABLES
+# current-state tables whose rows carry the number of the build that last wrote them (column
+# BUILD_NUMBER, macro build_number), by key: the publish replaces only the rows built since the
+# largest number bi holds, instead of the whole table (3.6 M order lines at 100,000 customers)
+CHANGED_ROWS = {
+    "fct_orders": ("order_id",),
+    "fct_order_lines": ("order_id", "line_number"),
+}
+BUILD_NUMBER = "build_number"
+# a current-state table with fewer changed rows than this share is not analyzed by the publish:
+# its statistics still describe it (autovacuum's own threshold is 10% of the rows changed)
+ANALYZE_SHARE = 0.10
 # per-date tables the marts read a customer's history from, one index probe per customer
 # (macro has_published_index): their history grows by every customer each night, so reading
 # it whole would make each night cost every night before it
@@ -118,13 +129,18 @@ def _copy_comments(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
             )
 
 
-def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str) -> int:
-    """Replace the rows of ``dst_schema.table`` with those of ``src_schema.table``.
+def _publish_table(
+    conn: psycopg.Connection, src_schema: str, dst_schema: str, table: str,
+    written: dict[str, int] | None = None,
+) -> int:
+    """Replace the rows of ``dst_schema.table`` with those of ``src_schema.table``; returns the
+    table's row count (and puts the rows it wrote in ``written[table]``).
 
     The published table is kept (delete + insert), so BI views on it keep working. New
     columns in the source are added to it (a release that adds columns does not disturb
     BI); a column removed or retyped needs the table recreated, which a dependent view
-    prevents: that stops the publish and names the objects.
+    prevents: that stops the publish and names the objects. A table of ``CHANGED_ROWS``
+    gets only the rows built since its last publish (``_publish_changed_rows``).
     """
     src = sql.Identifier(src_schema, table)
     dst = sql.Identifier(dst_schema, table)
@@ -137,6 +153,14 @@ def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
             if (name, type_) not in dst_cols:
                 add = sql.SQL("alter table {} add column {} {}")  # type_: the catalog's own spelling
                 conn.execute(add.format(dst, sql.Identifier(name), sql.SQL(type_)))
+        if table in CHANGED_ROWS and (BUILD_NUMBER, "bigint") in src_cols:
+            names = [name for name, _ in src_cols]
+            done = _publish_changed_rows(conn, src, dst, table, names)
+            if done is not None:
+                _copy_comments(conn, src_schema, dst_schema, table)
+                if written is not None:
+                    written[table] = done[1]
+                return done[0]
         conn.execute(sql.SQL("delete from {}").format(dst))
     else:
         if dst_cols:
@@ -150,8 +174,71 @@ def _publish_table(conn: psycopg.Connection, src_schema: str, dst_schema: str, t
         conn.execute(sql.SQL("create table {} (like {} including defaults)").format(dst, src))
     columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in src_cols)
     cur = conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(dst, columns, columns, src))
+    if table in CHANGED_ROWS and (BUILD_NUMBER, "bigint") in src_cols:
+        _index_changed_rows(conn, dst, table)
     _copy_comments(conn, src_schema, dst_schema, table)
+    if written is not None:
+        written[table] = cur.rowcount
     return cur.rowcount
+
+
+def _index_changed_rows(conn: psycopg.Connection, dst: sql.Identifier, table: str) -> None:
+    """Index a published table of ``CHANGED_ROWS`` by its key and its build number, if it is not:
+    the publish reads the largest number and deletes each rebuilt key by them. Made after a whole
+    copy, not before it (a bulk insert into an indexed table costs more than building the index
+    afterwards: 5.6 s for both order facts at 100,000 customers, against 14 s more for the insert)."""
+    key = sql.SQL(", ").join(sql.Identifier(k) for k in CHANGED_ROWS[table])
+    for name, columns in ((f"{table}_key", key), (f"{table}_{BUILD_NUMBER}", sql.Identifier(BUILD_NUMBER))):
+        create = sql.SQL("create index if not exists {} on {} ({})")
+        conn.execute(create.format(sql.Identifier(name), dst, columns))
+
+
+def _publish_changed_rows(
+    conn: psycopg.Connection, src: sql.Identifier, dst: sql.Identifier, table: str, names: list[str]
+) -> tuple[int, int] | None:
+    """Bring ``dst`` to the rows of ``src`` by replacing only the rows built since the largest
+    build number ``dst`` holds: (rows of the table, rows written), or None (and ``dst`` as it
+    was, or empty) when the whole table has to be copied instead.
+
+    Exact, not a guess: ``dst`` is what an earlier publish copied from ``src``, and every row
+    ``src`` rewrote since carries a larger build number (a sequence, not a clock). After the
+    keys of those rows are deleted from ``dst`` and the rows inserted, ``dst`` holds every row of
+    ``src`` and, besides, only the rows of keys ``src`` no longer has (a rerun of an older date
+    deletes the orders delivered after it): equal row counts prove there are none; otherwise they
+    are deleted by an anti-join on the key. More than half the rows changed (a full refresh):
+    copied whole.
+    """
+    key_columns = CHANGED_ROWS[table]
+    key = sql.SQL(", ").join(sql.Identifier(k) for k in key_columns)
+    number = sql.Identifier(BUILD_NUMBER)
+    (published,) = conn.execute(sql.SQL("select max({}) from {}").format(number, dst)).fetchone()
+    if published is None:  # never published with build numbers: the first copy is whole
+        return None
+    _index_changed_rows(conn, dst, table)  # a warehouse of an earlier release has none yet
+    total, changed = conn.execute(
+        sql.SQL("select count(*), count(*) filter (where {} > %s) from {}").format(number, src), (published,)
+    ).fetchone()
+    if changed * 2 > total:
+        return None
+    conn.execute(
+        sql.SQL("delete from {dst} where ({key}) in (select {key} from {src} where {number} > %s)").format(
+            dst=dst, key=key, src=src, number=number),
+        (published,),
+    )
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    insert = sql.SQL("insert into {} ({}) select {} from {} where {} > %s")
+    conn.execute(insert.format(dst, columns, columns, src, number), (published,))
+    (rows,) = conn.execute(sql.SQL("select count(*) from {}").format(dst)).fetchone()
+    if rows != total:  # keys the build no longer has: found by the key indexes of both tables
+        gone = conn.execute(sql.SQL(
+            "delete from {dst} as d where not exists (select from {src} as s where ({s_key}) = ({d_key}))"
+        ).format(dst=dst, src=src, s_key=sql.SQL(", ").join(sql.Identifier("s", k) for k in key_columns),
+                 d_key=sql.SQL(", ").join(sql.Identifier("d", k) for k in key_columns))).rowcount
+        log.info("%s: %s row(s) of keys the build no longer has, deleted", dst.as_string(conn), f"{gone:,}")
+        changed += gone
+    log.info("%s: %s of %s rows built since build %s", dst.as_string(conn), f"{changed:,}", f"{total:,}",
+             published)
+    return total, changed
 
 
 def _publish_partition(
@@ -281,9 +368,10 @@ def publish(
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(publish_schema)))
             newest = newest_published_date(conn)
             is_newest = newest is None or as_of >= newest
+            written: dict[str, int] = {}
             if is_newest:
                 for table in CURRENT_STATE_TABLES:
-                    counts[table] = _publish_table(conn, MARTS_SCHEMA, publish_schema, table)
+                    counts[table] = _publish_table(conn, MARTS_SCHEMA, publish_schema, table, written)
             else:
                 log.info(
                     "%s is older than the newest published date %s: the current-state tables (%s) stay "
@@ -296,7 +384,9 @@ def publish(
             counts["data_quality_results"] = _publish_table(
                 conn, META_SCHEMA, publish_schema, "data_quality_results"
             )
-            analyze_published(conn, publish_schema, counts)
+            # a current-state table of few changed rows keeps statistics that describe it
+            analyze_published(conn, publish_schema, [
+                t for t in counts if t not in written or written[t] >= ANALYZE_SHARE * counts[t]])
             _grant_read_only(conn, publish_schema, bi_role)
             conn.execute(
                 sql.SQL(

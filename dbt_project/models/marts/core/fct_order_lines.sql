@@ -16,8 +16,10 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=watermark_indexes(),
+        pre_hook=["{{ build_number_sequence() }}"],
         post_hook=[
             "{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}",
+            "{{ build_number_index() }}",
             enforce_key_hook(
                 ['order_id', 'line_number'],
                 ['customer_id', 'product_id', 'order_date', 'fx_rate', 'source_load_id', 'source_business_date'],
@@ -109,7 +111,8 @@ final as (
 
         -- load metadata
         source_load_id,
-        source_business_date
+        source_business_date,
+        {{ build_number() }} as build_number
 
     from rounded
 

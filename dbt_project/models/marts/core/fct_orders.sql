@@ -13,8 +13,10 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         indexes=watermark_indexes(),
+        pre_hook=["{{ build_number_sequence() }}"],
         post_hook=[
             "{{ delete_rows_delivered_after_as_of_date() if is_incremental() }}",
+            "{{ build_number_index() }}",
             enforce_key_hook(
                 ['order_id'],
                 [
@@ -153,7 +155,8 @@ final as (
         -- load metadata
         greatest(orders.source_load_id, order_line_totals.source_load_id) as source_load_id,
         greatest(orders.source_business_date, order_line_totals.source_business_date)
-            as source_business_date
+            as source_business_date,
+        {{ build_number() }} as build_number
 
     from orders
     left join order_line_totals

@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
@@ -47,7 +48,7 @@ def neutralise_formula(value: object) -> object:
 # table is read EXPORT_BLOCK_BYTES at a time: the memory of one export is one block, whatever the
 # customer count
 EXPORT_CHUNK_ROWS = 10_000
-EXPORT_BLOCK_BYTES = 8 << 20
+EXPORT_BLOCK_BYTES = 1 << 20
 # PostgreSQL type (oid) -> pyarrow type of the Parquet column (and of the text in the CSV file): the
 # published tables hold these types; a column of another type stops the export and is named
 EXPORT_TYPES: dict[int, str] = {
@@ -221,8 +222,16 @@ def _csv_lines(chunk) -> bytes:  # noqa: ANN001 (a pyarrow Table of one chunk)
     cells = [pc.fill_null(_csv_cells(column), "") for column in chunk.columns]
     if len(cells) == 1:  # the csv module quotes a row's only field when it is empty
         cells[0] = pc.if_else(pc.equal(cells[0], ""), '""', cells[0])
-    rows = pc.binary_join_element_wise(*cells, ",")
-    return "".join(f"{row}\r\n" for row in rows.to_pylist()).encode("utf-8")
+    # each row's text and its line end, then the lines' bytes as Arrow holds them (one buffer of
+    # UTF-8 text, no Python string per row)
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*cells, ","), "", "\r\n")
+    text = []
+    for array in (lines.chunks if hasattr(lines, "chunks") else [lines]):
+        _, offsets, data = array.buffers()  # no nulls: no validity bitmap; int32 offsets
+        first, last = (int.from_bytes(offsets[4 * i:4 * i + 4], sys.byteorder, signed=True)
+                       for i in (array.offset, array.offset + len(array)))
+        text.append(memoryview(data)[first:last])
+    return b"".join(text)
 
 
 def _crm_import_rows(conn: psycopg.Connection, publish_schema: str, as_of: date) -> list[tuple]:

@@ -172,7 +172,6 @@
 {%- endmacro %}
 
 
-
 {#- The number of the build that last (re)wrote a fact row: one number per build of the model,
     from a sequence, so a row rebuilt later carries a larger number whatever the clocks say. The
     publish copies to bi only the rows built since the largest number it published

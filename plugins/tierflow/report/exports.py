@@ -184,6 +184,8 @@ def _csv_header(names: list[str]) -> bytes:
 # (175), and chooses positional or exponent notation by other rules: its exponents are rewritten
 _FLOAT_POSITIONAL = (1e-4, 1e16)
 _CSV_SPECIAL = r'[,"\r\n]'  # what the csv module quotes (with "\r\n" line ends)
+# a text starting with one of FORMULA_TRIGGERS (single characters), for Arrow's regex functions
+_FORMULA_START = "^([" + "".join("\\" + c if c in "\\]^-" else c for c in FORMULA_TRIGGERS) + "])"
 
 
 def _csv_cells(column):  # noqa: ANN001, ANN202 (pyarrow arrays)
@@ -192,7 +194,7 @@ def _csv_cells(column):  # noqa: ANN001, ANN202 (pyarrow arrays)
     import pyarrow.compute as pc
 
     if pa.types.is_string(column.type):
-        text = pc.replace_substring_regex(column, r"^([=+\-@\t\r])", r"'\1", max_replacements=1)
+        text = pc.replace_substring_regex(column, _FORMULA_START, r"'\1", max_replacements=1)
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
         return pc.if_else(pc.match_substring_regex(text, _CSV_SPECIAL), quoted, text)
     if pa.types.is_boolean(column.type):

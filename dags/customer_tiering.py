@@ -34,6 +34,7 @@ from tierflow import pipeline
 from tierflow.assets import PUBLISHED_ALLOCATION, PUBLISHED_CUSTOMER_ALLOCATION, PUBLISHED_TIERS
 from tierflow.settings import DBT_PROJECT_DIR
 from tierflow.transform import (
+    NIGHT_PARSE_GROUP,
     cosmos_cache_dir,
     cosmos_execution_config,
     cosmos_profile_config,
@@ -42,7 +43,7 @@ from tierflow.transform import (
 )
 
 DAG_ID = "customer_tiering"
-TRANSFORM_GROUP_ID = "transform"
+TRANSFORM_GROUP_ID = NIGHT_PARSE_GROUP
 
 
 @dag(
@@ -114,8 +115,9 @@ def customer_tiering() -> None:
         # the value tiering's intermediate models read customer_clv: they wait for `tiers`
         exclude=[pipeline.DBT_TIERS_SELECTOR],
         emit_datasets=False,
-        # the transform group's partial-parse cache: `prepare` parses the night's project once
-        # (its vars carry the as-of date, so each night parses anew) and every mart task reuses it
+        # the transform group's partial-parse cache: `prepare` reuses the parse of the nights before
+        # (the as-of date is not part of dbt's check: tierflow.dbt_patches, fix 6), parses what
+        # changed in the project, and every mart task and the report's dbt docs reuse it
         cache_dir=night_parse_cache,
         env=dbt_env,
         **dbt_task_args,

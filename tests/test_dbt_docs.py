@@ -63,3 +63,56 @@ def test_report_step_writes_dbt_docs_and_exports(
                                  {"alert_type": "churn_risk", "alerts": 1}]
     # the project's own target/ (Cosmos' manifest) is left alone
     assert (MANIFEST_PATH.stat().st_mtime_ns if MANIFEST_PATH.exists() else None) == manifest_before
+
+
+def test_dbt_docs_start_from_the_parse_the_nights_dbt_tasks_left(
+    warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The night's dbt tasks leave their parse in Cosmos' cache, made with the profile Cosmos
+    builds from the Airflow connection and the night's vars; the docs start from it (an
+    earlier night's date here: the date is not part of dbt's check, tierflow.dbt_patches)."""
+    import json
+    import logging
+
+    import cosmos.settings
+    from dbt.cli.main import dbtRunner
+    from tierflow.config import load_config
+    from tierflow.dbt_patches import apply_dbt_patches
+    from tierflow.ingest.schema import ensure_schema
+    from tierflow.settings import DBT_PROJECT_DIR, WAREHOUSE_CONN_ID, airflow_conn_uri, load_settings
+    from tierflow.transform import (
+        NIGHT_PARSE_GROUP, cosmos_cache_dir, cosmos_profile_config, generate_docs, run_vars,
+    )
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+    make_bi(warehouse_url)
+    monkeypatch.setattr(cosmos.settings, "cache_dir", tmp_path / "cosmos")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}", airflow_conn_uri(warehouse_url))
+    cfg = load_config(load_settings().config_path)
+    apply_dbt_patches()
+    # what a dbt task of the night before leaves: Cosmos' profile, flags and cache folder
+    with cosmos_profile_config().ensure_profile() as (profile_path, _):
+        res = dbtRunner().invoke([
+            "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profile_path.parent),
+            "--profile", "tierflow", "--target", "warehouse",
+            "--target-path", str(cosmos_cache_dir(NIGHT_PARSE_GROUP) / "target"),
+            "--vars", json.dumps(run_vars(cfg, "2026-03-30")),
+        ])
+    assert res.success, res.exception
+
+    messages: list[str] = []
+
+    class Seen(logging.Handler):  # on the logger itself: Airflow's logging set-up may not propagate
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger, seen = logging.getLogger("tierflow.transform"), Seen()
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(seen)
+    try:
+        index = generate_docs(warehouse_url, cfg, AS_OF, tmp_path / "docs")
+    finally:
+        logger.removeHandler(seen)
+    assert "dbt docs: started from the night's parsed project" in messages, messages
+    assert '"model.tierflow.customer_tiers"' in index.read_text(encoding="utf-8")

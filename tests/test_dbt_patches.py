@@ -233,3 +233,70 @@ def test_a_thread_keeps_its_connection_between_nodes_with_no_transaction_left(
     assert max(shipped) >= 5, shipped
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("select locks from tiny.two").fetchall() == [(0,)]
+
+
+def _parse(url: str, target, as_of: str, *flags: str, publish_schema: str = "bi") -> list[str]:
+    """``dbt parse`` of tierflow's project with the run vars of ``as_of``; the reasons dbt gave
+    for parsing the whole project instead of its saved state (empty: it reused the state)."""
+    import json
+
+    from tierflow.config import load_config
+    from tierflow.settings import load_settings
+    from tierflow.transform import run_dbt, run_vars
+
+    reasons: list[str] = []
+
+    def on_event(event) -> None:
+        if event.info.name == "UnableToPartialParse":
+            reasons.append(event.data.reason)
+
+    cfg = load_config(load_settings().config_path)
+    run_vars_ = run_vars(cfg, as_of, publish_schema)
+    run_dbt(["parse", "--vars", json.dumps(run_vars_), *flags], url, target, callbacks=[on_event])
+    return reasons
+
+
+def _parsed_nodes(target) -> dict:
+    """Every parsed resource of a manifest, without what differs between two parses of the same
+    files (when each node was made)."""
+    import json
+
+    manifest = json.loads((target / "manifest.json").read_text())
+    parsed = {}
+    for kind in ("nodes", "sources", "macros", "unit_tests", "exposures", "metrics", "semantic_models"):
+        for uid, node in (manifest.get(kind) or {}).items():
+            parsed[uid] = {k: v for k, v in node.items() if k != "created_at"}
+    return parsed
+
+
+def test_nothing_in_the_project_reads_the_run_date_at_parse_time(tmp_path, warehouse_url) -> None:
+    """Fix 6 keeps the parsed project across nights: exact only if two full parses with two
+    different as-of dates give the same resources (a test's ``where`` or a model's config
+    rendering ``var('as_of_date')`` would differ here)."""
+    dbt_patches.apply_dbt_patches()
+    _parse(warehouse_url, tmp_path / "a", "2026-01-31", "--no-partial-parse")
+    _parse(warehouse_url, tmp_path / "b", "2019-07-04", "--no-partial-parse")
+    a, b = _parsed_nodes(tmp_path / "a"), _parsed_nodes(tmp_path / "b")
+    assert len(a) > 100 and a.keys() == b.keys()
+    differ = sorted(uid for uid in a if a[uid] != b[uid])
+    assert differ == [], f"parsed differently with another as_of_date: {differ[:5]}"
+
+
+def test_a_new_night_keeps_the_parsed_project_and_other_vars_still_reparse(tmp_path, warehouse_url) -> None:
+    from dbt.parser.manifest import ManifestLoader
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_state_check is not None, "dbt changed: the state-check patch is off"
+    target = tmp_path / "t"
+    _parse(warehouse_url, target, "2026-01-30")
+    assert _parse(warehouse_url, target, "2026-01-31") == []  # the next night: the saved state
+    # any other var still throws the state away, as shipped
+    assert _parse(warehouse_url, target, "2026-01-31", publish_schema="bi_other") != []
+
+    # as shipped, the next night parses the whole project again (what the patch saves)
+    patched = ManifestLoader.build_manifest_state_check
+    ManifestLoader.build_manifest_state_check = dbt_patches.shipped_state_check
+    try:
+        assert _parse(warehouse_url, target, "2026-02-01") != []
+    finally:
+        ManifestLoader.build_manifest_state_check = patched

@@ -165,13 +165,19 @@
 {#-
     Generic test tier_is_configured: every non-null value of the column is a level name of
     var tier_levels. Rows that fail are returned with the column's value, so the stored
-    failures (store_failures) name the offending tier and the row's keys.
+    failures (store_failures) name the offending tier and the row's keys. on_as_of_date=true
+    checks only the rows of the run's as-of date (a table keeping earlier dates, tiered with
+    the levels of their own run); the date is read when the test runs, not when dbt parses
+    the project (a `where` config would be rendered at parse time: see tierflow.dbt_patches).
 -#}
-{% test tier_is_configured(model, column_name) %}
+{% test tier_is_configured(model, column_name, on_as_of_date=false) %}
     select *
     from {{ model }}
     where {{ column_name }} is not null
         and {{ tier_rank(column_name) }} is null
+        {%- if on_as_of_date %}
+        and as_of_date = {{ as_of_date() }}
+        {%- endif %}
 {% endtest %}
 
 

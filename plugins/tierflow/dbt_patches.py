@@ -39,6 +39,17 @@ runs as it comes.
    connection is closed as shipped when it is broken, and at the end of the invocation
    (``cleanup_all``). tierflow's models set no session state (no ``set``, no session hooks)
    that a later node on the same connection could see.
+6. **The run's date out of the partial-parse check.** dbt keeps the parsed project between
+   invocations (``partial_parse.msgpack``) and throws it away when a hash of the command-line
+   vars changes. tierflow passes the night's ``as_of_date`` as a var, so the first dbt command
+   of every new night (``prepare``), and every ``docs generate``, parsed the whole project
+   again: 3-4 s on 2 cores, each night. The hash is now taken over the vars without
+   ``as_of_date``; every other var still invalidates the state as shipped. This is exact
+   because nothing in the project reads the date at parse time: models and tests call the
+   ``as_of_date()`` macro in their SQL, which dbt renders again, with the night's vars, when
+   it compiles the node (a test's ``where`` config, rendered at parse time, must not use it:
+   ``tier_is_configured(on_as_of_date=true)`` filters in its SQL instead).
+   ``tests/test_dbt_patches.py`` parses the project with two dates and compares every node.
 """
 
 from __future__ import annotations
@@ -59,6 +70,10 @@ shipped_parse_manifest = None
 shipped_json = None
 shipped_write_graph_file = None
 shipped_release = None
+shipped_state_check = None
+
+# the var that changes every night and that nothing reads at parse time (fix 6)
+RUN_DATE_VAR = "as_of_date"
 
 # the commands whose run ends by writing manifest.json (dbt.task.runnable.GraphRunnableTask.run)
 WRITES_MANIFEST_AT_END = frozenset({"build", "run", "test", "seed", "snapshot"})
@@ -189,6 +204,29 @@ def _patch_release() -> None:
     )
 
 
+def _state_check_without_run_date(self: Any) -> Any:
+    """``ManifestLoader.build_manifest_state_check`` over the command-line vars without the
+    run's date: a new night's date keeps the parsed project (see fix 6)."""
+    config = self.root_project
+    cli_vars = config.cli_vars
+    if RUN_DATE_VAR not in cli_vars:
+        return shipped_state_check(self)
+    config.cli_vars = {k: v for k, v in cli_vars.items() if k != RUN_DATE_VAR}
+    try:
+        return shipped_state_check(self)
+    finally:
+        config.cli_vars = cli_vars
+
+
+def _patch_state_check() -> None:
+    global shipped_state_check
+    from dbt.parser.manifest import ManifestLoader
+
+    shipped_state_check = _replace(
+        ManifestLoader, "build_manifest_state_check", _state_check_without_run_date, ["self"], "cli_vars"
+    )
+
+
 def apply_dbt_patches() -> None:
     """Install the fixes above (idempotent; nothing when dbt is not installed)."""
     global _applied
@@ -199,6 +237,7 @@ def apply_dbt_patches() -> None:
         import dbt.adapters.postgres.connections  # noqa: F401
         import dbt.cli.requires  # noqa: F401
         import dbt.compilation  # noqa: F401
+        import dbt.parser.manifest  # noqa: F401
         import dbt_common.behavior_flags  # noqa: F401
     except ImportError:  # no dbt in this process: nothing to patch
         return
@@ -207,3 +246,4 @@ def apply_dbt_patches() -> None:
     _patch_parse_manifest()
     _patch_graph_file()
     _patch_release()
+    _patch_state_check()

@@ -29,6 +29,12 @@ from tierflow.settings import BUILD_SCHEMA, DBT_PROJECT_DIR
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 # the project_fingerprint() the manifest was built from
 FINGERPRINT_PATH = MANIFEST_PATH.with_name("manifest.fingerprint")
+# the profile and target names of dbt_project/profiles.yml, which the dbt tasks' profile keeps
+DBT_PROFILE = "tierflow"
+DBT_TARGET = "warehouse"
+# the Cosmos group whose partial-parse cache holds the night's one parse: `prepare` and both mart
+# groups use it, and the report's dbt docs start from it
+NIGHT_PARSE_GROUP = "transform"
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +70,16 @@ def _private_target() -> Path:
     return Path(tempfile.gettempdir()) / f"tierflow-dbt-{os.getpid()}"
 
 
-def run_dbt(args: list[str], url: str, target_path: Path | None = None) -> Path:
+def run_dbt(
+    args: list[str], url: str, target_path: Path | None = None, callbacks: list | None = None
+) -> Path:
     """Run a dbt command in-process against the warehouse at ``url``; raise on failure.
 
     dbt writes its artifacts to ``target_path``, by default a folder private to this
     process: the project's own ``target/`` holds the manifest Cosmos renders the DAG from,
     and a dbt run elsewhere (a test, a docs build, a second worker) must not rewrite it
     under a running DAG. Returns the target folder, where e.g. ``sources.json`` is.
+    ``callbacks`` receive dbt's events (``dbtRunner(callbacks=...)``).
     """
     from dbt.cli.main import dbtRunner
 
@@ -79,7 +88,7 @@ def run_dbt(args: list[str], url: str, target_path: Path | None = None) -> Path:
     saved = {k: os.environ.get(k) for k in dbt_env(url)}
     os.environ.update(dbt_env(url))
     try:
-        res = dbtRunner().invoke(
+        res = dbtRunner(callbacks=callbacks or []).invoke(
             [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
              "--target-path", str(target), "--log-path", str(target)]
         )
@@ -101,14 +110,29 @@ def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Pat
     catalog (column types, row counts) of the build schemas and writes ``static_index.html``
     with the manifest and catalog inlined, so the page opens from disk with no server. dbt
     writes into a private target folder: the project's own ``target/`` holds the manifest
-    Cosmos renders the DAG from, and a docs run must not swap it under a running DAG.
+    Cosmos renders the DAG from, and a docs run must not swap it under a running DAG. It starts
+    from the night's parsed project where this machine has it (:func:`_reuse_night_parse`), with
+    the dbt tasks' profile and target names, which dbt's check of the parsed state compares.
     """
+    reasons: list[str] = []
+
+    def on_event(event) -> None:
+        if event.info.name == "UnableToPartialParse":
+            reasons.append(event.data.reason)
+
     with tempfile.TemporaryDirectory(prefix="tierflow-dbt-docs-") as target:
+        reused = _reuse_night_parse(Path(target))
         run_dbt(
-            ["docs", "generate", "--static", "--quiet", "--vars", json.dumps(run_vars(cfg, as_of))],
+            ["docs", "generate", "--static", "--quiet", "--vars", json.dumps(run_vars(cfg, as_of)),
+             "--profile", DBT_PROFILE, "--target", DBT_TARGET],
             url,
             Path(target),
+            callbacks=[on_event],
         )
+        if reused and reasons:  # e.g. a profile that differs from the dbt tasks': a slower report
+            log.warning("dbt docs: the night's parsed project not reusable (%s): parsed again", reasons[0])
+        elif reused:
+            log.info("dbt docs: started from the night's parsed project")
         page = Path(target) / "static_index.html"
         if not page.is_file():
             raise DbtError(f"dbt docs generate --static wrote no {page.name} in {target}")
@@ -197,6 +221,24 @@ def ensure_manifest(url: str = "postgresql://postgres@127.0.0.1:5432/postgres") 
     return MANIFEST_PATH
 
 
+def _reuse_night_parse(target: Path) -> bool:
+    """Copy the night's parsed project (``partial_parse.msgpack`` of the Cosmos cache that
+    ``prepare`` and the mart tasks share) into the dbt ``target`` folder, pointed at this
+    project's folder as Cosmos does for its tasks; dbt checks the state as usual (project files,
+    vars other than the date, profile) and parses whatever it cannot reuse. False when this
+    machine has no such state (a worker that ran no dbt task, Cosmos' cache off)."""
+    folder = cosmos_cache_dir(NIGHT_PARSE_GROUP)
+    state = folder / "target" / "partial_parse.msgpack" if folder is not None else None
+    if state is None or not state.is_file():
+        return False
+    from cosmos.cache import patch_partial_parse_content
+
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(state, target / state.name)
+    patch_partial_parse_content(target / state.name, DBT_PROJECT_DIR)
+    return True
+
+
 def cosmos_execution_config(dbt_executable: str):
     """How Cosmos runs the marts: TIERFLOW_DBT_EXECUTION_MODE, ``watcher`` (one ``dbt build`` of
     each group's marts, a sensor task per mart and one per mart's tests; the default, measured faster
@@ -269,8 +311,8 @@ def cosmos_profile_config():
             return profile
 
     return ProfileConfig(
-        profile_name="tierflow",
-        target_name="warehouse",
+        profile_name=DBT_PROFILE,
+        target_name=DBT_TARGET,
         # tests of a model run in parallel; they wait on the database, not on this machine's CPU
         profile_mapping=WarehouseProfile(
             conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": BUILD_SCHEMA, "threads": 4}

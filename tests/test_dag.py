@@ -100,8 +100,12 @@ def test_every_dbt_tasks_flags_are_options_of_each_command_it_or_its_retry_runs(
         for command in ("build", "run", "test"):
             assert set(flags) <= options(command), (task.task_id, command, set(flags) - options(command))
         assert task.env.get("DBT_EXCLUDE_RESOURCE_TYPES") == "unit_test", task.task_id
+        # no debug log file in Cosmos' temporary project folder, which is deleted after the task
+        assert task.env.get("DBT_LOG_LEVEL_FILE") == "none", task.task_id
     excluding = [p for p in cli.commands["build"].params if "--exclude-resource-type" in p.opts]
     assert len(excluding) == 1 and "DBT_EXCLUDE_RESOURCE_TYPES" in excluding[0].envvar
+    (file_level,) = [p for p in cli.params if "--log-level-file" in p.opts]
+    assert "DBT_LOG_LEVEL_FILE" in file_level.envvar and "none" in file_level.type.choices
 
 
 def test_the_interceptor_gives_a_dbt_task_the_nights_vars_and_no_lineage_parse(dagbag, tmp_path) -> None:

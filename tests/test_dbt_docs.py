@@ -81,7 +81,11 @@ def test_dbt_docs_start_from_the_parse_the_nights_dbt_tasks_left(
     from tierflow.ingest.schema import ensure_schema
     from tierflow.settings import DBT_PROJECT_DIR, WAREHOUSE_CONN_ID, airflow_conn_uri, load_settings
     from tierflow.transform import (
-        NIGHT_PARSE_GROUP, cosmos_cache_dir, cosmos_profile_config, generate_docs, run_vars,
+        NIGHT_PARSE_GROUP,
+        cosmos_cache_dir,
+        cosmos_profile_config,
+        generate_docs,
+        run_vars,
     )
 
     with psycopg.connect(warehouse_url, autocommit=True) as conn:

@@ -170,7 +170,15 @@ def run_one(dag, as_of: date, url: str) -> tuple[bool, str]:
     """
     import pendulum
 
-    dr = dag.test(logical_date=pendulum.datetime(as_of.year, as_of.month, as_of.day, tz="UTC"))
+    from tierflow import dbt_group_build
+    from tierflow.settings import load_settings
+
+    # one process runs the whole night: each group of marts can be one dbt build
+    dbt_group_build.enable(load_settings().dbt_group_build)
+    try:
+        dr = dag.test(logical_date=pendulum.datetime(as_of.year, as_of.month, as_of.day, tz="UTC"))
+    finally:
+        dbt_group_build.enable(False)
     ok = str(dr.state) in ("success", "DagRunState.SUCCESS")
     if ok:
         not_run = _tasks_not_succeeded(dag, dr.run_id)

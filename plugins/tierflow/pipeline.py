@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from tierflow import dbt_group_build
 from tierflow.config import TierflowConfig, load_config
 from tierflow.settings import META_SCHEMA, Settings, load_settings
 
@@ -234,3 +235,5 @@ def dbt_vars_interceptor(context: Any, operator: Any) -> None:
     settings = load_settings()
     as_of = context["ti"].xcom_pull(task_ids="resolve_as_of_date")
     operator.vars = {**(operator.vars or {}), **run_vars(load_config(settings.config_path), as_of)}
+    # under `tierflow run`: the mart's group built in one dbt invocation (its own verdict kept)
+    dbt_group_build.attach(context, operator)

@@ -24,6 +24,7 @@ file (``config.py``); everything about *where* things are lives here.
 | TIERFLOW_AIRFLOW_DB_URL  | unset: database ``airflow`` of the embedded server (``tierflow airflow start``) |
 | TIERFLOW_CELERY_BROKER_URL | ``redis://127.0.0.1:6379/0``  |
 | TIERFLOW_DBT_EXECUTION_MODE | ``watcher`` (or ``local``; ``tierflow run``: always ``local``) |
+| TIERFLOW_DBT_GROUP_BUILD | ``true``: ``tierflow run`` builds a group of marts in one dbt invocation |
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ class Settings:
     # Cosmos: `local` runs one dbt process per mart task, `watcher` one dbt build for all marts
     # watched by a sensor per mart (docs/production.md, "WATCHER or LOCAL")
     dbt_execution_mode: str = DEFAULT_DBT_EXECUTION_MODE
+    # `tierflow run`: one dbt build per group of marts, a task per mart kept (dbt_group_build)
+    dbt_group_build: bool = True
 
     @property
     def warehouse_dir(self) -> Path:
@@ -242,6 +245,7 @@ def load_settings() -> Settings:
         airflow_db_url_override=_postgres_url("TIERFLOW_AIRFLOW_DB_URL"),
         celery_broker_url=_broker_url(),
         dbt_execution_mode=_dbt_execution_mode(),
+        dbt_group_build=_flag("TIERFLOW_DBT_GROUP_BUILD") is not False,
     )
 
 

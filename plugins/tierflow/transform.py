@@ -123,8 +123,9 @@ def generate_docs(url: str, cfg: TierflowConfig, as_of: date | str, out_dir: Pat
     with tempfile.TemporaryDirectory(prefix="tierflow-dbt-docs-") as target:
         reused = _reuse_night_parse(Path(target))
         run_dbt(
+            # no debug log file: it would be deleted with the temporary target folder
             ["docs", "generate", "--static", "--quiet", "--vars", json.dumps(run_vars(cfg, as_of)),
-             "--profile", DBT_PROFILE, "--target", DBT_TARGET],
+             "--profile", DBT_PROFILE, "--target", DBT_TARGET, "--log-level-file", "none"],
             url,
             Path(target),
             callbacks=[on_event],

@@ -12,7 +12,10 @@ Printed: per-task seconds of both nights and the largest RSS sampled while each 
 (what grows with the data), each night's wall time, and
 
     ratio core_vs_sql X          night 1's fct_order_lines + fct_orders + customer_rfm +
-                                 customer_tiers task seconds / core.sql seconds
+                                 customer_tiers seconds / core.sql seconds: dbt's seconds for
+                                 each mart and its tests in its group's one dbt build (XCom
+                                 dbt_node_seconds, tierflow.dbt_group_build), or its task's
+                                 seconds when it had a dbt build of its own
     ratio night2_vs_night1 X     wall time of night 2 / night 1 (`tierflow run` process)
     ratio orchestration_share X  night 2: share of its wall time spent outside every database
                                  statement (the server logs each with its duration), the GX
@@ -30,6 +33,7 @@ The warehouse is stopped and the folder removed at the end unless ``--keep`` nam
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -116,6 +120,16 @@ def task_times(airflow_db: Path) -> list[tuple[str, float, float, float]]:
     return [(t, epoch(s), epoch(e), d or 0.0) for t, s, e, d in rows]
 
 
+def node_seconds(airflow_db: Path) -> dict[str, float]:
+    """Per mart task of the newest DAG run built in a group build (tierflow.dbt_group_build):
+    dbt's own seconds for its model and tests (XCom ``dbt_node_seconds``)."""
+    with sqlite3.connect(airflow_db) as db:
+        (run_id,) = db.execute("select run_id from dag_run order by id desc limit 1").fetchone()
+        rows = db.execute("select task_id, value from xcom where run_id = ? and key = 'dbt_node_seconds'",
+                          (run_id,)).fetchall()
+    return {t: float(json.loads(v)) for t, v in rows}
+
+
 def statement_intervals(logfile: Path, offset: int) -> tuple[list, list]:
     """(start, end) epoch of every statement the server logged after byte ``offset``, and the
     slowest statements (seconds, dbt node or the statement's start)."""
@@ -159,7 +173,7 @@ def night(env: dict, as_of: date, label: str, home: Path, logfile: Path) -> dict
     # the largest RSS sampled while each task ran (tasks overlap little under `tierflow run`)
     task_rss = {t: max((mb for at, mb in samples if s <= at <= e), default=0.0) for t, s, e, _ in tasks}
     return {"label": label, "as_of": as_of, "wall": wall, "rss": rss, "tasks": tasks, "orchestration": share,
-            "slow": slow, "task_rss": task_rss}
+            "slow": slow, "task_rss": task_rss, "dbt": node_seconds(home / "airflow" / "airflow.db")}
 
 
 def core_sql(url: str, as_of: date) -> float:
@@ -238,17 +252,24 @@ def main() -> None:
     names = list(dict.fromkeys(t for n in nights for t, *_ in n["tasks"]))
     secs = [{t: d for t, _, _, d in n["tasks"]} for n in nights]
     rss = [n["task_rss"] for n in nights]
-    print(f"\n{'task':58s} {'night 1':>9s} {'night 2':>9s} {'MB 1':>7s} {'MB 2':>7s}")
+    dbt = [n["dbt"] for n in nights]
+    print(f"\n{'task':50s} {'night 1':>9s} {'night 2':>9s} {'dbt 1':>7s} {'dbt 2':>7s}"
+          f" {'MB 1':>6s} {'MB 2':>6s}")
     for name in names:
-        print(f"{name:58s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}"
-              f" {rss[0].get(name, 0):7.0f} {rss[1].get(name, 0):7.0f}")
-    print("(MB: the largest RSS of one tierflow process sampled while the task ran, twice a second)")
+        print(f"{name:50s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}"
+              f" {dbt[0].get(name, 0):7.2f} {dbt[1].get(name, 0):7.2f}"
+              f" {rss[0].get(name, 0):6.0f} {rss[1].get(name, 0):6.0f}")
+    print("(dbt: a mart's seconds in its group's one dbt build, dbt's timing of its model and tests;"
+          " the group's first task carries the build's wall time. MB: the largest RSS of one tierflow"
+          " process sampled while the task ran, twice a second)")
     for n, s in zip(nights, secs, strict=True):
         print(f"{n['label']} ({n['as_of']}): wall {n['wall']:.1f}s, tasks {sum(s.values()):.1f}s, "
               f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB; slowest statements:")
         for took, what in n["slow"]:
             print(f"    {took:8.2f}s  {what}")
-    core = sum(d for t, d in secs[0].items() if t.split(".")[-1].rsplit("_model", 1)[0] in CORE_MARTS)
+    # a core mart's cost: dbt's seconds for it in its group's build, or its task's (a build of its own)
+    core = sum(dbt[0].get(t, d) for t, d in secs[0].items()
+               if t.split(".")[-1].rsplit("_model", 1)[0] in CORE_MARTS)
     print(f"core marts (night 1, {order_lines:,} order lines): {core:.2f}s; "
           f"hand-written SQL {sql_seconds:.2f}s")
     load = os.getloadavg()

@@ -84,4 +84,13 @@ def test_a_failing_dbt_test_fails_its_mart_and_the_marts_below_it(run_env: dict[
     ok(tierflow(["run", "--date", D_PLUS_1.isoformat()], run_env))
     assert query(url, "select value_tier, is_override from bi.customer_tiers"
                       " where customer_id = 'C06' and as_of_date = %s", D_PLUS_1) == [("medium", True)]
-    assert set(_states(home, D_PLUS_1).values()) == {"success"}
+    states = _states(home, D_PLUS_1)
+    assert set(states.values()) == {"success"}
+    # each mart's task says what its mart cost in the group's build: dbt's seconds for its nodes
+    with sqlite3.connect(f"file:{home / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as conn:
+        seconds = dict(conn.execute(
+            "select task_id, value from xcom where key = 'dbt_node_seconds' and dag_run_id ="
+            " (select max(id) from dag_run where dag_id = 'customer_tiering' and date(logical_date) = ?)",
+            (D_PLUS_1.isoformat(),)))
+    assert set(seconds) == {t for t in states if t.startswith(("transform.", "tiers."))}
+    assert all(float(v) > 0 for v in seconds.values()), seconds

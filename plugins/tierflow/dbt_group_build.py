@@ -19,7 +19,9 @@ failed one. A task whose nodes are not all in the group build's results (dbt sto
 skipped one) builds them itself, as in plain LOCAL mode. Each task that runs leaves its own
 nodes' part of the build's ``run_results.json`` (and the build's ``manifest.json``) in its
 project folder, where Cosmos' callback records the task's tests: what a task below a failed
-mart would have recorded, nothing, it still records (dbt reports its tests as skipped).
+mart would have recorded, nothing, it still records (dbt reports its tests as skipped). A
+task's duration then no longer says what its mart cost (the first task carries the group's
+build): each task's XCom ``dbt_node_seconds`` does, dbt's own timing of its model and tests.
 
 Only when every task outside the group that a task of the group waits for has already run
 (it is upstream of the task starting the build); otherwise each task builds on its own.
@@ -47,6 +49,9 @@ _manifest_cache: dict[str, Any] = {}
 
 # the statuses of a node that passed: a model built, a test passed or only warned
 PASSED = frozenset({"success", "pass", "warn"})
+# XCom of each task built in a group build: the seconds dbt spent on its model and its tests
+# (the sum of dbt's timing of each node; tests run on several threads at once)
+NODE_SECONDS_KEY = "dbt_node_seconds"
 
 
 def enable(on: bool = True) -> None:
@@ -212,6 +217,9 @@ def attach(context: Any, operator: Any) -> None:
                      operator.task_id)
             return shipped(operator, command, env, cwd, **kwargs)
         build.leave_artifacts(mine, Path(cwd) / "target")
+        # the task's duration no longer says what its mart cost: dbt's own seconds for its nodes do
+        seconds = sum(float(build.results[uid].execution_time or 0) for uid in mine)
+        context["ti"].xcom_push(key=NODE_SECONDS_KEY, value=round(seconds, 3))
         for uid in mine:
             r = build.results[uid]
             log.info("%s: %s in %.2f s (group build by %s)%s", manifest["nodes"][uid]["name"], r.status,

@@ -12,10 +12,11 @@ Printed: per-task seconds of both nights and the largest RSS sampled while each 
 (what grows with the data), each night's wall time, and
 
     ratio core_vs_sql X          night 1's fct_order_lines + fct_orders + customer_rfm +
-                                 customer_tiers seconds / core.sql seconds: dbt's seconds for
-                                 each mart and its tests in its group's one dbt build (XCom
-                                 dbt_node_seconds, tierflow.dbt_group_build), or its task's
-                                 seconds when it had a dbt build of its own
+                                 customer_tiers seconds / core.sql seconds: each mart's share
+                                 of its group's one dbt build (XCom dbt_node_seconds: the
+                                 build's wall apportioned by dbt's timing of each node,
+                                 tierflow.dbt_group_build), or its task's seconds when it had
+                                 a dbt build of its own
     ratio night2_vs_night1 X     wall time of night 2 / night 1 (`tierflow run` process)
     ratio orchestration_share X  night 2: share of its wall time spent outside every database
                                  statement (the server logs each with its duration), the GX
@@ -122,12 +123,13 @@ def task_times(airflow_db: Path) -> list[tuple[str, float, float, float]]:
 
 def node_seconds(airflow_db: Path) -> dict[str, float]:
     """Per mart task of the newest DAG run built in a group build (tierflow.dbt_group_build):
-    dbt's own seconds for its model and tests (XCom ``dbt_node_seconds``)."""
+    its mart's share of the group's build wall time (XCom ``dbt_node_seconds``)."""
     with sqlite3.connect(airflow_db) as db:
         (run_id,) = db.execute("select run_id from dag_run order by id desc limit 1").fetchone()
         rows = db.execute("select task_id, value from xcom where run_id = ? and key = 'dbt_node_seconds'",
                           (run_id,)).fetchall()
-    return {t: float(json.loads(v)) for t, v in rows}
+    # SQLite hands a JSON number back as a number, other JSON as text
+    return {t: float(v if isinstance(v, int | float) else json.loads(v)) for t, v in rows}
 
 
 def statement_intervals(logfile: Path, offset: int) -> tuple[list, list]:
@@ -259,15 +261,15 @@ def main() -> None:
         print(f"{name:50s} {secs[0].get(name, 0):9.2f} {secs[1].get(name, 0):9.2f}"
               f" {dbt[0].get(name, 0):7.2f} {dbt[1].get(name, 0):7.2f}"
               f" {rss[0].get(name, 0):6.0f} {rss[1].get(name, 0):6.0f}")
-    print("(dbt: a mart's seconds in its group's one dbt build, dbt's timing of its model and tests;"
-          " the group's first task carries the build's wall time. MB: the largest RSS of one tierflow"
-          " process sampled while the task ran, twice a second)")
+    print("(dbt: a mart's share of its group's one dbt build, the build's wall apportioned by dbt's"
+          " timing of each node; the group's first task carries the whole build. MB: the largest RSS of"
+          " one tierflow process sampled while the task ran, twice a second)")
     for n, s in zip(nights, secs, strict=True):
         print(f"{n['label']} ({n['as_of']}): wall {n['wall']:.1f}s, tasks {sum(s.values()):.1f}s, "
               f"orchestration share {n['orchestration']:.2f}, peak RSS {n['rss']} MB; slowest statements:")
         for took, what in n["slow"]:
             print(f"    {took:8.2f}s  {what}")
-    # a core mart's cost: dbt's seconds for it in its group's build, or its task's (a build of its own)
+    # a core mart's cost: its share of its group's build, or its task's seconds (a build of its own)
     core = sum(dbt[0].get(t, d) for t, d in secs[0].items()
                if t.split(".")[-1].rsplit("_model", 1)[0] in CORE_MARTS)
     print(f"core marts (night 1, {order_lines:,} order lines): {core:.2f}s; "

@@ -104,3 +104,18 @@ def test_the_group_command_keeps_every_flag_but_the_selection() -> None:
         "/venv/bin/dbt", "build", "--vars", '{"as_of_date": "2026-03-31"}', "--project-dir", "/tmp/p",
         "--profile", "tierflow", "--select", "fqn:a.b", "fqn:a.t1", "--indirect-selection", "empty",
     ]
+
+
+def test_a_marts_seconds_are_its_share_of_the_builds_wall_by_dbts_timing() -> None:
+    from types import SimpleNamespace
+
+    from tierflow.dbt_group_build import GroupBuild
+
+    build = GroupBuild(built_by="g.a", seconds=8.0)
+    # dbt timed the nodes 16 s in all (its threads wait for each other) in a build of 8 s wall
+    for uid, seconds in {"model.a": 1.0, "test.a": 3.0, "model.b": 4.0, "test.b": 8.0}.items():
+        build.results[uid] = SimpleNamespace(execution_time=seconds)
+    assert build.share(["model.a", "test.a"]) == 8.0 * 4 / 16 == 2.0
+    assert build.share(["model.b", "test.b"]) == 6.0
+    assert build.share(["model.a", "test.a"]) + build.share(["model.b", "test.b"]) == build.seconds
+    build.artifacts.rmdir()

@@ -86,7 +86,7 @@ def test_a_failing_dbt_test_fails_its_mart_and_the_marts_below_it(run_env: dict[
                       " where customer_id = 'C06' and as_of_date = %s", D_PLUS_1) == [("medium", True)]
     states = _states(home, D_PLUS_1)
     assert set(states.values()) == {"success"}
-    # each mart's task says what its mart cost in the group's build: dbt's seconds for its nodes
+    # each mart's task says what its mart cost: its share of its group's build
     with sqlite3.connect(f"file:{home / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as conn:
         seconds = dict(conn.execute(
             "select task_id, value from xcom where key = 'dbt_node_seconds' and dag_run_id ="

@@ -21,7 +21,8 @@ nodes' part of the build's ``run_results.json`` (and the build's ``manifest.json
 project folder, where Cosmos' callback records the task's tests: what a task below a failed
 mart would have recorded, nothing, it still records (dbt reports its tests as skipped). A
 task's duration then no longer says what its mart cost (the first task carries the group's
-build): each task's XCom ``dbt_node_seconds`` does, dbt's own timing of its model and tests.
+build): each task's XCom ``dbt_node_seconds`` does, the build's wall time apportioned to its
+model and tests by dbt's own timing of each node (:meth:`GroupBuild.share`).
 
 Only when every task outside the group that a task of the group waits for has already run
 (it is upstream of the task starting the build); otherwise each task builds on its own.
@@ -49,8 +50,7 @@ _manifest_cache: dict[str, Any] = {}
 
 # the statuses of a node that passed: a model built, a test passed or only warned
 PASSED = frozenset({"success", "pass", "warn"})
-# XCom of each task built in a group build: the seconds dbt spent on its model and its tests
-# (the sum of dbt's timing of each node; tests run on several threads at once)
+# XCom of each task built in a group build: its mart's share of the build's wall time
 NODE_SECONDS_KEY = "dbt_node_seconds"
 
 
@@ -78,6 +78,14 @@ class GroupBuild:
     seconds: float = 0.0
     # the build's run_results.json and manifest.json (its own folder is deleted with its task)
     artifacts: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tierflow-group-build-")))
+
+    def share(self, nodes: list[str]) -> float:
+        """The build's wall seconds apportioned to ``nodes`` by dbt's timing of each node (on
+        4 threads and 2 cores a node's own timing includes its wait for the others, so the
+        nodes' timings add up to more than the build's wall; the shares add up to it)."""
+        timed = {uid: float(r.execution_time or 0) for uid, r in self.results.items()}
+        total = sum(timed.values())
+        return self.seconds * sum(timed.get(uid, 0.0) for uid in nodes) / total if total else 0.0
 
     def keep_artifacts(self, target: Path) -> None:
         for name in ("run_results.json", "manifest.json"):
@@ -217,9 +225,8 @@ def attach(context: Any, operator: Any) -> None:
                      operator.task_id)
             return shipped(operator, command, env, cwd, **kwargs)
         build.leave_artifacts(mine, Path(cwd) / "target")
-        # the task's duration no longer says what its mart cost: dbt's own seconds for its nodes do
-        seconds = sum(float(build.results[uid].execution_time or 0) for uid in mine)
-        context["ti"].xcom_push(key=NODE_SECONDS_KEY, value=round(seconds, 3))
+        # the task's duration no longer says what its mart cost: its share of the build's wall does
+        context["ti"].xcom_push(key=NODE_SECONDS_KEY, value=round(build.share(mine), 3))
         for uid in mine:
             r = build.results[uid]
             log.info("%s: %s in %.2f s (group build by %s)%s", manifest["nodes"][uid]["name"], r.status,

@@ -174,6 +174,9 @@ def _result_for(nodes: list[str], build: GroupBuild) -> Any:
 
 def attach(context: Any, operator: Any) -> None:
     """Cosmos interceptor part: route this mart task's dbt run through its group's one build."""
+    # an operator object can outlive a run (`tierflow run --from/--to` reuses the DAG's): no
+    # routing of an earlier run stays on it
+    vars(operator).pop("run_dbt_runner", None)
     if not _enabled or getattr(operator, "task_group", None) is None:
         return
     from tierflow.transform import MANIFEST_PATH

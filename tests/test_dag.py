@@ -17,15 +17,19 @@ from tierflow.deploy.plan import PARSE_TIMEOUTS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("airflow-home")
+def load_dagbag(home: Path):
+    """The project's DAGs, parsed with an Airflow home (metadata DB) under ``home``."""
     os.environ.setdefault("AIRFLOW_HOME", str(home))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory):
+    return load_dagbag(tmp_path_factory.mktemp("airflow-home"))
 
 
 def test_no_import_errors(dagbag) -> None:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from test_dag import load_dagbag
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,17 +20,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def dagbag(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("airflow-home")
-    os.environ.setdefault("AIRFLOW_HOME", str(home))
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-    from airflow.dag_processing.dagbag import DagBag
-
     # rendered as `tierflow run` renders it: LOCAL, a `dbt build` task per mart
     saved = os.environ.get("TIERFLOW_DBT_EXECUTION_MODE")
     os.environ["TIERFLOW_DBT_EXECUTION_MODE"] = "local"
     try:
-        yield DagBag(dag_folder=str(ROOT / "dags"))
+        yield load_dagbag(tmp_path_factory.mktemp("airflow-home"))
     finally:
         if saved is None:
             os.environ.pop("TIERFLOW_DBT_EXECUTION_MODE", None)

@@ -18,9 +18,9 @@ Airflow's ``upstream_failed`` follows as before; dbt, for its part, skips the mo
 failed one. A task whose nodes are not all in the group build's results (dbt stopped early,
 skipped one) builds them itself, as in plain LOCAL mode. Each task that runs leaves its own
 nodes' part of the build's ``run_results.json`` (and the build's ``manifest.json``) in its
-project folder, where Cosmos' callback records the task's tests: what a task below a failed
-mart would have recorded, nothing, it still records (dbt reports its tests as skipped). A
-task's duration then no longer says what its mart cost (the first task carries the group's
+project folder, where Cosmos' callback records the task's tests; a task below a failed mart
+never runs, so its tests, which dbt reports as skipped, are not recorded, as before. A task's
+duration then no longer says what its mart cost (the first task carries the group's
 build): each task's XCom ``dbt_node_seconds`` does, the build's wall time apportioned to its
 model and tests by dbt's own timing of each node (:meth:`GroupBuild.share`).
 

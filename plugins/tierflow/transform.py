@@ -228,11 +228,13 @@ def _reuse_night_parse(target: Path) -> bool:
     project's folder as Cosmos does for its tasks; dbt checks the state as usual (project files,
     vars other than the date, profile) and parses whatever it cannot reuse. False when this
     machine has no such state (a worker that ran no dbt task, Cosmos' cache off)."""
+    from cosmos.cache import patch_partial_parse_content
+    from cosmos.dbt.project import get_partial_parse_path
+
     folder = cosmos_cache_dir(NIGHT_PARSE_GROUP)
-    state = folder / "target" / "partial_parse.msgpack" if folder is not None else None
+    state = get_partial_parse_path(folder) if folder is not None else None
     if state is None or not state.is_file():
         return False
-    from cosmos.cache import patch_partial_parse_content
 
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(state, target / state.name)

@@ -1,6 +1,7 @@
 """Nights in sequence, as a data engineer meets them in the first week: a good night, a failed
 night, a good night; a rerun of an old date after newer ones; a run killed in the middle of
-the transform; history from years ago. All through `tierflow run` (the real DAG under
+the transform; a night whose dbt test fails inside its group's one dbt build, then the night
+that corrects the data; history from years ago. All through `tierflow run` (the real DAG under
 ``dag.test()``, real dbt via Cosmos, real GX) on the ten-customer fixture.
 
 The fixture's orders arrive in two date folders, 2025-12-31 and 2026-03-31 (tiny_fixture.py),
@@ -24,11 +25,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from test_pipeline_e2e import EXPECTED_RFM, EXPECTED_TIERS, ROOT, TIERFLOW, query, tierflow
-from tiny_fixture import AS_OF, write_tiny_landing
+from tiny_fixture import AS_OF, _write, write_tiny_landing
 
 pytestmark = pytest.mark.e2e
 
 D_MINUS_1, D, D_PLUS_1 = date(2026, 3, 29), date(2026, 3, 30), AS_OF  # AS_OF = 2026-03-31
+OVERRIDES_HEADER = ["customer_id", "value_tier", "reason", "set_by", "valid_from", "valid_to"]
 
 
 def bi_tables(url: str) -> dict[str, list[tuple]]:
@@ -87,8 +89,10 @@ def run_env(tmp_path: Path, warehouse_url: str) -> dict[str, str]:
     return env
 
 
-def test_failed_night_then_reruns_then_a_killed_run(run_env: dict[str, str], tmp_path: Path) -> None:
+def test_failed_nights_reruns_and_a_killed_run(run_env: dict[str, str], tmp_path: Path) -> None:
     url = run_env["TIERFLOW_WAREHOUSE_URL"]
+    landing = Path(run_env["TIERFLOW_LANDING"])
+    home = Path(run_env["TIERFLOW_HOME"])
 
     # ---- D-1: a good night ------------------------------------------------------------
     out = ok(tierflow(["run", "--date", D_MINUS_1.isoformat()], run_env))
@@ -150,17 +154,88 @@ def test_failed_night_then_reruns_then_a_killed_run(run_env: dict[str, str], tmp
     killed_at = kill_during_transform(run_env, date(2026, 4, 1))
     assert killed_at.startswith("transform."), killed_at
     assert bi_tables(url) == before_kill
-    # and the next run of that date succeeds and publishes it
-    ok(tierflow(["run", "--date", "2026-04-01"], run_env))
-    assert query(url, "select count(*) from bi.customer_tiers where as_of_date = '2026-04-01'") == [(10,)]
+    # ---- the killed date again, with the next one in the same process (as `make run` runs its
+    # dates); the next date's CRM override names a tier that is not configured: customer_tiers
+    # does not apply it and its dbt test tier_is_configured fails, inside its group's one dbt
+    # build (tierflow.dbt_group_build)
+    killed_date, bad, fixed = date(2026, 4, 1), date(2026, 4, 2), date(2026, 4, 3)
+    _write(landing / f"crm/tier_overrides/{bad}/overrides.csv", OVERRIDES_HEADER,
+           [["C06", "gold", "VIP programme", "Zhao Min", bad.isoformat(), ""]])
+    res = tierflow(["run", "--from", killed_date.isoformat(), "--to", bad.isoformat()], run_env)
+    assert res.returncode != 0
+    assert "failed tasks: tiers.customer_tiers_model_build" in res.stderr, res.stderr[-3000:]
+    # the killed date succeeded and published
+    assert set(_states(home, killed_date).values()) == {"success"}
+    assert query(url, "select count(*) from bi.customer_tiers where as_of_date = %s", killed_date) == [(10,)]
+    # the failing mart's task fails as its own build would, exactly the marts below it in the
+    # dbt graph are not built, every other mart of both groups is built and tested
+    states = _states(home, bad)
+    marts = {t: s for t, s in states.items() if t.startswith(("transform.", "tiers."))}
+    below = _below("customer_tiers")
+    assert below >= {"tier_migrations", "customer_tier_history", "account_alerts"}
+    for task, state in marts.items():
+        model = task.split(".")[1].removesuffix("_model_build")
+        expected = ("failed" if model == "customer_tiers"
+                    else "upstream_failed" if model in below else "success")
+        assert state == expected, (task, state)
+    assert sum(s == "success" for t, s in marts.items() if t.startswith("tiers.")) >= 3
+    assert states["publish"] == "upstream_failed"
+    for table, rows in date_rows(url, bad).items():
+        assert rows == [], f"bi.{table} holds rows of the failed night {bad}"
+    # the failed test is a quality result of the night, beside the passed ones
+    failed = query(url, "select expectation, data_asset from tierflow_meta.data_quality_results"
+                        " where suite = 'dbt' and as_of_date = %s and not success", bad)
+    assert failed == [("tier_is_configured", "customer_tiers")]
+    passed = query(url, "select count(*) from tierflow_meta.data_quality_results"
+                        " where suite = 'dbt' and as_of_date = %s and success", bad)
+    assert passed[0][0] > 100
+
+    # ---- the CRM corrects the override; the next night publishes it -------------------------
+    _write(landing / f"crm/tier_overrides/{fixed}/overrides.csv", OVERRIDES_HEADER,
+           [["C06", "medium", "VIP programme", "Zhao Min", bad.isoformat(), ""]])
+    ok(tierflow(["run", "--date", fixed.isoformat()], run_env))
+    assert query(url, "select value_tier, is_override from bi.customer_tiers"
+                      " where customer_id = 'C06' and as_of_date = %s", fixed) == [("medium", True)]
+    states = _states(home, fixed)
+    assert set(states.values()) == {"success"}
+    # each mart's task says what its mart cost: its share of its group's build
+    with sqlite3.connect(f"file:{home / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as conn:
+        seconds = dict(conn.execute(
+            "select task_id, value from xcom where key = 'dbt_node_seconds' and dag_run_id ="
+            " (select max(id) from dag_run where dag_id = 'customer_tiering' and date(logical_date) = ?)",
+            (fixed.isoformat(),)))
+    assert set(seconds) == {t for t in states if t.startswith(("transform.", "tiers."))}
+    assert all(float(v) > 0 for v in seconds.values()), seconds
+
     # the publish writes only the order facts built since its last one (build_number): after a
-    # failed night, a rerun of an older date (which took orders out of the build) and a killed run,
-    # bi's order facts are still the build's, row for row
+    # failed night, a rerun of an older date (which took orders out of the build), a killed run
+    # and a failed dbt test, bi's order facts are still the build's, row for row
     for table in ("fct_orders", "fct_order_lines"):
         published = query(url, f"select * from bi.{table} order by 1, 2")
         assert published == query(url, f"select * from build_marts.{table} order by 1, 2"), table
         assert published and all(row[-1] is not None for row in published), table  # build_number
     assert date_rows(url, D_MINUS_1) == first_d_minus_1
+
+
+def _states(home: Path, as_of: date) -> dict[str, str]:
+    """Task states of the newest DAG run for ``as_of`` in the Airflow metadata of ``home``."""
+    with sqlite3.connect(f"file:{home / 'airflow' / 'airflow.db'}?mode=ro", uri=True) as conn:
+        (run_id,) = conn.execute(
+            "select run_id from dag_run where dag_id = 'customer_tiering' and date(logical_date) = ?"
+            " order by id desc limit 1", (as_of.isoformat(),)).fetchone()
+        return dict(conn.execute("select task_id, state from task_instance where run_id = ?", (run_id,)))
+
+
+def _below(model: str) -> set[str]:
+    """The models below ``model`` in the dbt graph (the manifest the DAG is rendered from)."""
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text(encoding="utf-8"))
+    seen, todo = set(), [f"model.tierflow.{model}"]
+    while todo:
+        for child in manifest["child_map"][todo.pop()]:
+            if child.startswith("model.") and child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return {uid.split(".")[-1] for uid in seen}
 
 
 def kill_during_transform(env: dict[str, str], as_of: date, timeout: float = 600) -> str:

@@ -300,3 +300,42 @@ def test_a_new_night_keeps_the_parsed_project_and_other_vars_still_reparse(tmp_p
         assert _parse(warehouse_url, target, "2026-02-01") != []
     finally:
         ManifestLoader.build_manifest_state_check = patched
+
+
+def _compiled_nodes(url: str, target, as_of: str) -> dict[str, str]:
+    """``dbt compile`` of tierflow's project for ``as_of``: every node's compiled SQL."""
+    import json
+
+    from tierflow.config import load_config
+    from tierflow.settings import load_settings
+    from tierflow.transform import run_dbt, run_vars
+
+    run_vars_ = run_vars(load_config(load_settings().config_path), as_of, "bi")
+    run_dbt(["compile", "--vars", json.dumps(run_vars_)], url, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    return {uid: node["compiled_code"] for uid, node in manifest["nodes"].items() if "compiled_code" in node}
+
+
+def test_each_template_compiled_once_renders_what_dbt_renders(tmp_path, warehouse_url) -> None:
+    """Fix 7: every model and test of the project compiles to the same SQL with the compiled
+    templates kept as with dbt-common's own get_template, also when a second invocation takes
+    every template from the kept code."""
+    import dbt.clients.jinja
+    from dbt_common.clients import jinja
+
+    dbt_patches.apply_dbt_patches()
+    assert dbt_patches.shipped_get_template is not None, "dbt-common changed: the template patch is off"
+    assert jinja.get_template is dbt.clients.jinja.get_template is dbt_patches._get_template_compiled_once
+    dbt_patches._compiled.clear()
+    first = _compiled_nodes(warehouse_url, tmp_path / "a", "2026-01-31")
+    kept = len(dbt_patches._compiled)
+    again = _compiled_nodes(warehouse_url, tmp_path / "b", "2026-01-31")  # every template from the kept code
+    jinja.get_template = dbt.clients.jinja.get_template = dbt_patches.shipped_get_template
+    try:
+        shipped = _compiled_nodes(warehouse_url, tmp_path / "c", "2026-01-31")
+    finally:
+        jinja.get_template = dbt.clients.jinja.get_template = dbt_patches._get_template_compiled_once
+    tests = [uid for uid in shipped if uid.startswith("test.")]
+    assert len(shipped) > 300 and len(tests) > 200
+    assert first == shipped and again == shipped
+    assert kept > 0 and len(dbt_patches._compiled) == kept  # the second invocation compiled nothing new

@@ -50,6 +50,17 @@ runs as it comes.
    it compiles the node (a test's ``where`` config, rendered at parse time, must not use it:
    ``tier_is_configured(on_as_of_date=true)`` filters in its SQL instead).
    ``tests/test_dbt_patches.py`` parses the project with two dates and compares every node.
+7. **Each template compiled once per process.** dbt renders every node's SQL (and every
+   generic test's call, the same line for all tests of a kind) through dbt-common's
+   ``get_template``, which builds a new Jinja environment and compiles the text into Python
+   code each time: ~4 ms a node, ~450 nodes a night, again in every invocation. The compiled
+   code is now kept per process, keyed by the text and the environment's class; each call still
+   gets a new environment, its own globals and a new template object made from the code
+   (``Template.from_code``, what ``from_string`` does after compiling). Exact because the code
+   Jinja generates depends only on the text and on environment settings that ``get_environment``
+   fixes per class (extensions, filters, tests, sandboxing; the one per-call argument,
+   ``capture_macros``, only sets the ``undefined`` class, which is looked up when the template
+   runs). Not while dbt's macro debugging is on (it names each compiled template's source).
 """
 
 from __future__ import annotations
@@ -71,6 +82,8 @@ shipped_json = None
 shipped_write_graph_file = None
 shipped_release = None
 shipped_state_check = None
+shipped_get_template = None
+_compiled: dict[tuple[type, str], types.CodeType] = {}  # fix 7: (environment class, text) -> code
 
 # the var that changes every night and that nothing reads at parse time (fix 6)
 RUN_DATE_VAR = "as_of_date"
@@ -227,6 +240,44 @@ def _patch_state_check() -> None:
     )
 
 
+def _get_template_compiled_once(
+    string: str, ctx: dict, node: Any = None, capture_macros: bool = False, native: bool = False
+) -> Any:
+    """dbt-common's ``get_template`` with each text compiled once per environment class (fix 7)."""
+    from dbt_common.clients import jinja
+
+    if jinja.MACRO_DEBUGGING:  # set by dbt's flags per invocation: it names each compiled source
+        return shipped_get_template(string, ctx, node, capture_macros, native)
+    with jinja.catch_jinja(node):
+        env = jinja.get_environment(node, capture_macros, native=native)
+        source = str(string)
+        key = (type(env), source)
+        code = _compiled.get(key)
+        if code is None:
+            code = _compiled[key] = env.compile(source)
+        return env.template_class.from_code(env, code, env.make_globals(ctx), None)
+
+
+def _patch_get_template() -> None:
+    global shipped_get_template
+    import dbt.clients.jinja
+    from dbt_common.clients import jinja
+
+    if dbt.clients.jinja.__dict__.get("get_template") is not jinja.get_template:
+        log.info("dbt's get_template is not dbt-common's: left as shipped")
+        return
+    shipped = _replace(
+        jinja, "get_template", _get_template_compiled_once,
+        ["string", "ctx", "node", "capture_macros", "native"], "get_environment",
+    )
+    if shipped is not None and "from_string" in shipped.__code__.co_names:
+        shipped_get_template = shipped
+        dbt.clients.jinja.get_template = _get_template_compiled_once  # imported there by name
+    elif shipped is not None:
+        jinja.get_template = shipped
+        log.info("dbt-common's get_template has changed: left as shipped")
+
+
 def apply_dbt_patches() -> None:
     """Install the fixes above (idempotent; nothing when dbt is not installed)."""
     global _applied
@@ -247,3 +298,4 @@ def apply_dbt_patches() -> None:
     _patch_graph_file()
     _patch_release()
     _patch_state_check()
+    _patch_get_template()

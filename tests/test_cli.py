@@ -105,3 +105,36 @@ def test_failure_reason_tells_whether_bi_was_published(warehouse_url: str) -> No
     assert _failure_reason("r1", warehouse_url) == ("ingest: no such file", False)
     assert _failure_reason("r2", warehouse_url) == ("notify: bi.account_alerts is missing", True)
     assert _failure_reason("r3", warehouse_url) == ("", False)
+
+
+def test_a_run_process_ends_as_python_would_without_its_teardown(tmp_path: Path) -> None:
+    """`tierflow run` ends its process with _exit_without_teardown: what Python's exit does
+    before freeing its objects still happens (a thread that is not a daemon is waited for, the
+    atexit handlers and weakref finalizers run, buffered output is written) and the status is
+    SystemExit's."""
+    script = f"""
+import atexit, sys, tempfile, threading, time, weakref
+from pathlib import Path
+from tierflow.cli import _exit_without_teardown
+out = Path({str(tmp_path)!r})
+def late():
+    time.sleep(0.5)
+    (out / "thread").write_text("done")
+threading.Thread(target=late).start()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+folder = tempfile.TemporaryDirectory(dir=out)  # removed by its weakref finalizer at exit
+print("x" * 100_000, end="")
+print("end", end="")  # left in the buffer
+_exit_without_teardown(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output buffered as usual
+    for code, status in (("3", 3), ("0", 0), ("a message", 1)):
+        res = subprocess.run([sys.executable, "-c", script, code], capture_output=True, text=True, timeout=60,
+                             env=env)
+        assert res.returncode == status, res.stderr
+        assert res.stdout == "x" * 100_000 + "end"
+        assert (tmp_path / "thread").read_text() == "done" and (tmp_path / "atexit").read_text() == "ran"
+        assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == []
+        assert res.stderr == ("a message\n" if status == 1 else "")
+        (tmp_path / "thread").unlink()
+        (tmp_path / "atexit").unlink()

@@ -176,3 +176,106 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         assert conn.execute(f"select count(*) from {lines}").fetchone()[0] == before
         assert ["order_id", "line_number"] in _unique_keys(conn, lines)
+
+
+def _row_rules(conn: psycopg.Connection, table: str) -> dict[str, bool]:
+    """The table's row-rule CHECK constraints (macros/row_rules.sql): name -> validated."""
+    return dict(conn.execute(
+        "select conname::text, convalidated from pg_constraint"
+        " where conrelid = %s::regclass and contype = 'c' and conname::text like 'row\\_rule\\_%%'", (table,)
+    ).fetchall())
+
+
+def _rules_in_yaml() -> dict[str, set[str]]:
+    """model -> the rule names of its row_rule_enforced tests, read from the parsed project."""
+    from tierflow.transform import MANIFEST_PATH
+
+    rules: dict[str, set[str]] = {}
+    for node in json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["nodes"].values():
+        meta = node.get("test_metadata") or {}
+        if meta.get("name") == "row_rule_enforced":
+            rules.setdefault(node["attached_node"].split(".")[-1], set()).add(meta["kwargs"]["rule"])
+    return rules
+
+
+def test_the_database_enforces_the_row_rules_of_the_incremental_tables(
+    warehouse_url: str, config, tmp_path
+) -> None:
+    """Row rules (the facts' sums, the known statuses) are CHECK constraints: the database
+    refuses a row that breaks one; a missing constraint fails the catalog test and the next
+    build adds it, checking the rows there once; a rule no test asks for any more is dropped;
+    rows that break a rule fail the build that would add it, naming the rule, rows untouched."""
+    from tierflow.ingest.loader import run_ingest
+    from tierflow.transform import DbtError, _private_target, ensure_manifest
+
+    landing = tmp_path / "landing"
+    write_tiny_landing(landing)
+    run_ingest(warehouse_url, landing, AS_OF, config)
+    ensure_manifest(warehouse_url)
+    _build(warehouse_url, config, "build")
+    expected = _rules_in_yaml()
+    assert expected == {
+        "fct_order_lines": {"net_revenue", "gross_margin", "status"},
+        "fct_orders": {"counted_revenue", "net_revenue", "status"},
+        "stg_erp__orders": {"status"}, "stg_erp__invoices": {"status"},
+    }
+
+    lines = _table("marts.fct_order_lines")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        for name, rules in expected.items():
+            layer = "marts" if name.startswith("fct_") else "staging"
+            present = _row_rules(conn, _table(f"{layer}.{name}"))
+            assert {n.removeprefix("row_rule_").rsplit("_", 1)[0] for n in present} == rules, name
+            assert all(present.values()), name
+
+        # every write is checked: rounded parts that do not add up, an unknown status; a
+        # gross margin without cogs is outside its rule (applies_to: cogs is not null)
+        for change in ("net_revenue = net_revenue + 0.01", "status = 'lost'",
+                       "gross_margin = gross_margin + 1"):
+            conn.execute(f"create temp table one_line as select * from {lines}"
+                         " where cogs is not null limit 1")
+            conn.execute(f"update one_line set line_number = line_number + 1000, {change}")
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(f"insert into {lines} select * from one_line")
+            conn.execute("drop table one_line")
+        conn.execute(f"create temp table one_line as select * from {lines} limit 1")
+        conn.execute("update one_line set line_number = line_number + 1000, cogs = null,"
+                     " gross_margin = gross_margin + 1")
+        conn.execute(f"insert into {lines} select * from one_line")
+        conn.execute(f"delete from {lines} where line_number >= 1000")
+
+        # the net_revenue rule goes missing; a stale rule (an expression since changed) is there
+        (net_rule,) = [n for n in _row_rules(conn, lines) if n.startswith("row_rule_net_revenue_")]
+        conn.execute(f"alter table {lines} drop constraint {net_rule}")
+        conn.execute(f"alter table {lines} add constraint row_rule_net_revenue_00000000 check (true)")
+
+    # the catalog test sees it (it can fail) ...
+    log_file = _private_target() / "dbt.log"
+    start = _log_position(log_file)
+    with pytest.raises(DbtError):
+        _build(warehouse_url, config, "test")
+    log = _logged_since(log_file, start)
+    failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
+              if "Failure in test " in line}
+    assert len(failed) == 1 and next(iter(failed)).startswith("row_rule_enforced_fct_order_lines_"), failed
+    # ... and the next build puts it back and drops the stale one
+    _build(warehouse_url, config, "build")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        present = _row_rules(conn, lines)
+        assert net_rule in present and all(present.values())
+        assert "row_rule_net_revenue_00000000" not in present
+
+        # rows that break a rule: the build that would add it fails, naming it, rows as they were
+        conn.execute(f"alter table {lines} drop constraint {net_rule}")
+        conn.execute(f"update {lines} set net_revenue = net_revenue + 0.01,"
+                     " gross_margin = gross_margin + 0.01"
+                     f" where (order_id, line_number) in (select order_id, line_number from {lines} limit 1)")
+        rows = conn.execute(f"select * from {lines} order by order_id, line_number").fetchall()
+    start = _log_position(log_file)
+    with pytest.raises(DbtError):
+        _build(warehouse_url, config, "build")
+    log = _logged_since(log_file, start)
+    assert f'check constraint "{net_rule}"' in log and "is violated by some row" in log, log[-3000:]
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        assert conn.execute(f"select * from {lines} order by order_id, line_number").fetchall() == rows
+        assert net_rule not in _row_rules(conn, lines)

@@ -20,7 +20,7 @@
 {% macro staging_config(key_columns, not_null_columns=[]) %}
     {#- The model config every staging model shares; `key_columns` is its key, unique and (with
         `not_null_columns`) never null, enforced by the database (`enforce_key`; its unique
-        index also serves dbt's delete). Indexed on the load and the date folder (finding what
+        index also serves dbt's delete), and so are its row rules (`enforce_row_rules`). Indexed on the load and the date folder (finding what
         is new). -#}
     {{ config(
         materialized='incremental',
@@ -31,6 +31,7 @@
         post_hook=[
             "{{ delete_rows_delivered_after_as_of_date('business_date') if is_incremental() }}",
             enforce_key_hook(key_columns, not_null_columns),
+            "{{ enforce_row_rules() }}",
             "analyze {{ this }}",
         ],
     ) }}

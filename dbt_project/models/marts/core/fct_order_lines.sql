@@ -24,6 +24,7 @@
                 ['order_id', 'line_number'],
                 ['customer_id', 'product_id', 'order_date', 'fx_rate', 'source_load_id', 'source_business_date'],
             ),
+            "{{ enforce_row_rules() }}",
         ],
     )
 }}

@@ -24,6 +24,7 @@
                     'source_load_id', 'source_business_date',
                 ],
             ),
+            "{{ enforce_row_rules() }}",
         ],
     )
 }}

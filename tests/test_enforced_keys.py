@@ -80,6 +80,20 @@ def _build(url: str, cfg, *args: str) -> None:
              "--vars", json.dumps(run_vars(cfg, AS_OF))], url)
 
 
+def _failing_tests(url: str, cfg, log_file: Path) -> tuple[set[str], str]:
+    """Run the tests of `_build`'s selection, which must fail: the failed tests' names and what
+    dbt logged meanwhile."""
+    from tierflow.transform import DbtError
+
+    start = _log_position(log_file)
+    with pytest.raises(DbtError):
+        _build(url, cfg, "test")
+    log = _logged_since(log_file, start)
+    failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
+              if "Failure in test " in line}
+    return failed, log
+
+
 def _unique_keys(conn: psycopg.Connection, table: str) -> list[list[str]]:
     """The column lists of the table's unique indexes, read from pg_indexes' definitions."""
     keys = []
@@ -136,12 +150,7 @@ def test_the_database_enforces_the_keys_and_not_nulls_of_the_incremental_tables(
 
     # the catalog test sees it (it can fail) ...
     log_file = _private_target() / "dbt.log"  # this process's dbt log, every invocation's
-    start = _log_position(log_file)
-    with pytest.raises(DbtError):
-        _build(warehouse_url, config, "test")
-    log = _logged_since(log_file, start)
-    failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
-              if "Failure in test " in line}
+    failed, log = _failing_tests(warehouse_url, config, log_file)
     assert [name.startswith("key_enforced_fct_order_lines_") for name in failed] == [True]
     assert "Got 2 results" in log  # the index and customer_id's NOT NULL
     # ... and the next build puts both back, checking the rows there once
@@ -251,12 +260,7 @@ def test_the_database_enforces_the_row_rules_of_the_incremental_tables(
 
     # the catalog test sees it (it can fail) ...
     log_file = _private_target() / "dbt.log"
-    start = _log_position(log_file)
-    with pytest.raises(DbtError):
-        _build(warehouse_url, config, "test")
-    log = _logged_since(log_file, start)
-    failed = {line.split("Failure in test ")[1].split()[0] for line in log.splitlines()
-              if "Failure in test " in line}
+    failed, _ = _failing_tests(warehouse_url, config, log_file)
     assert len(failed) == 1 and next(iter(failed)).startswith("row_rule_enforced_fct_order_lines_"), failed
     # ... and the next build puts it back and drops the stale one
     _build(warehouse_url, config, "build")

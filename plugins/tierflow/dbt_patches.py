@@ -266,16 +266,13 @@ def _patch_get_template() -> None:
     if dbt.clients.jinja.__dict__.get("get_template") is not jinja.get_template:
         log.info("dbt's get_template is not dbt-common's: left as shipped")
         return
-    shipped = _replace(
+    # the shipped function compiles with the environment's from_string
+    shipped_get_template = _replace(
         jinja, "get_template", _get_template_compiled_once,
-        ["string", "ctx", "node", "capture_macros", "native"], "get_environment",
+        ["string", "ctx", "node", "capture_macros", "native"], "from_string",
     )
-    if shipped is not None and "from_string" in shipped.__code__.co_names:
-        shipped_get_template = shipped
+    if shipped_get_template is not None:
         dbt.clients.jinja.get_template = _get_template_compiled_once  # imported there by name
-    elif shipped is not None:
-        jinja.get_template = shipped
-        log.info("dbt-common's get_template has changed: left as shipped")
 
 
 def apply_dbt_patches() -> None:

@@ -145,3 +145,53 @@ def test_holdout_comparison_by_hand() -> None:
     assert error == pytest.approx(2.0 / 11, abs=1e-4)
     assert holdout_comparison(freq, predicted, np.zeros(5))[1] is None
     assert not math.isnan(error)
+
+
+def _simulated_summary(n: int, seed: int) -> pd.DataFrame:
+    """BG/NBD's own story for ``n`` customers (r=2.5, alpha=90, a=0.35, b=26, the demo's
+    neighbourhood): a purchase rate from Gamma(r, alpha), a dropout chance from Beta(a, b)
+    after each repeat purchase, observed for 30..639 days."""
+    rng = np.random.default_rng(seed)
+    rate, dropout = rng.gamma(2.5, 1 / 90.0, n), rng.beta(0.35, 26.0, n)
+    observed = rng.integers(30, 640, n)
+    frequency, recency = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
+    for i in range(n):
+        t = rng.exponential(1 / rate[i])
+        while t <= observed[i]:
+            frequency[i], recency[i] = frequency[i] + 1, int(t)
+            if rng.random() < dropout[i]:
+                break
+            t += rng.exponential(1 / rate[i])
+    return pd.DataFrame({
+        "customer_id": [f"C{i:05d}" for i in range(n)],
+        "frequency": frequency,
+        "recency": recency,
+        "T": observed,
+    })
+
+
+def test_a_fit_on_many_customers_is_taken_to_the_maximum() -> None:
+    """On 10,000 customers the optimizer's default stop (a tiny relative change of the
+    log-likelihood) leaves a gradient the convergence check rejects, so a fit would be
+    rejected night after night; tierflow's fit stops on the gradient itself."""
+    import warnings
+
+    from tierflow.clv.model import BG_PARAMS, _bg_frame, _check, _clv_module, fit_bg_nbd
+
+    summary = _simulated_summary(10_000, seed=2)
+    prior, beta_geo, _ = _clv_module()
+    shipped = beta_geo(model_config={k: prior("HalfFlat") for k in BG_PARAMS})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shipped.fit(data=_bg_frame(summary), method="map", progressbar=False)
+    _, converged, note = _check(shipped, BG_PARAMS, len(summary))
+    assert not converged and note.startswith("gradient"), "the case no longer shows the default stop"
+
+    fit = fit_bg_nbd(summary)
+    assert fit.converged, fit.note
+    # near the parameters the customers were drawn from (a and b trade off along a ridge)
+    assert fit.parameters["r"] == pytest.approx(2.5, rel=0.1)
+    assert fit.parameters["alpha"] / fit.parameters["r"] == pytest.approx(36.0, rel=0.05)
+    assert fit.parameters["a"] / (fit.parameters["a"] + fit.parameters["b"]) == pytest.approx(
+        0.35 / 26.35, rel=0.2
+    )

@@ -195,3 +195,69 @@ def test_a_fit_on_many_customers_is_taken_to_the_maximum() -> None:
     assert fit.parameters["a"] / (fit.parameters["a"] + fit.parameters["b"]) == pytest.approx(
         0.35 / 26.35, rel=0.2
     )
+
+
+def _library_score(summary: pd.DataFrame, bg: dict, gg: dict, months: int, rate: float) -> pd.DataFrame:
+    """The same scores from pymc-marketing's own model objects (holding the point as their
+    one-draw posterior) and its ``customer_lifetime_value``: the reference for tierflow's numpy
+    scoring. The spend of a customer outside the spend model is the population mean: the
+    library's conditional mean at frequency 0."""
+    import warnings
+
+    import arviz as az
+    from pymc_marketing.clv.utils import customer_lifetime_value
+    from tierflow.clv.model import BG_PARAMS, _clv_module, spend_rows
+
+    prior, beta_geo, gamma_gamma = _clv_module()
+
+    def with_point(model, frame, params):
+        model.build_model(data=frame)
+        model.idata = az.from_dict(posterior={k: np.array([[v]]) for k, v in params.items()})
+        return model
+
+    frame = summary[["customer_id", "frequency", "recency", "T"]].reset_index(drop=True)
+    in_spend = spend_rows(summary).to_numpy()
+    spend = summary[["customer_id", "frequency", "monetary_value"]].reset_index(drop=True)
+    spend.loc[~in_spend, "frequency"] = 0
+    spend.loc[~in_spend, "monetary_value"] = 1.0
+    bg_model = with_point(beta_geo(model_config={k: prior("HalfFlat") for k in BG_PARAMS}), frame, bg)
+    gg_model = with_point(gamma_gamma(), spend, gg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        avg_value = gg_model.expected_customer_spend(spend).values.reshape(-1)
+        clv = customer_lifetime_value(
+            bg_model, frame.assign(future_spend=avg_value), future_t=months, discount_rate=rate, time_unit="D"
+        ).values.reshape(-1)
+        return pd.DataFrame({
+            "probability_alive": bg_model.expected_probability_alive(frame).values.reshape(-1),
+            "expected_purchases_90d": bg_model.expected_purchases(frame, future_t=90).values.reshape(-1),
+            "expected_purchases_365d": bg_model.expected_purchases(frame, future_t=365).values.reshape(-1),
+            "expected_avg_value": avg_value,
+            "predicted_clv_12m": clv,
+        })
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.0])
+def test_numpy_scores_are_the_librarys(rate: float) -> None:
+    """tierflow scores with the library's closed forms in numpy (no pymc on a night that reuses
+    a fit): the same numbers as pymc-marketing's own methods, customer by customer, on the 40
+    customers (one outside the spend model) and on 2,000 simulated ones."""
+    from tierflow.clv.model import score
+
+    bg = {"r": 2.44, "alpha": 85.3, "a": 0.281, "b": 18.9}
+    gg = {"p": 0.948, "q": 1.275, "v": 4071.5}
+    small = _summary()
+    small.loc[3, "spend_ok"] = False
+    simulated = _simulated_summary(2_000, seed=5)
+    simulated = simulated.assign(
+        monetary_value=np.where(simulated.frequency > 0, 20.0 + (np.arange(len(simulated)) % 7) * 15.0, 0.0),
+        spend_ok=np.arange(len(simulated)) % 11 != 0,
+    )
+    for summary in (small, simulated):
+        ours = score(summary, bg, gg, horizon_months=12, monthly_discount_rate=rate)
+        ref = _library_score(summary, bg, gg, 12, rate)
+        assert (~ours.in_spend_model).sum() > 0
+        for column in ref.columns:
+            np.testing.assert_allclose(
+                ours[column].to_numpy(), ref[column].to_numpy(), rtol=1e-9, err_msg=column
+            )

@@ -1,4 +1,5 @@
-"""The CLV models, fitted and scored with pymc-marketing's ``clv`` module (a MAP fit).
+"""The CLV models: fitted with pymc-marketing's ``clv`` module (a MAP fit), scored with the
+library's closed forms written in numpy (:func:`score`).
 
 Pure functions on pandas frames: no database here (store.py reads and writes the tables).
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, hyp2f1
 
 from tierflow.settings import configure_pytensor
 
@@ -140,23 +142,38 @@ def fit_gamma_gamma(summary: pd.DataFrame) -> Fit:
     return Fit(GAMMA_GAMMA, params, len(rows), round(time.perf_counter() - started, 3), converged, note)
 
 
-def _with_params(model, frame: pd.DataFrame, params: dict[str, float]):
-    """A pymc-marketing model whose 'posterior' is the one stored point (a reused fit)."""
-    import arviz as az
+def _bg_arrays(summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        summary["frequency"].to_numpy(dtype=float),
+        summary["recency"].to_numpy(dtype=float),
+        summary["T"].to_numpy(dtype=float),
+    )
 
-    model.build_model(data=frame)
-    model.idata = az.from_dict(posterior={k: np.array([[v]]) for k, v in params.items()})
-    return model
+
+def _bg_expected(bg: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, t) -> np.ndarray:
+    """BG/NBD's expected purchase days in the next ``t`` days (Fader, Hardie and Lee 2005, eq. 10),
+    as pymc-marketing's ``BetaGeoModel.expected_purchases`` computes it, in numpy."""
+    r, alpha, a, b = (bg[k] for k in BG_PARAMS)
+    numerator = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(
+        r + x, b + x, a + b + x - 1, t / (alpha + T + t)
+    )
+    numerator *= (a + b + x - 1) / (a - 1)
+    # (x > 0) as a factor, as the library writes it; np.maximum keeps b + x - 1 off 0 for x = 0
+    denominator = 1 + (x > 0) * (a / (b + np.maximum(x, 1) - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+    return numerator / denominator
+
+
+def _bg_probability_alive(bg: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T): 1 without a repeat purchase (BG/NBD drops a customer out only
+    right after one), else the library's ``expected_probability_alive``."""
+    r, alpha, a, b = (bg[k] for k in BG_PARAMS)
+    log_div = (r + x) * np.log((alpha + T) / (alpha + t_x)) + np.log(a / (b + np.maximum(x, 1) - 1))
+    return np.where(x == 0, 1.0, expit(-log_div))
 
 
 def expected_purchases(summary: pd.DataFrame, bg: dict[str, float], days: int | np.ndarray) -> np.ndarray:
     """Expected purchase days in the next ``days`` days per row of ``summary``."""
-    Prior, BetaGeoModel, _ = _clv_module()
-    frame = _bg_frame(summary)
-    model = _with_params(BetaGeoModel(model_config={k: Prior("HalfFlat") for k in BG_PARAMS}), frame, bg)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return model.expected_purchases(frame, future_t=days).values.reshape(-1)
+    return _bg_expected(bg, *_bg_arrays(summary), days)
 
 
 def score(
@@ -172,61 +189,39 @@ def score(
     The expected value per purchase day is Gamma-Gamma's conditional mean for the customers in
     the spend model and the population mean p v / (q - 1) for the others (no repeat purchase,
     or a repeat purchase day without positive revenue): what the model knows of them.
+
+    The closed forms pymc-marketing's predictions use (``expected_probability_alive``,
+    ``expected_purchases``, ``expected_customer_spend``, ``customer_lifetime_value``), in numpy
+    on the stored parameters: scoring with a reused fit needs no model object and no import of
+    pymc (tests/test_clv.py compares both, customer by customer).
     """
-    Prior, BetaGeoModel, GammaGammaModel = _clv_module()
-    frame = _bg_frame(summary)
-    bg_model = _with_params(BetaGeoModel(model_config={k: Prior("HalfFlat") for k in BG_PARAMS}), frame, bg)
+    x, t_x, T = _bg_arrays(summary)
+    p, q, v = (gg[k] for k in GG_PARAMS)
     in_spend = spend_rows(summary).to_numpy()
-    spend = summary[["customer_id", "frequency", "recency", "T", "monetary_value"]].reset_index(drop=True)
-    # outside the spend model: frequency 0 makes the conditional mean the population mean
-    spend.loc[~in_spend, "frequency"] = 0
-    spend.loc[~in_spend, "monetary_value"] = 1.0
-    gg_model = _with_params(GammaGammaModel(), spend[["customer_id", "frequency", "monetary_value"]], gg)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p_alive = bg_model.expected_probability_alive(frame).values.reshape(-1)
-        e90 = bg_model.expected_purchases(frame, future_t=90).values.reshape(-1)
-        e365 = bg_model.expected_purchases(frame, future_t=365).values.reshape(-1)
-        avg_value = gg_model.expected_customer_spend(spend).values.reshape(-1)
-        clv = gg_model.expected_customer_lifetime_value(
-            bg_model,
-            frame.assign(monetary_value=spend["monetary_value"], frequency=summary["frequency"].values),
-            future_t=horizon_months,
-            discount_rate=monthly_discount_rate,
-            time_unit="D",
-        ).values.reshape(-1)
-    # expected_customer_lifetime_value takes the spend from the frame's own conditional mean;
-    # customers outside the spend model must get the population mean: recompute their CLV
-    # as purchases per month x that mean, discounted (the library's own formula, see below)
-    if (~in_spend).any():
-        clv = np.where(
-            in_spend,
-            clv,
-            _discounted_purchases(bg_model, frame, horizon_months, monthly_discount_rate) * avg_value,
-        )
+    # outside the spend model frequency 0 makes the conditional mean the population mean
+    spend_frequency = np.where(in_spend, x, 0.0)
+    mean_value = np.where(in_spend, summary["monetary_value"].to_numpy(dtype=float), 1.0)
+    weight = p * spend_frequency / (p * spend_frequency + q - 1)
+    avg_value = (1 - weight) * (v * p / (q - 1)) + weight * mean_value
+    # customer_lifetime_value: the spend times the purchases of each 30-day month, discounted
+    # by (1 + rate) per month
+    clv = np.zeros(len(summary))
+    previous = np.zeros(len(summary))
+    for month in range(1, horizon_months + 1):
+        now = _bg_expected(bg, x, t_x, T, DAYS_PER_MONTH * month)
+        clv += avg_value * (now - previous) / (1 + monthly_discount_rate) ** month
+        previous = now
     return pd.DataFrame(
         {
             "customer_id": summary["customer_id"].to_numpy(),
-            "probability_alive": p_alive,
-            "expected_purchases_90d": e90,
-            "expected_purchases_365d": e365,
+            "probability_alive": _bg_probability_alive(bg, x, t_x, T),
+            "expected_purchases_90d": _bg_expected(bg, x, t_x, T, 90),
+            "expected_purchases_365d": _bg_expected(bg, x, t_x, T, 365),
             "expected_avg_value": avg_value,
             "predicted_clv_12m": clv,
             "in_spend_model": in_spend,
         }
     )
-
-
-def _discounted_purchases(bg_model, frame: pd.DataFrame, months: int, rate: float) -> np.ndarray:
-    """sum over months i of (E[purchases by 30 i] - E[purchases by 30 (i - 1)]) / (1 + rate)^i:
-    pymc-marketing's ``customer_lifetime_value`` with a spend of 1."""
-    total = np.zeros(len(frame))
-    previous = np.zeros(len(frame))
-    for i in range(1, months + 1):
-        now = bg_model.expected_purchases(frame, future_t=DAYS_PER_MONTH * i).values.reshape(-1)
-        total += (now - previous) / (1 + rate) ** i
-        previous = now
-    return total
 
 
 # frequency buckets of the holdout comparison: calibration repeat purchase days 0, 1, ..., 6, 7+

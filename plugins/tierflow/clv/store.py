@@ -131,32 +131,17 @@ class StoredFit:
 
 
 def read_summary(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
-    """customer_rfm's BTYD summary for A (customers with a completed order), and per customer
-    whether every repeat purchase day had positive revenue (fct_orders, as customer_rfm sums it)."""
+    """customer_rfm's BTYD summary for A (customers with a completed order), with whether every
+    repeat purchase day had positive revenue (the spend model's filter)."""
     query = sql.SQL(
         """
-        with days as (
-            select customer_id, order_date, sum(net_revenue) as day_revenue,
-                row_number() over (partition by customer_id order by order_date) as day_number
-            from {orders}
-            where status = 'completed' and order_date <= %(as_of)s
-            group by customer_id, order_date
-        ),
-        spend as (
-            select customer_id, coalesce(bool_and(day_revenue > 0) filter (where day_number > 1), true) as ok
-            from days
-            group by customer_id
-        )
-        select rfm.customer_id, rfm.frequency_repeat, rfm.recency_btyd_days, rfm.t_days,
-            rfm.avg_repeat_value, coalesce(spend.ok, true)
-        from {rfm} as rfm
-        left join spend on spend.customer_id = rfm.customer_id
-        where rfm.as_of_date = %(as_of)s and rfm.frequency_repeat is not null
-        order by rfm.customer_id
+        select customer_id, frequency_repeat, recency_btyd_days, t_days, avg_repeat_value,
+            repeat_days_all_positive
+        from {rfm}
+        where as_of_date = %(as_of)s and frequency_repeat is not null
+        order by customer_id
         """
-    ).format(
-        orders=sql.Identifier(MARTS_SCHEMA, "fct_orders"), rfm=sql.Identifier(MARTS_SCHEMA, "customer_rfm")
-    )
+    ).format(rfm=sql.Identifier(MARTS_SCHEMA, "customer_rfm"))
     rows = conn.execute(query, {"as_of": as_of}).fetchall()
     frame = pd.DataFrame(
         rows, columns=["customer_id", "frequency", "recency", "T", "monetary_value", "spend_ok"]

@@ -75,7 +75,11 @@ btyd_summary as (
         -- trim_scale drops the trailing zeros avg() adds (175.0000000000000000 -> 175)
         trim_scale(
             coalesce(avg(day_revenue) filter (where purchase_day_number > 1), 0)
-        ) as avg_repeat_value
+        ) as avg_repeat_value,
+        -- the CLV spend model takes only customers whose every repeat purchase day had
+        -- positive revenue (docs/clv.md)
+        coalesce(bool_and(day_revenue > 0) filter (where purchase_day_number > 1), true)
+            as repeat_days_all_positive
     from purchase_days
     group by customer_id
 
@@ -136,7 +140,8 @@ final as (
         btyd_summary.frequency_repeat,
         btyd_summary.recency_btyd_days,
         btyd_summary.t_days,
-        btyd_summary.avg_repeat_value
+        btyd_summary.avg_repeat_value,
+        btyd_summary.repeat_days_all_positive
 
     from rfm_scored
     left join btyd_summary

@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint bench-ingest bench-clv bench-pipeline clean warehouse-stop
+.PHONY: setup run test lint bench-ingest bench-clv bench-pipeline bench-nights clean warehouse-stop
 
 setup: $(STAMP)
 
@@ -77,3 +77,10 @@ bench-clv: setup
 BENCH_CUSTOMERS ?= 50000
 bench-pipeline: setup
 	$(BIN)/python bench/bench_pipeline.py --customers $(BENCH_CUSTOMERS)
+
+# Issue 11 item 2 over time: a full night, then BENCH_NIGHTS nights of one day of new files
+# each, every night a `tierflow run --date` of its own; prints each night's wall and the growth
+# per night (a night that costs its delta does not grow with the nights before it).
+BENCH_NIGHTS ?= 20
+bench-nights: setup
+	$(BIN)/python bench/bench_nights.py --customers $(BENCH_CUSTOMERS) --nights $(BENCH_NIGHTS)

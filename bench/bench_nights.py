@@ -78,6 +78,7 @@ def main() -> None:
         newest = max(date.fromisoformat(p.name) for p in (root / "landing").glob("*/*/*")
                      if re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.name))
         first = newest - timedelta(days=args.nights)
+        home.mkdir(parents=True, exist_ok=True)
         wall, _ = tierflow(env, "run", "--date", first.isoformat(), log=home / "night0.log")
         print(f"full night {first}: {wall:.1f}s", flush=True)
         for i in range(1, args.nights + 1):

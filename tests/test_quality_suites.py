@@ -140,3 +140,60 @@ def test_the_gate_analyzes_tables_written_since_their_statistics(warehouse_url: 
         ).fetchone()
         assert plan[0]["Plan"]["Plan Rows"] == 1000  # not 0.5% of the table: the planner knows the date
     assert analyze_unanalyzed_tables(warehouse_url, "build_marts") == []
+
+
+def test_suites_run_side_by_side_give_the_results_one_at_a_time_gives(
+    warehouse_url: str, config, tmp_path: Path
+) -> None:
+    """validate_suites runs suites on several threads, each with a GX context of its own: the
+    same results, in the suites' order, as one suite after the other, failures included."""
+    import json
+    import threading
+
+    import sqlalchemy as sa
+    from tierflow.quality.gates import check_results, validate_suites
+    from tierflow.settings import MARTS_SCHEMA
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(f"create schema {MARTS_SCHEMA}")
+        conn.execute(
+            f"create table {MARTS_SCHEMA}.numbers as select i as n, i % 7 as bucket,"
+            f" date '{AS_OF}' as as_of_date from generate_series(1, 500) as i"
+        )
+    (tmp_path / "marts").mkdir()
+    for k in range(6):
+        query = f"select n, bucket from {{schema}}.numbers where as_of_date = :as_of_date and n > {k * 50}"
+        (tmp_path / "marts" / f"s{k}.json").write_text(json.dumps({
+            "name": f"marts_s{k}",
+            "meta": {"tierflow": {"schema": "marts", "query": query}},
+            "expectations": [
+                {"type": "expect_column_max_to_be_between",
+                 "kwargs": {"column": "n", "max_value": 100 * k + 300}, "severity": "critical"},
+                {"type": "expect_column_values_to_be_between",
+                 "kwargs": {"column": "bucket", "min_value": 0, "max_value": 5}, "severity": "warning"},
+            ],
+        }))
+    threads: set[str] = set()
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "numbers" in statement:
+            threads.add(threading.current_thread().name)
+
+    sa.event.listen(sa.Engine, "after_cursor_execute", record)
+    try:
+        serial, side_by_side = (
+            check_results(validate_suites(warehouse_url, "marts", AS_OF, config, tmp_path, workers=n))
+            for n in (1, 3)
+        )
+    finally:
+        sa.event.remove(sa.Engine, "after_cursor_execute", record)
+
+    def rows(results):
+        return [(r.suite, r.expectation, r.column, r.success, r.observed_value) for r in results]
+
+    assert rows(side_by_side) == rows(serial)
+    assert [r.suite for r in serial[::2]] == [f"marts_s{k}" for k in range(6)]
+    # the largest n is 500 in every suite: at most 100 k + 300 from suite 2 on; bucket 6
+    # (n = 6, 13, ...) is in every suite
+    assert [r.success for r in serial] == [False, False, False, False] + [True, False] * 4
+    assert len({t for t in threads if t.startswith("gx-suite")}) > 1, threads

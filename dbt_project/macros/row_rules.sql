@@ -73,12 +73,18 @@
         {%- for name in present if name not in wanted %}
     alter table {{ this }} drop constraint {{ name }};
         {%- endfor %}
-        {%- for name, check in wanted.items() %}
-            {%- if name not in present %}
-    alter table {{ this }} add constraint {{ name }} check ({{ check }});
-            {%- elif not present[name] %}
+        {#- the missing ones in one statement: PostgreSQL checks the rows against all of them in
+            one pass over the table (one statement each: a pass each; a full build of
+            fct_order_lines at 100,000 customers read 3.6 M rows three times) -#}
+        {%- set missing = [] -%}
+        {%- for name, check in wanted.items() if name not in present -%}
+            {%- do missing.append('add constraint ' ~ name ~ ' check (' ~ check ~ ')') -%}
+        {%- endfor %}
+        {%- if missing %}
+    alter table {{ this }} {{ missing | join(', ') }};
+        {%- endif %}
+        {%- for name in wanted if name in present and not present[name] %}
     alter table {{ this }} validate constraint {{ name }};
-            {%- endif %}
         {%- endfor %}
     {%- endif -%}
 {%- endmacro %}

@@ -112,11 +112,16 @@ final as (
 
         -- load metadata
         source_load_id,
-        source_business_date,
-        {{ build_number() }} as build_number
+        source_business_date
 
     from rounded
 
 )
 
-select * from final
+-- the build number here, not in `final`: nextval() is volatile, and PostgreSQL copies a CTE
+-- that calls a volatile function whole before reading it (a full build at 100,000 customers
+-- wrote 3.6 M order lines to a 495 MB temporary file first: 6.5 -> 4.6 s)
+select
+    final.*,
+    {{ build_number() }} as build_number
+from final

@@ -140,7 +140,7 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
     # staging (the models the facts read) changed exactly the re-delivered keys
     staged = _staged(warehouse_url)
     assert sorted(staged) == [
-        "int_order_lines_converted", "int_orders_converted",
+        "int_fx_rate_days", "int_order_lines_converted", "int_orders_converted",
         "stg_erp__fx_rates", "stg_erp__order_lines", "stg_erp__orders", "stg_erp__products",
     ]
 
@@ -154,6 +154,8 @@ def test_late_correction_of_old_orders(warehouse_url: str, config, tmp_path: Pat
     assert changed_keys("int_order_lines_converted", 2) == [("C05-1", 1), ("C07-1", 1)]
     assert len(staged["stg_erp__orders"]) == len(staged_before["stg_erp__orders"])
     assert staged["stg_erp__products"] == staged_before["stg_erp__products"]
+    # no new rate: the day table (rebuilt whole every night) is the same
+    assert staged["int_fx_rate_days"] == staged_before["int_fx_rate_days"]
 
     # a rerun with nothing new changes nothing; a full refresh gives the same facts and staging
     _build(warehouse_url, config, LATE_AS_OF)

@@ -4,11 +4,12 @@
     on or before the row's date; rate 1 when the currency is the base currency.
 #}
 
-{#- The fx rule as two equality-friendly joins (fx_rate_join), over two CTEs a model defines
-    from its `fx_rates`:
+{#- The fx rule as two equality-friendly joins (fx_rate_join), over two CTEs a model defines:
 
-        fx_rate_days as ({{ fx_rate_days('fx_rates') }}),
+        fx_rate_days as (select * from {{ ref('int_fx_rate_days') }}),
         fx_rate_latest as ({{ fx_rate_latest('fx_rates') }}),
+
+    (int_fx_rate_days is `fx_rate_days('fx_rates')` as a table: the planner knows its size)
 
     - fx_rate_days: for each currency, one row per day from its first rate_date to the day
       before its newest one, with the rate valid that day (the latest on or before it);

@@ -39,7 +39,7 @@ fx_rates as (
 
 fx_rate_days as (
 
-    {{ fx_rate_days('fx_rates') }}
+    select * from {{ ref('int_fx_rate_days') }}
 
 ),
 

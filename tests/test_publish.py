@@ -94,31 +94,47 @@ def test_per_date_tables_keep_other_dates_and_an_older_date_leaves_current_state
 def test_publish_leaves_statistics_that_know_the_new_date(warehouse_url: str) -> None:
     """publish ANALYZEs what it wrote: a reader of bi right after it (the report's CRM export, the
     alert e-mails) is planned for tonight's rows, not for a date the statistics have never seen
-    (estimated at one row: a nested loop over every customer twice, docs/performance.md)."""
+    (estimated at one row: a nested loop over every customer twice, docs/performance.md). A
+    per-date table analyzed before gets its as_of_date statistics only (the other columns'
+    still describe it); a new column is analyzed with the whole table."""
     import json
     from datetime import date
 
     from tierflow.ingest.schema import ensure_schema
     from tierflow.publish.publisher import CURRENT_STATE_TABLES, PER_DATE_TABLES, publish
 
-    def night(conn: psycopg.Connection, as_of: date) -> None:
+    def night(conn: psycopg.Connection, as_of: date, tier: str, extra: str = "") -> None:
         for t in PER_DATE_TABLES:
             conn.execute(f"drop table if exists build_marts.{t}")
             conn.execute(f"create table build_marts.{t} as select 'C' || i as customer_id,"
-                         f" %s::date as as_of_date from generate_series(1, 2000) as i", (as_of,))
+                         f" %s::date as as_of_date, %s as value_tier{extra}"
+                         f" from generate_series(1, 2000) as i", (as_of, tier))
         for t in CURRENT_STATE_TABLES:
             conn.execute(f"drop table if exists build_marts.{t}")
             conn.execute(f"create table build_marts.{t} as select 'O' || i as order_id"
                          f" from generate_series(1, 2000) as i")
 
-    d1, d2 = date(2026, 3, 30), date(2026, 3, 31)
+    def estimated_rows(conn: psycopg.Connection, table: str, as_of: date) -> float:
+        (plan,) = conn.execute(
+            f"explain (format json) select * from bi.{table} where as_of_date = %s", (as_of,)
+        ).fetchone()
+        plan = plan if isinstance(plan, list) else json.loads(plan)
+        return plan[0]["Plan"]["Plan Rows"]
+
+    def common_values(conn: psycopg.Connection, table: str, column: str) -> list[str] | None:
+        row = conn.execute(
+            "select most_common_vals::text from pg_stats where schemaname = 'bi' and tablename = %s"
+            " and attname = %s", (table, column)).fetchone()
+        return None if row is None else sorted(row[0].strip("{}").split(","))
+
+    d1, d2, d3 = date(2026, 3, 29), date(2026, 3, 30), date(2026, 3, 31)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         ensure_schema(conn)
         conn.execute("create schema build_marts")
-        night(conn, d1)
+        night(conn, d1, "high")
     publish(warehouse_url, "bi", "run-d1", d1)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        night(conn, d2)
+        night(conn, d2, "low")
     publish(warehouse_url, "bi", "run-d2", d2)
 
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
@@ -127,11 +143,19 @@ def test_publish_leaves_statistics_that_know_the_new_date(warehouse_url: str) ->
         ).fetchall()
         assert never == []
         for t in ("customer_tiers", "allocation_plan_customer"):
-            (plan,) = conn.execute(
-                f"explain (format json) select * from bi.{t} where as_of_date = %s", (d2,)
-            ).fetchone()
-            plan = plan if isinstance(plan, list) else json.loads(plan)
-            assert 1500 <= plan[0]["Plan"]["Plan Rows"] <= 2500, (t, plan[0]["Plan"])
+            assert 1500 <= estimated_rows(conn, t, d2) <= 2500, t
+            # as_of_date's statistics know both dates; value_tier's are still night 1's
+            assert common_values(conn, t, "as_of_date") == [str(d1), str(d2)], t
+            assert common_values(conn, t, "value_tier") == ["high"], t
+        night(conn, d3, "low", extra=", i %% 2 = 0 as is_even")
+    publish(warehouse_url, "bi", "run-d3", d3)
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        for t in ("customer_tiers", "allocation_plan_customer"):
+            assert 1500 <= estimated_rows(conn, t, d3) <= 2500, t
+            # a new column: the table analyzed whole (is_even: null on the earlier dates)
+            assert common_values(conn, t, "value_tier") == ["high", "low"], t
+            assert common_values(conn, t, "is_even") is not None, t
 
 
 def test_the_order_facts_publish_only_the_rows_built_since_the_last_publish(warehouse_url: str) -> None:

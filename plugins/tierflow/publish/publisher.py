@@ -314,11 +314,31 @@ def analyze_published(conn: psycopg.Connection, publish_schema: str, tables: Ite
     50,000 customers, instead of a hash join (docs/performance.md). Autovacuum would analyze
     them, but only after its nap and not before the report and the alerts read them. Inside the
     transaction the statistics are committed with the rows they describe.
+
+    A table with an ``as_of_date`` whose every column already has statistics gets that column's
+    only: a night adds one date's rows like the dates before it, so the other columns'
+    statistics still describe the table, and all of them cost customer_tiers 1.7-1.9 s at
+    100,000 customers against 0.2 s for the one (its texts are sampled and sorted column by
+    column). A new table, or a new column, is analyzed whole; autovacuum refreshes the rest as
+    the history grows.
     """
     started = time.monotonic()
-    names = sql.SQL(", ").join(sql.Identifier(publish_schema, table) for table in tables)
-    conn.execute(sql.SQL("analyze {}").format(names))
-    log.info("analyzed the published tables in %.1fs", time.monotonic() - started)
+    whole, dated = [], []
+    for table in tables:
+        (unanalyzed, has_date) = conn.execute(
+            "select count(*) filter (where s.attname is null), bool_or(a.attname = 'as_of_date')"
+            " from pg_attribute as a"
+            " left join pg_stats as s on s.schemaname = %s and s.tablename = %s and s.attname = a.attname"
+            " where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped",
+            (publish_schema, table, sql.Identifier(publish_schema, table).as_string(conn)),
+        ).fetchone()
+        (dated if has_date and not unanalyzed else whole).append(table)
+    targets = [sql.Identifier(publish_schema, t) for t in whole]
+    targets += [sql.SQL("{} (as_of_date)").format(sql.Identifier(publish_schema, t)) for t in dated]
+    if targets:
+        conn.execute(sql.SQL("analyze {}").format(sql.SQL(", ").join(targets)))
+    log.info("analyzed the published tables in %.1fs (%d whole, %d by as_of_date)",
+             time.monotonic() - started, len(whole), len(dated))
 
 
 def newest_published_date(conn: psycopg.Connection) -> date | None:

@@ -233,3 +233,72 @@ def test_the_order_facts_publish_only_the_rows_built_since_the_last_publish(ware
         kept = place(conn, "O1")
         published(conn)
         assert place(conn, "O1") == kept
+
+
+def test_quality_results_publish_rewrites_only_the_runs_whose_results_changed(warehouse_url: str) -> None:
+    """bi.data_quality_results ends each publish equal to the results of every run, while only
+    the runs with new or replaced results are written: another run's rows keep their place in
+    bi (same ctid, same xmin). A run gone from the results leaves bi; a new column is copied."""
+    from datetime import date
+
+    from tierflow.ingest.schema import ensure_schema
+    from tierflow.publish.publisher import _publish_results
+
+    def result(conn: psycopg.Connection, run: str, suite: str, observed: str) -> None:
+        conn.execute(
+            "insert into tierflow_meta.data_quality_results (run_id, as_of_date, suite, data_asset,"
+            " expectation, severity, success, observed_value)"
+            " values (%s, %s, %s, 't', 'e', 'critical', true, %s)",
+            (run, date(2026, 3, 31), suite, observed),
+        )
+
+    def published(conn: psycopg.Connection) -> tuple[list, list]:
+        query = "select run_id, suite, observed_value, checked_at from {}.data_quality_results order by 1, 2"
+        meta, bi = (conn.execute(query.format(schema)).fetchall() for schema in ("tierflow_meta", "bi"))
+        return meta, bi
+
+    def places(conn: psycopg.Connection, run: str) -> list:
+        return conn.execute(
+            "select ctid::text, xmin::text from bi.data_quality_results where run_id = %s order by suite",
+            (run,),
+        ).fetchall()
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_schema(conn)
+        conn.execute("create schema bi")
+        result(conn, "run-1", "a", "1")
+        result(conn, "run-1", "b", "2")
+        written: dict[str, int] = {}
+        assert _publish_results(conn, "bi", written) == 2 and written["data_quality_results"] == 2
+        meta, bi = published(conn)
+        assert bi == meta and len(bi) == 2
+
+        # the next night's run: only its rows are written
+        run_1 = places(conn, "run-1")
+        result(conn, "run-2", "a", "3")
+        assert _publish_results(conn, "bi", written) == 3 and written["data_quality_results"] == 1
+        meta, bi = published(conn)
+        assert bi == meta and places(conn, "run-1") == run_1
+
+        # run-1's gate is rerun: its suite a is replaced (as quality.gates.record does)
+        run_2 = places(conn, "run-2")
+        with conn.transaction():
+            conn.execute(
+                "delete from tierflow_meta.data_quality_results where run_id = 'run-1' and suite = 'a'"
+            )
+            result(conn, "run-1", "a", "1 again")
+        assert _publish_results(conn, "bi", written) == 3 and written["data_quality_results"] == 2
+        meta, bi = published(conn)
+        assert bi == meta and ("run-1", "a", "1 again") in [r[:3] for r in bi]
+        assert places(conn, "run-2") == run_2
+        # nothing new: nothing written
+        assert _publish_results(conn, "bi", written) == 3 and written["data_quality_results"] == 0
+
+        # a run's results removed; then a release adds a column: copied whole, with it
+        conn.execute("delete from tierflow_meta.data_quality_results where run_id = 'run-2'")
+        assert _publish_results(conn, "bi", written) == 2
+        meta, bi = published(conn)
+        assert bi == meta
+        conn.execute("alter table tierflow_meta.data_quality_results add column rule text default 'r'")
+        assert _publish_results(conn, "bi", written) == 2 and written["data_quality_results"] == 2
+        assert conn.execute("select distinct rule from bi.data_quality_results").fetchall() == [("r",)]

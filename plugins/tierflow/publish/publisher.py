@@ -303,6 +303,48 @@ def _publish_partition(
     return cur.rowcount
 
 
+def _publish_results(conn: psycopg.Connection, publish_schema: str, written: dict[str, int]) -> int:
+    """Bring ``data_quality_results`` in ``publish_schema`` to the quality results of every run,
+    rewriting only the runs whose results changed since the last publish; returns its row count.
+
+    The results grow by every check of every night (450 at the demo's size) and were copied
+    whole by each publish: a cost that grows with the nights before. A run's results are
+    compared by their count, newest ``checked_at`` and a sum of the hashes of their rows (a
+    gate's rerun replaces its suites' rows: a new transaction time, new observed values); the
+    runs that differ are deleted and copied again, a run gone from the results deleted. The
+    first publish, and one after new columns, copy the table whole (``_publish_table``).
+    """
+    table = "data_quality_results"
+    src, dst = sql.Identifier(META_SCHEMA, table), sql.Identifier(publish_schema, table)
+    src_cols, dst_cols = _columns(conn, META_SCHEMA, table), _columns(conn, publish_schema, table)
+    if not dst_cols or set(dst_cols) != set(src_cols):
+        rows = _publish_table(conn, META_SCHEMA, publish_schema, table, written)
+        conn.execute(sql.SQL("create index if not exists {} on {} (run_id)").format(
+            sql.Identifier(f"{table}_run_id_idx"), dst))
+        return rows
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in src_cols)
+    # the same columns in the same order on both sides (a column bi got later is at its end)
+    runs = [
+        sql.SQL(
+            "select run_id, count(*) as n, max(checked_at) as newest,"
+            " sum(hashtext(row({})::text)::bigint) as digest from {} group by run_id"
+        ).format(columns, relation)
+        for relation in (src, dst)
+    ]
+    changed = [run_id for (run_id,) in conn.execute(sql.SQL(
+        "select coalesce(s.run_id, d.run_id) from ({}) as s full join ({}) as d on s.run_id = d.run_id"
+        " where (s.n, s.newest, s.digest) is distinct from (d.n, d.newest, d.digest)"
+    ).format(*runs)).fetchall()]
+    conn.execute(sql.SQL("delete from {} where run_id = any(%s)").format(dst), (changed,))
+    insert = sql.SQL("insert into {} ({}) select {} from {} where run_id = any(%s)")
+    copied = conn.execute(insert.format(dst, columns, columns, src), (changed,)).rowcount
+    written[table] = copied
+    (rows,) = conn.execute(sql.SQL("select count(*) from {}").format(dst)).fetchone()
+    log.info("%s: %s row(s) of %d run(s) with new results, of %s", dst.as_string(conn), f"{copied:,}",
+             len(changed), f"{rows:,}")
+    return rows
+
+
 def analyze_published(conn: psycopg.Connection, publish_schema: str, tables: Iterable[str]) -> None:
     """ANALYZE the published tables this publish wrote, inside its transaction.
 
@@ -405,9 +447,7 @@ def publish(
             for table in PER_DATE_TABLES:
                 counts[table] = _publish_partition(conn, MARTS_SCHEMA, publish_schema, table, as_of)
             # every quality result of every run (failed ones too: that is what it is for)
-            counts["data_quality_results"] = _publish_table(
-                conn, META_SCHEMA, publish_schema, "data_quality_results"
-            )
+            counts["data_quality_results"] = _publish_results(conn, publish_schema, written)
             # a current-state table of few changed rows keeps statistics that describe it
             analyze_published(conn, publish_schema, [
                 t for t in counts if t not in written or written[t] >= ANALYZE_SHARE * counts[t]])

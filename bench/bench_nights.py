@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
 import sys
-import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import ROOT, task_times, tierflow  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    fresh_bench,
+    load_line,
+    newest_date_folder,
+    remove_bench,
+    task_times,
+    tierflow,
+)
 
 
 def slope(ys: list[float]) -> float:
@@ -55,29 +59,15 @@ def main() -> None:
     if args.nights < 6:
         raise SystemExit("--nights must be at least 6 (the first and last three are compared)")
 
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tierflow-bench-nights-"))
-    if root.exists() and any(root.iterdir()):
-        raise SystemExit(f"{root} is not empty: the benchmark needs a fresh warehouse")
-    home = root / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIERFLOW_", "AIRFLOW"))}
-    env.update(TIERFLOW_HOME=str(home), TIERFLOW_LANDING=str(root / "landing"),
-               GX_ANALYTICS_ENABLED="False", DO_NOT_TRACK="1")
-    os.environ.update(TIERFLOW_HOME=env["TIERFLOW_HOME"])
-    sys.path.insert(0, str(ROOT / "plugins"))
-    from tierflow.settings import load_settings
-    from tierflow.warehouse import EmbeddedWarehouse
-
-    load = os.getloadavg()
+    root, home, env = fresh_bench(args.keep, "tierflow-bench-nights-")
     print(f"bench-nights: {args.customers:,} customers, a full night then {args.nights} nights, in {root};"
-          f" load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)
+          f" {load_line()}", flush=True)
     walls: list[float] = []
     tasks: list[dict[str, float]] = []
     try:
         secs, _ = tierflow(env, "demo", "--customers", str(args.customers), "--days", str(args.days))
         print(f"demo extracts written in {secs:.0f}s", flush=True)
-        newest = max(date.fromisoformat(p.name) for p in (root / "landing").glob("*/*/*")
-                     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.name))
-        first = newest - timedelta(days=args.nights)
+        first = newest_date_folder(root) - timedelta(days=args.nights)
         home.mkdir(parents=True, exist_ok=True)
         wall, _ = tierflow(env, "run", "--date", first.isoformat(), log=home / "night0.log")
         print(f"full night {first}: {wall:.1f}s", flush=True)
@@ -91,10 +81,7 @@ def main() -> None:
             print(f"night {i:3d} {as_of}: {wall:6.1f}s   {top}", flush=True)
     finally:
         if not args.keep:
-            try:
-                EmbeddedWarehouse(load_settings().warehouse_dir).remove()
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+            remove_bench(root)
 
     names = sorted({t for n in tasks for t in n})
     growth = {t: slope([n.get(t, 0.0) for n in tasks]) for t in names}

@@ -199,14 +199,11 @@ def core_sql(url: str, as_of: date) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--customers", type=int, default=int(os.environ.get("BENCH_CUSTOMERS", 50000)))
-    ap.add_argument("--days", type=int, default=730)
-    ap.add_argument("--keep", help="folder for the benchmark's warehouse and data, kept afterwards")
-    args = ap.parse_args()
-
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tierflow-bench-"))
+def fresh_bench(keep: str | None, prefix: str) -> tuple[Path, Path, dict]:
+    """A benchmark's folder (``keep``, which must be empty, or a new temporary one), its
+    TIERFLOW_HOME, and the environment of its tierflow commands: this process's without
+    tierflow's and Airflow's own settings, pointed at that home and the folder's landing."""
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix))
     if root.exists() and any(root.iterdir()):
         raise SystemExit(f"{root} is not empty: the benchmark needs a fresh warehouse")
     home = root / "home"
@@ -215,12 +212,44 @@ def main() -> None:
                GX_ANALYTICS_ENABLED="False", DO_NOT_TRACK="1")
     os.environ.update(TIERFLOW_HOME=env["TIERFLOW_HOME"])
     sys.path.insert(0, str(ROOT / "plugins"))
+    return root, home, env
+
+
+def newest_date_folder(root: Path) -> date:
+    return max(date.fromisoformat(p.name) for p in (root / "landing").glob("*/*/*")
+               if re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.name))
+
+
+def remove_bench(root: Path) -> None:
+    """The benchmark's warehouse (its data too, also where it lives outside the folder: as root,
+    under the service root) and its folder."""
     from tierflow.settings import load_settings
     from tierflow.warehouse import EmbeddedWarehouse
 
+    try:
+        EmbeddedWarehouse(load_settings().warehouse_dir).remove()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def load_line() -> str:
     load = os.getloadavg()
-    print(f"bench-pipeline: {args.customers:,} customers, {args.days} days in {root}; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    return f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=int(os.environ.get("BENCH_CUSTOMERS", 50000)))
+    ap.add_argument("--days", type=int, default=730)
+    ap.add_argument("--keep", help="folder for the benchmark's warehouse and data, kept afterwards")
+    args = ap.parse_args()
+
+    root, home, env = fresh_bench(args.keep, "tierflow-bench-")
+    from tierflow.settings import load_settings
+    from tierflow.warehouse import EmbeddedWarehouse
+
+    print(f"bench-pipeline: {args.customers:,} customers, {args.days} days in {root}; {load_line()}",
+          flush=True)
     try:
         secs, _ = tierflow(env, "demo", "--customers", str(args.customers), "--days", str(args.days))
         print(f"demo extracts written in {secs:.0f}s", flush=True)
@@ -232,8 +261,7 @@ def main() -> None:
             conn.execute("alter system set log_min_duration_statement = 0")
             conn.execute("alter system set log_line_prefix = '%n [%p] '")
             conn.execute("select pg_reload_conf()")
-        newest = max(date.fromisoformat(p.name) for p in (root / "landing").glob("*/*/*")
-                     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.name))
+        newest = newest_date_folder(root)
         nights = [night(env, newest - timedelta(days=1), "night1", home, warehouse.logfile)]
         with psycopg.connect(url, autocommit=True) as conn:
             order_lines = conn.execute("select count(*) from build_marts.fct_order_lines").fetchone()[0]
@@ -244,11 +272,7 @@ def main() -> None:
             conn.execute("select pg_reload_conf()")
     finally:
         if not args.keep:
-            try:
-                # its data too, also where it lives outside the folder (as root, under the service root)
-                EmbeddedWarehouse(load_settings().warehouse_dir).remove()
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+            remove_bench(root)
 
     n1, n2 = nights
     names = list(dict.fromkeys(t for n in nights for t, *_ in n["tasks"]))

@@ -256,8 +256,11 @@ def validate_suites(
             datasources.put(datasource)
         return SuiteValidation(suite=suite, data_asset=asset_name, result=outcome)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gx-suite") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gx-suite")
+    try:
         return list(pool.map(validate, specs, suites))
+    finally:
+        pool.shutdown(cancel_futures=True)  # a suite that raised: the ones not started do not run
 
 
 def check_results(validations: list[SuiteValidation]) -> list[CheckResult]:

@@ -365,16 +365,21 @@ def analyze_published(conn: psycopg.Connection, publish_schema: str, tables: Ite
     the history grows.
     """
     started = time.monotonic()
-    whole, dated = [], []
-    for table in tables:
-        (unanalyzed, has_date) = conn.execute(
-            "select count(*) filter (where s.attname is null), bool_or(a.attname = 'as_of_date')"
-            " from pg_attribute as a"
-            " left join pg_stats as s on s.schemaname = %s and s.tablename = %s and s.attname = a.attname"
-            " where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped",
-            (publish_schema, table, sql.Identifier(publish_schema, table).as_string(conn)),
-        ).fetchone()
-        (dated if has_date and not unanalyzed else whole).append(table)
+    tables = list(tables)
+    # per table: whether every column has statistics and whether it has an as_of_date
+    dated_ready = {table for (table,) in conn.execute(
+        "select c.relname::text from pg_class as c"
+        " join pg_namespace as n on n.oid = c.relnamespace"
+        " join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped"
+        " left join pg_stats as s on s.schemaname = n.nspname and s.tablename = c.relname"
+        "  and s.attname = a.attname"
+        " where n.nspname = %s and c.relname = any(%s)"
+        " group by c.relname"
+        " having bool_or(a.attname = 'as_of_date') and count(*) filter (where s.attname is null) = 0",
+        (publish_schema, tables),
+    )}
+    whole = [t for t in tables if t not in dated_ready]
+    dated = [t for t in tables if t in dated_ready]
     targets = [sql.Identifier(publish_schema, t) for t in whole]
     targets += [sql.SQL("{} (as_of_date)").format(sql.Identifier(publish_schema, t)) for t in dated]
     if targets:
